@@ -1,0 +1,1565 @@
+// ServerCore driven end to end without sockets: a FakeClock, a recording Io, StaticUsers (or an
+// asynchronous store) and the sans-I/O TurnClient building the requests. Each test checks the exact
+// answer (class, error code, attributes, integrity) and that no allocation or relay socket leaks.
+#include "turn/server_core.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "auth/static_users.h"
+#include "client/turn_client.h"
+#include "stun/attributes.h"
+#include "stun/channel_data.h"
+#include "stun/integrity.h"
+#include "stun/message.h"
+#include "stun/message_builder.h"
+
+namespace ferry::turn {
+namespace {
+
+using namespace std::chrono_literals;
+using client::AllocateOptions;
+using client::Outcome;
+using client::Response;
+using client::TurnClient;
+using client::TurnClientConfig;
+using stun::Bytes;
+using stun::Family;
+using stun::MessageView;
+using stun::MutableBytes;
+namespace attr = stun::attr;
+namespace code = stun::code;
+
+constexpr char kRealm[] = "ferry";
+
+TransportAddress addr(const std::string& text) {
+  auto a = TransportAddress::parse(text);
+  EXPECT_TRUE(a.has_value()) << text;
+  return a.value_or(TransportAddress{});
+}
+
+Bytes bytes_of(std::string_view s) { return Bytes(reinterpret_cast<const uint8_t*>(s.data()), s.size()); }
+std::string string_of(Bytes b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+
+// ---- a recording Io -------------------------------------------------------------------------------
+
+class RecordingIo final : public Io {
+ public:
+  struct ToClient {
+    FiveTuple to;
+    std::vector<uint8_t> bytes;
+  };
+  struct ToPeer {
+    RelayId relay;
+    TransportAddress peer;
+    std::vector<uint8_t> bytes;
+  };
+
+  void send_to_client(const FiveTuple& to, Bytes bytes) override {
+    to_client.push_back({to, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+  }
+  void send_to_peer(RelayId relay, const TransportAddress& peer, Bytes bytes) override {
+    EXPECT_TRUE(open.count(relay)) << "send on relay " << relay << " which is not open";
+    to_peer.push_back({relay, peer, std::vector<uint8_t>(bytes.begin(), bytes.end())});
+  }
+  OpenRelayResult open_relay(RelayId relay, const TransportAddress& local, bool dont_fragment) override {
+    ++open_attempts;
+    if (!fail_next.empty()) {
+      const OpenRelayResult r = fail_next.front();
+      fail_next.pop_front();
+      return r;
+    }
+    EXPECT_FALSE(open.count(relay)) << "relay id " << relay << " opened twice";
+    for (const auto& [id, a] : open) EXPECT_NE(a, local) << "two relays bound to " << local.to_string();
+    open[relay] = local;
+    df[relay] = dont_fragment;
+    return OpenRelayResult::Opened;
+  }
+  void close_relay(RelayId relay) override {
+    EXPECT_TRUE(open.count(relay)) << "closing relay " << relay << " which is not open";
+    open.erase(relay);
+    ++closed;
+  }
+  void allocation_closed(const FiveTuple& client) override { stream_closed.push_back(client); }
+
+  std::optional<RelayId> relay_at(const TransportAddress& local) const {
+    for (const auto& [id, a] : open) {
+      if (a == local) return id;
+    }
+    return std::nullopt;
+  }
+
+  std::vector<ToClient> to_client;
+  std::vector<ToPeer> to_peer;
+  std::map<RelayId, TransportAddress> open;
+  std::map<RelayId, bool> df;
+  std::deque<OpenRelayResult> fail_next;  // results for the next open_relay calls
+  size_t open_attempts = 0;
+  size_t closed = 0;
+  std::vector<FiveTuple> stream_closed;
+};
+
+// ---- an asynchronous credential store ----------------------------------------------------------------
+
+class AsyncStore final : public auth::CredentialStore {
+ public:
+  explicit AsyncStore(auth::CredentialStore& inner) : inner_(inner) {}
+  std::optional<auth::LookupResult> lookup(std::string_view username, std::string_view realm, Callback done) override {
+    queued_.push_back({std::string(username), std::string(realm), std::move(done)});
+    return std::nullopt;
+  }
+  std::optional<std::string> username_for_hash(std::span<const uint8_t, 32> h, std::string_view realm) override {
+    return inner_.username_for_hash(h, realm);
+  }
+  size_t queued() const { return queued_.size(); }
+  // Answers every queued lookup, as a database reply arriving on the loop would.
+  void answer_all() {
+    auto q = std::move(queued_);
+    queued_.clear();
+    for (auto& e : q) e.done(*inner_.lookup(e.username, e.realm, nullptr));
+  }
+
+ private:
+  struct Entry {
+    std::string username, realm;
+    Callback done;
+  };
+  auth::CredentialStore& inner_;
+  std::vector<Entry> queued_;
+};
+
+// ---- fixture --------------------------------------------------------------------------------------
+
+const TransportAddress kRelay4 = TransportAddress::parse("198.51.100.10:0").value();
+const TransportAddress kRelay6 = TransportAddress::parse("[2001:db8::10]:0").value();
+const TransportAddress kListener = TransportAddress::parse("198.51.100.1:3478").value();
+const TransportAddress kPeer = TransportAddress::parse("192.0.2.7:5000").value();
+const TransportAddress kPeer2 = TransportAddress::parse("192.0.2.8:6000").value();
+const TransportAddress kPeer6 = TransportAddress::parse("[2001:db8:1::7]:5000").value();
+
+class TurnCoreTest : public ::testing::Test {
+ protected:
+  TurnCoreTest() {
+    users.add_password("alice", "alice-pw");
+    users.add_password("bob", "bob-pw");
+    config.realm = kRealm;
+    config.relays = {RelayAddress{kRelay4, std::nullopt}};
+    config.port_min = 50000;
+    config.port_max = 50999;
+    config.nonce_key.fill(0x42);
+    config.seed = 7;
+    config.userhash = false;  // most tests use USERNAME; UserhashWorks turns it on
+    policy.allow(*Cidr::parse("192.0.2.0/24"));
+  }
+
+  void TearDown() override {
+    if (!core) return;
+    // The core and the Io agree on which relay sockets are open...
+    EXPECT_EQ(io.open.size(), core->open_relay_count());
+    // ...and destroying the core closes every one of them.
+    core.reset();
+    EXPECT_TRUE(io.open.empty()) << io.open.size() << " relay sockets left open";
+  }
+
+  ServerCore& make_core() {
+    core = std::make_unique<ServerCore>(config, clock, io, store != nullptr ? *store : users, policy);
+    return *core;
+  }
+  ServerCore& server() {
+    if (!core) make_core();
+    return *core;
+  }
+
+  static FiveTuple tuple(int n, Transport t = Transport::Udp) {
+    return FiveTuple{TransportAddress::v4(0xCB007100u + static_cast<uint32_t>(n), static_cast<uint16_t>(40000 + n)),
+                     kListener, t};
+  }
+  static TurnClientConfig creds(const std::string& user, const std::string& password) {
+    TurnClientConfig c;
+    c.username = user;
+    c.password = password;
+    return c;
+  }
+  static TurnClient alice() { return TurnClient(creds("alice", "alice-pw")); }
+  static TurnClient bob() { return TurnClient(creds("bob", "bob-pw")); }
+
+  // Sends one request and expects exactly one answer, to the sender.
+  Response exchange(TurnClient& c, const FiveTuple& t, Bytes request) {
+    last_request.assign(request.begin(), request.end());
+    io.to_client.clear();
+    server().on_client_packet(t, request);
+    if (io.to_client.size() != 1) {
+      ADD_FAILURE() << "expected one response, got " << io.to_client.size();
+      return Response{};
+    }
+    EXPECT_EQ(io.to_client[0].to, t);
+    last_response = io.to_client[0].bytes;
+    return c.on_response(last_response);
+  }
+  // Builds a request, sends it, and follows 401/438 retries like a real client.
+  using Build = std::function<stun::Result<Bytes>(TurnClient&, MutableBytes)>;
+  Response transact(TurnClient& c, const FiveTuple& t, const Build& build) {
+    auto req = build(c, buf);
+    if (!req) {
+      ADD_FAILURE() << "request did not build";
+      return Response{};
+    }
+    Response r = exchange(c, t, *req);
+    for (int i = 0; i < 3 && r.outcome == Outcome::Retry; ++i) {
+      auto again = c.retry(buf, r.transaction_id);
+      if (!again) {
+        ADD_FAILURE() << "retry did not build";
+        return r;
+      }
+      r = exchange(c, t, *again);
+    }
+    return r;
+  }
+  Response allocate(TurnClient& c, const FiveTuple& t, const AllocateOptions& o = {}) {
+    return transact(c, t, [&](TurnClient& cl, MutableBytes out) { return cl.allocate_request(out, o); });
+  }
+  Response refresh(TurnClient& c, const FiveTuple& t, std::optional<uint32_t> lifetime = {},
+                   std::optional<Family> family = {}) {
+    return transact(c, t, [&](TurnClient& cl, MutableBytes out) { return cl.refresh_request(out, lifetime, family); });
+  }
+  Response permit(TurnClient& c, const FiveTuple& t, std::vector<TransportAddress> peers) {
+    return transact(c, t, [&](TurnClient& cl, MutableBytes out) {
+      return cl.create_permission_request(out, std::span<const TransportAddress>(peers));
+    });
+  }
+  Response bind(TurnClient& c, const FiveTuple& t, uint16_t channel, const TransportAddress& peer) {
+    return transact(c, t, [&](TurnClient& cl, MutableBytes out) { return cl.channel_bind_request(out, channel, peer); });
+  }
+  // Allocates and checks it worked; returns the relayed IPv4 address.
+  TransportAddress allocate_ok(TurnClient& c, const FiveTuple& t, const AllocateOptions& o = {}) {
+    Response r = allocate(c, t, o);
+    EXPECT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
+    EXPECT_TRUE(r.authenticated);
+    if (r.relayed.empty()) {
+      ADD_FAILURE() << "no XOR-RELAYED-ADDRESS";
+      return {};
+    }
+    return r.relayed[0];
+  }
+
+  void send_indication(TurnClient& c, const FiveTuple& t, const TransportAddress& peer, std::string_view data) {
+    auto ind = c.send_indication(buf, peer, bytes_of(data));
+    ASSERT_TRUE(ind.ok());
+    server().on_client_packet(t, *ind);
+  }
+  void send_channel_data(const FiveTuple& t, uint16_t channel, std::string_view data) {
+    auto cd = TurnClient::channel_data(buf, channel, bytes_of(data), is_stream(t.transport));
+    ASSERT_TRUE(cd.ok());
+    server().on_client_packet(t, *cd);
+  }
+  // A datagram from `peer` arriving on the relay socket bound at `relayed`.
+  void from_peer(const TransportAddress& relayed, const TransportAddress& peer, std::string_view payload) {
+    auto relay = io.relay_at(relayed);
+    ASSERT_TRUE(relay.has_value()) << "no relay at " << relayed.to_string();
+    std::vector<uint8_t> b(ServerCore::kPeerHeadroom + payload.size() + ServerCore::kPeerTailroom, 0xEE);
+    std::memcpy(b.data() + ServerCore::kPeerHeadroom, payload.data(), payload.size());
+    server().on_peer_packet(*relay, peer, b.data(), payload.size());
+  }
+
+  MessageView response_view() const {
+    auto v = MessageView::parse(Bytes(last_response));
+    EXPECT_TRUE(v.ok());
+    return *v;
+  }
+  static void expect_error(const Response& r, uint16_t c) {
+    EXPECT_EQ(r.outcome, Outcome::Error) << client::to_string(r.outcome) << " " << r.reason;
+    EXPECT_EQ(r.error_code, c) << r.reason;
+  }
+  void expect_nothing_allocated() {
+    EXPECT_EQ(server().allocation_count(), 0u);
+    EXPECT_EQ(server().open_relay_count(), 0u);
+    EXPECT_TRUE(io.open.empty());
+  }
+  uint64_t dropped(DropReason r) const { return core->stats().dropped[static_cast<size_t>(r)].get(); }
+
+  FakeClock clock;
+  RecordingIo io;
+  auth::StaticUsers users{kRealm};
+  auth::CredentialStore* store = nullptr;  // null: `users`
+  ServerCoreConfig config;
+  PeerPolicy policy;
+  std::unique_ptr<ServerCore> core;
+  std::array<uint8_t, 2048> buf{};
+  std::vector<uint8_t> last_request;
+  std::vector<uint8_t> last_response;
+};
+
+// ================================ Binding ================================
+
+TEST_F(TurnCoreTest, BindingReturnsXorMappedAddress) {
+  TurnClient c = alice();
+  Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) { return cl.binding_request(out); });
+  EXPECT_EQ(r.outcome, Outcome::Success);
+  EXPECT_EQ(r.method, stun::Method::Binding);
+  ASSERT_TRUE(r.mapped);
+  EXPECT_EQ(*r.mapped, tuple(1).client);
+  MessageView v = response_view();
+  EXPECT_TRUE(v.has(attr::XorMappedAddress));
+  EXPECT_FALSE(v.has(attr::MappedAddress));
+  EXPECT_FALSE(v.message_integrity());
+  EXPECT_FALSE(v.fingerprint());
+  EXPECT_EQ(c.pending_count(), 0u);
+  EXPECT_EQ(server().stats().binding_requests.get(), 1u);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, Rfc3489BindingWithoutCookieGetsMappedAddress) {
+  // RFC 8489 §12: a request without the magic cookie is an RFC 3489 client's.
+  std::array<uint8_t, 20> req{};
+  stun::store_u16(req.data(), stun::make_type(stun::Method::Binding, stun::Class::Request));
+  for (size_t i = 4; i < 20; ++i) req[i] = static_cast<uint8_t>(0xA0 + i);
+  server().on_client_packet(tuple(1), req);
+  ASSERT_EQ(io.to_client.size(), 1u);
+  // MessageView only accepts cookie-less *requests*, so read the answer by hand: header, then
+  // exactly one attribute, MAPPED-ADDRESS (RFC 3489 has no XOR-MAPPED-ADDRESS).
+  const std::vector<uint8_t>& res = io.to_client[0].bytes;
+  ASSERT_EQ(res.size(), 20u + 4u + 8u);
+  EXPECT_EQ(stun::load_u16(res.data()), stun::make_type(stun::Method::Binding, stun::Class::Success));
+  EXPECT_EQ(stun::load_u16(res.data() + 2), 12);
+  EXPECT_TRUE(std::equal(req.begin() + 4, req.end(), res.begin() + 4));  // all 16 id bytes back
+  EXPECT_EQ(stun::load_u16(res.data() + 20), attr::MappedAddress);
+  EXPECT_EQ(stun::load_u16(res.data() + 22), 8);
+  auto mapped = stun::decode_address(Bytes(res.data() + 24, 8));
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_EQ(*mapped, tuple(1).client);
+}
+
+TEST_F(TurnCoreTest, BindingIndicationGetsNoAnswer) {
+  stun::TransactionId id = client::random_transaction_id();
+  stun::MessageBuilder b(buf, stun::Method::Binding, stun::Class::Indication, id);
+  server().on_client_packet(tuple(1), *b.finish());
+  EXPECT_TRUE(io.to_client.empty());
+}
+
+TEST_F(TurnCoreTest, FingerprintEchoedWhenRequested) {
+  TurnClientConfig cfg = creds("alice", "alice-pw");
+  cfg.fingerprint = true;
+  TurnClient c(cfg);
+  Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) { return cl.binding_request(out); });
+  EXPECT_EQ(r.outcome, Outcome::Success);
+  MessageView v = response_view();
+  ASSERT_TRUE(v.fingerprint());
+  EXPECT_TRUE(stun::verify_fingerprint(v));
+}
+
+TEST_F(TurnCoreTest, WrongFingerprintIsDropped) {
+  TurnClientConfig cfg = creds("alice", "alice-pw");
+  cfg.fingerprint = true;
+  TurnClient c(cfg);
+  auto req = c.binding_request(buf);
+  ASSERT_TRUE(req.ok());
+  buf[req->size() - 1] ^= 0x01;  // corrupt the CRC
+  server().on_client_packet(tuple(1), *req);
+  EXPECT_TRUE(io.to_client.empty());
+}
+
+TEST_F(TurnCoreTest, UnknownComprehensionRequiredAttributeGets420) {
+  TurnClient c = alice();
+  Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) {
+    return cl.request(out, stun::Method::Binding, [](stun::MessageBuilder& b) {
+      const uint8_t v[4] = {1, 2, 3, 4};
+      b.add(0x7F01, Bytes(v));  // unknown, comprehension-required
+      b.add(0xC001, Bytes(v));  // unknown, comprehension-optional: not listed
+    }, false);
+  });
+  expect_error(r, code::UnknownAttribute);
+  EXPECT_EQ(r.unknown_attributes, std::vector<uint16_t>{0x7F01});
+  EXPECT_EQ(server().stats().errors_sent[420].get(), 1u);
+}
+
+TEST_F(TurnCoreTest, UnknownAttributeInAllocateGets420BeforeAuthentication) {
+  TurnClient c = alice();
+  Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) {
+    return cl.request(out, stun::Method::Allocate, [](stun::MessageBuilder& b) {
+      b.add_requested_transport(stun::kTransportUdp);
+      b.add_u32(0x7F02, 0);
+    });
+  });
+  expect_error(r, code::UnknownAttribute);
+  EXPECT_EQ(r.unknown_attributes, std::vector<uint16_t>{0x7F02});
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, ChangeRequestWithoutOtherAddressGets420) {
+  TurnClient c = alice();
+  Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) {
+    return cl.request(out, stun::Method::Binding, [](stun::MessageBuilder& b) { b.add_change_request(true, true); },
+                      false);
+  });
+  expect_error(r, code::UnknownAttribute);
+  EXPECT_EQ(r.unknown_attributes, std::vector<uint16_t>{attr::ChangeRequest});
+}
+
+TEST_F(TurnCoreTest, OtherAddressConfiguredAnswersWithOtherAddressAndResponseOrigin) {
+  config.other_address = addr("198.51.100.2:3479");
+  TurnClient c = alice();
+  Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) { return cl.binding_request(out); });
+  EXPECT_EQ(r.outcome, Outcome::Success);
+  ASSERT_TRUE(r.other_address);
+  EXPECT_EQ(*r.other_address, addr("198.51.100.2:3479"));
+  ASSERT_TRUE(r.response_origin);
+  EXPECT_EQ(*r.response_origin, kListener);
+}
+
+TEST_F(TurnCoreTest, MalformedRequestGets400) {
+  // A Binding request with the cookie whose attribute claims more bytes than there are.
+  std::array<uint8_t, 28> req{};
+  stun::store_u16(req.data(), stun::make_type(stun::Method::Binding, stun::Class::Request));
+  stun::store_u16(req.data() + 2, 8);
+  stun::store_u32(req.data() + 4, stun::kMagicCookie);
+  for (size_t i = 8; i < 20; ++i) req[i] = static_cast<uint8_t>(i);
+  stun::store_u16(req.data() + 20, attr::Software);
+  stun::store_u16(req.data() + 22, 100);
+  server().on_client_packet(tuple(1), req);
+  ASSERT_EQ(io.to_client.size(), 1u);
+  auto v = MessageView::parse(Bytes(io.to_client[0].bytes));
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->is(stun::Method::Binding, stun::Class::Error));
+  EXPECT_TRUE(std::equal(req.begin() + 8, req.begin() + 20, v->transaction_id().begin()));
+  auto e = v->find(attr::ErrorCode);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(stun::decode_error_code(e->value)->code, code::BadRequest);
+  EXPECT_EQ(dropped(DropReason::Malformed), 1u);
+}
+
+TEST_F(TurnCoreTest, NonStunDatagramGetsNothing) {
+  const std::string junk(40, '\xFF');
+  server().on_client_packet(tuple(1), bytes_of(junk));
+  server().on_client_packet(tuple(1), bytes_of("hi"));
+  // STUN-shaped but a success response (we never sent a request): ignored too.
+  stun::MessageBuilder b(buf, stun::Method::Binding, stun::Class::Success, client::random_transaction_id());
+  server().on_client_packet(tuple(1), *b.finish());
+  EXPECT_TRUE(io.to_client.empty());
+  expect_nothing_allocated();
+}
+
+// ================================ Allocate: authentication ================================
+
+TEST_F(TurnCoreTest, FirstAllocateGets401WithRealmNonceAndPasswordAlgorithms) {
+  TurnClient c = alice();
+  auto req = c.allocate_request(buf);
+  ASSERT_TRUE(req.ok());
+  Response r = exchange(c, tuple(1), *req);
+  EXPECT_EQ(r.outcome, Outcome::Retry);
+  EXPECT_EQ(r.error_code, code::Unauthenticated);
+  EXPECT_EQ(r.realm, kRealm);
+  EXPECT_FALSE(r.nonce.empty());
+  EXPECT_EQ(r.nonce.substr(0, 9), "obMatJos2");
+  MessageView v = response_view();
+  EXPECT_FALSE(v.message_integrity());  // RFC 8489 §9.2.4: no integrity on the challenge
+  EXPECT_FALSE(v.message_integrity_sha256());
+  auto algs = v.find(attr::PasswordAlgorithms);
+  ASSERT_TRUE(algs);
+  std::vector<uint16_t> listed;
+  ASSERT_TRUE(stun::for_each_password_algorithm(algs->value, [&](auto a) { listed.push_back(a.algorithm); }));
+  EXPECT_EQ(listed, (std::vector<uint16_t>{2, 1}));  // SHA-256, MD5
+  EXPECT_EQ(c.auth_state().realm, kRealm);
+  EXPECT_TRUE(c.is_pending(r.transaction_id));  // kept for retry()
+  EXPECT_EQ(server().stats().errors_sent[401].get(), 1u);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, AllocateSucceedsWithRelayedMappedLifetimeAndIntegrity) {
+  TurnClient c = alice();
+  Response r = allocate(c, tuple(1));
+  ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
+  EXPECT_TRUE(r.authenticated);
+  ASSERT_EQ(r.relayed.size(), 1u);
+  EXPECT_TRUE(r.relayed[0].same_ip(kRelay4));
+  EXPECT_GE(r.relayed[0].port, 50000);
+  EXPECT_LE(r.relayed[0].port, 50999);
+  ASSERT_TRUE(r.lifetime);
+  EXPECT_EQ(*r.lifetime, 600u);
+  ASSERT_TRUE(r.mapped);
+  EXPECT_EQ(*r.mapped, tuple(1).client);
+  EXPECT_FALSE(r.reservation_token);
+  // The MESSAGE-INTEGRITY verifies with alice's MD5 long-term key, independently of the client.
+  MessageView v = response_view();
+  EXPECT_TRUE(stun::verify_message_integrity(v, stun::long_term_key_md5("alice", kRealm, "alice-pw").view()));
+  EXPECT_FALSE(stun::verify_message_integrity(v, stun::long_term_key_md5("alice", kRealm, "wrong").view()));
+  // The relay socket is bound at exactly the advertised address.
+  ASSERT_EQ(io.open.size(), 1u);
+  EXPECT_EQ(io.open.begin()->second, r.relayed[0]);
+  EXPECT_FALSE(io.df.begin()->second);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(server().stats().allocations_created.get(), 1u);
+  const Allocation* a = server().find_allocation(tuple(1));
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->username, "alice");
+  EXPECT_EQ(a->expires, clock.now() + 600s);
+  EXPECT_EQ(c.relayed(), r.relayed);
+  EXPECT_EQ(c.pending_count(), 0u);
+}
+
+TEST_F(TurnCoreTest, DontFragmentIsPassedToOpenRelay) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.dont_fragment = true;
+  allocate_ok(c, tuple(1), o);
+  ASSERT_EQ(io.df.size(), 1u);
+  EXPECT_TRUE(io.df.begin()->second);
+}
+
+TEST_F(TurnCoreTest, RetransmittedAllocateGetsIdenticalSuccess) {
+  TurnClient c = alice();
+  auto first = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *first).outcome, Outcome::Retry);
+  auto req = c.retry(buf, c.last_transaction_id());
+  ASSERT_TRUE(req.ok());
+  const std::vector<uint8_t> request(req->begin(), req->end());
+  Response r = exchange(c, tuple(1), request);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  const std::vector<uint8_t> first_answer = last_response;
+  clock.advance(200ms);  // a retransmission comes a little later
+  server().on_client_packet(tuple(1), request);
+  ASSERT_EQ(io.to_client.size(), 2u);
+  EXPECT_EQ(io.to_client[1].bytes, first_answer);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(io.open.size(), 1u);
+  EXPECT_EQ(server().stats().allocations_created.get(), 1u);
+}
+
+TEST_F(TurnCoreTest, RetransmittedDualAllocateKeepsAddressErrorCode) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;  // no IPv6 relay configured: success with ADDRESS-ERROR-CODE 440
+  auto first = c.allocate_request(buf, o);
+  ASSERT_EQ(exchange(c, tuple(1), *first).outcome, Outcome::Retry);
+  auto req = c.retry(buf, c.last_transaction_id());
+  const std::vector<uint8_t> request(req->begin(), req->end());
+  Response r = exchange(c, tuple(1), request);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  ASSERT_TRUE(r.address_error);
+  const std::vector<uint8_t> first_answer = last_response;
+  clock.advance(1500ms);
+  server().on_client_packet(tuple(1), request);
+  ASSERT_EQ(io.to_client.size(), 2u);
+  EXPECT_EQ(io.to_client[1].bytes, first_answer);
+  EXPECT_EQ(server().allocation_count(), 1u);
+}
+
+TEST_F(TurnCoreTest, SecondAllocateOnSameTupleGets437) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::AllocationMismatch);
+  EXPECT_TRUE(r.authenticated);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(io.open.size(), 1u);
+  EXPECT_EQ(io.open.begin()->second, relayed);
+}
+
+TEST_F(TurnCoreTest, WrongPasswordGets401AndNoRetryLoop) {
+  TurnClient c(creds("alice", "not-her-password"));
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::Unauthenticated);
+  EXPECT_EQ(r.reason, "credentials rejected");
+  EXPECT_EQ(c.pending_count(), 0u);
+  EXPECT_EQ(server().stats().auth_failures[static_cast<size_t>(AuthFailure::BadIntegrity)].get(), 1u);
+  EXPECT_EQ(server().stats().errors_sent[401].get(), 2u);  // challenge, then rejection
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, UnknownUserGets401) {
+  TurnClient c(creds("mallory", "whatever"));
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::Unauthenticated);
+  EXPECT_EQ(server().stats().auth_failures[static_cast<size_t>(AuthFailure::UnknownUser)].get(), 1u);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, StaleNonceGets438WithFreshNonceThenSucceeds) {
+  TurnClient c = alice();
+  auto req = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *req).outcome, Outcome::Retry);
+  const std::string old_nonce = c.auth_state().nonce;
+  clock.advance(std::chrono::seconds(config.nonce_lifetime));  // expiry <= now: stale
+  auto again = c.retry(buf, c.last_transaction_id());
+  Response r = exchange(c, tuple(1), *again);
+  EXPECT_EQ(r.outcome, Outcome::Retry);
+  EXPECT_EQ(r.error_code, code::StaleNonce);
+  EXPECT_FALSE(r.nonce.empty());
+  EXPECT_NE(r.nonce, old_nonce);
+  EXPECT_EQ(r.realm, kRealm);
+  EXPECT_FALSE(response_view().message_integrity());
+  EXPECT_EQ(server().allocation_count(), 0u);
+  auto third = c.retry(buf, r.transaction_id);
+  Response ok = exchange(c, tuple(1), *third);
+  EXPECT_EQ(ok.outcome, Outcome::Success) << ok.error_code;
+  EXPECT_EQ(server().stats().errors_sent[438].get(), 1u);
+  EXPECT_EQ(server().allocation_count(), 1u);
+}
+
+TEST_F(TurnCoreTest, NonceFromAnotherTupleGets438) {
+  TurnClient a = alice();
+  auto req = a.allocate_request(buf);
+  ASSERT_EQ(exchange(a, tuple(1), *req).outcome, Outcome::Retry);
+  TurnClient b = alice();
+  b.set_auth_state(a.auth_state());  // a nonce issued to tuple(1), replayed from tuple(2)
+  auto replay = b.allocate_request(buf);
+  Response r = exchange(b, tuple(2), *replay);
+  EXPECT_EQ(r.outcome, Outcome::Retry);
+  EXPECT_EQ(r.error_code, code::StaleNonce);
+  EXPECT_NE(r.nonce, a.auth_state().nonce);
+  EXPECT_EQ(server().stats().auth_failures[static_cast<size_t>(AuthFailure::BadNonce)].get(), 1u);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, MissingRequestedTransportGets400) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.transport = std::nullopt;
+  Response r = allocate(c, tuple(1), o);
+  expect_error(r, code::BadRequest);
+  EXPECT_TRUE(r.authenticated);  // after authentication, errors are signed
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, TcpRequestedTransportGets442) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.transport = stun::kTransportTcp;
+  expect_error(allocate(c, tuple(1), o), code::UnsupportedTransportProtocol);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, RequestedFamilyIpv6WithoutIpv6RelayGets440) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.requested_family = Family::V6;
+  expect_error(allocate(c, tuple(1), o), code::AddressFamilyNotSupported);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, RequestedFamilyIpv6WithIpv6Relay) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.requested_family = Family::V6;
+  const TransportAddress relayed = allocate_ok(c, tuple(1), o);
+  EXPECT_TRUE(relayed.same_ip(kRelay6));
+  EXPECT_EQ(io.open.size(), 1u);
+}
+
+TEST_F(TurnCoreTest, AdditionalFamilyGivesDualAllocation) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;
+  Response r = allocate(c, tuple(1), o);
+  ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code;
+  ASSERT_EQ(r.relayed.size(), 2u);
+  EXPECT_TRUE(r.relayed[0].same_ip(kRelay4));
+  EXPECT_TRUE(r.relayed[1].same_ip(kRelay6));
+  EXPECT_FALSE(r.address_error);
+  EXPECT_EQ(io.open.size(), 2u);
+  EXPECT_EQ(server().open_relay_count(), 2u);
+  // Both legs go when the allocation does.
+  EXPECT_EQ(refresh(c, tuple(1), 0).outcome, Outcome::Success);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, AdditionalFamilyWithoutIpv6RelaySucceedsWithAddressErrorCode) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;
+  Response r = allocate(c, tuple(1), o);
+  ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code;
+  ASSERT_EQ(r.relayed.size(), 1u);
+  EXPECT_TRUE(r.relayed[0].same_ip(kRelay4));
+  ASSERT_TRUE(r.address_error);
+  EXPECT_EQ(r.address_error->family, Family::V6);
+  EXPECT_EQ(r.address_error->code, code::AddressFamilyNotSupported);
+  EXPECT_EQ(io.open.size(), 1u);
+}
+
+TEST_F(TurnCoreTest, AdditionalFamilyIpv4Gets400) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V4;
+  expect_error(allocate(c, tuple(1), o), code::BadRequest);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, RequestedAndAdditionalFamilyTogetherGets400) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.requested_family = Family::V4;
+  o.additional_family = Family::V6;
+  expect_error(allocate(c, tuple(1), o), code::BadRequest);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, EvenPortGivesEvenPort) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.even_port = true;
+  for (int i = 1; i <= 4; ++i) {
+    TurnClient ci = alice();
+    Response r = allocate(ci, tuple(i), o);
+    ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code;
+    ASSERT_EQ(r.relayed.size(), 1u);
+    EXPECT_EQ(r.relayed[0].port % 2, 0) << r.relayed[0].port;
+    EXPECT_FALSE(r.reservation_token);
+  }
+  EXPECT_EQ(io.open.size(), 4u);
+}
+
+TEST_F(TurnCoreTest, EvenPortWithReserveGivesTokenRedeemedForNextPort) {
+  TurnClient a = alice();
+  AllocateOptions o;
+  o.even_port = true;
+  o.reserve_next = true;
+  Response r = allocate(a, tuple(1), o);
+  ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code;
+  ASSERT_TRUE(r.reservation_token);
+  ASSERT_EQ(r.relayed.size(), 1u);
+  const uint16_t port = r.relayed[0].port;
+  EXPECT_EQ(port % 2, 0);
+  EXPECT_EQ(a.reservation_token(), r.reservation_token);
+
+  TurnClient b = bob();
+  AllocateOptions redeem;
+  redeem.reservation_token = *r.reservation_token;
+  Response rb = allocate(b, tuple(2), redeem);
+  ASSERT_EQ(rb.outcome, Outcome::Success) << rb.error_code << " " << rb.reason;
+  ASSERT_EQ(rb.relayed.size(), 1u);
+  EXPECT_EQ(rb.relayed[0], kRelay4.with_port(static_cast<uint16_t>(port + 1)));
+  EXPECT_FALSE(rb.reservation_token);
+  EXPECT_EQ(io.open.size(), 2u);
+  EXPECT_TRUE(io.relay_at(kRelay4.with_port(static_cast<uint16_t>(port + 1))));
+
+  // A token is good once.
+  TurnClient c = alice();
+  expect_error(allocate(c, tuple(3), redeem), code::InsufficientCapacity);
+  EXPECT_EQ(server().allocation_count(), 2u);
+}
+
+TEST_F(TurnCoreTest, UnknownReservationTokenGets508) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.reservation_token = 0x0102030405060708ull;
+  expect_error(allocate(c, tuple(1), o), code::InsufficientCapacity);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, ReservationTokenExpiresAfterThirtySeconds) {
+  TurnClient a = alice();
+  AllocateOptions o;
+  o.even_port = true;
+  o.reserve_next = true;
+  Response r = allocate(a, tuple(1), o);
+  ASSERT_TRUE(r.reservation_token);
+  clock.advance(kReservationLifetime);
+  server().tick();
+  TurnClient b = bob();
+  AllocateOptions redeem;
+  redeem.reservation_token = *r.reservation_token;
+  expect_error(allocate(b, tuple(2), redeem), code::InsufficientCapacity);
+  EXPECT_EQ(server().allocation_count(), 1u);
+}
+
+TEST_F(TurnCoreTest, ReservationTokenWithEvenPortGets400) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.even_port = true;
+  o.reservation_token = 0x0102030405060708ull;
+  expect_error(allocate(c, tuple(1), o), code::BadRequest);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, LifetimeBelowDefaultGetsDefault) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.lifetime = 10;
+  Response r = allocate(c, tuple(1), o);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_EQ(r.lifetime, 600u);
+  EXPECT_EQ(server().find_allocation(tuple(1))->expires, clock.now() + 600s);
+}
+
+TEST_F(TurnCoreTest, LifetimeAboveMaximumGetsMaximum) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.lifetime = 99999;
+  Response r = allocate(c, tuple(1), o);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_EQ(r.lifetime, 3600u);
+  EXPECT_EQ(server().find_allocation(tuple(1))->expires, clock.now() + 3600s);
+}
+
+TEST_F(TurnCoreTest, PerUserQuotaGets486) {
+  config.max_allocations_per_user = 1;
+  TurnClient a1 = alice(), a2 = alice(), b = bob();
+  allocate_ok(a1, tuple(1));
+  Response r = allocate(a2, tuple(2));
+  expect_error(r, code::AllocationQuotaReached);
+  EXPECT_TRUE(r.authenticated);
+  allocate_ok(b, tuple(3));  // another user is not affected
+  EXPECT_EQ(server().allocation_count(), 2u);
+  EXPECT_EQ(io.open.size(), 2u);
+  // Freeing alice's allocation frees her quota.
+  ASSERT_EQ(refresh(a1, tuple(1), 0).outcome, Outcome::Success);
+  allocate_ok(a2, tuple(2));
+}
+
+TEST_F(TurnCoreTest, MaxAllocationsGets508) {
+  config.max_allocations = 1;
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  expect_error(allocate(b, tuple(2)), code::InsufficientCapacity);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(io.open.size(), 1u);
+}
+
+TEST_F(TurnCoreTest, OpenRelayNoResourcesGets508) {
+  TurnClient c = alice();
+  server();
+  io.fail_next = {OpenRelayResult::NoResources};
+  expect_error(allocate(c, tuple(1), {}), code::InsufficientCapacity);
+  EXPECT_EQ(io.open_attempts, 1u);  // no point retrying other ports
+  expect_nothing_allocated();
+  // The port and relay slot went back: the next Allocate works.
+  allocate_ok(c, tuple(1));
+}
+
+TEST_F(TurnCoreTest, OpenRelayPortInUseTriesAnotherPort) {
+  TurnClient c = alice();
+  server();
+  io.fail_next = {OpenRelayResult::PortInUse, OpenRelayResult::PortInUse};
+  allocate_ok(c, tuple(1));
+  EXPECT_EQ(io.open_attempts, 3u);
+  EXPECT_EQ(io.open.size(), 1u);
+  EXPECT_EQ(server().open_relay_count(), 1u);
+}
+
+TEST_F(TurnCoreTest, OpenRelayAlwaysInUseGets508) {
+  TurnClient c = alice();
+  server();
+  io.fail_next.assign(100, OpenRelayResult::PortInUse);
+  expect_error(allocate(c, tuple(1), {}), code::InsufficientCapacity);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, Sha256IntegrityWithPasswordAlgorithmSha256) {
+  TurnClientConfig cfg = creds("alice", "alice-pw");
+  cfg.sha256 = true;
+  TurnClient c(cfg);
+  Response r = allocate(c, tuple(1));
+  ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
+  EXPECT_TRUE(r.authenticated);
+  EXPECT_TRUE(c.auth_state().use_sha256);
+  // The request: PASSWORD-ALGORITHM SHA-256 and MESSAGE-INTEGRITY-SHA256, no MESSAGE-INTEGRITY.
+  auto req = MessageView::parse(Bytes(last_request));
+  ASSERT_TRUE(req.ok());
+  auto alg = req->find(attr::PasswordAlgorithm);
+  ASSERT_TRUE(alg);
+  EXPECT_EQ(stun::decode_password_algorithm(alg->value)->algorithm, 2);
+  EXPECT_TRUE(req->message_integrity_sha256());
+  EXPECT_FALSE(req->message_integrity());
+  // The response is signed the same way, with the SHA-256 key.
+  MessageView v = response_view();
+  ASSERT_TRUE(v.message_integrity_sha256());
+  EXPECT_FALSE(v.message_integrity());
+  EXPECT_TRUE(stun::verify_message_integrity_sha256(v, stun::long_term_key_sha256("alice", kRealm, "alice-pw").view()));
+  const Allocation* a = server().find_allocation(tuple(1));
+  ASSERT_NE(a, nullptr);
+  EXPECT_TRUE(a->sha256);
+  // Later requests on the allocation too.
+  Response p = permit(c, tuple(1), {kPeer});
+  EXPECT_EQ(p.outcome, Outcome::Success);
+  EXPECT_TRUE(p.authenticated);
+  EXPECT_TRUE(response_view().message_integrity_sha256());
+}
+
+TEST_F(TurnCoreTest, Md5ClientEchoesPasswordAlgorithms) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  auto req = MessageView::parse(Bytes(last_request));
+  ASSERT_TRUE(req.ok());
+  ASSERT_TRUE(req->find(attr::PasswordAlgorithm));
+  EXPECT_EQ(stun::decode_password_algorithm(req->find(attr::PasswordAlgorithm)->value)->algorithm, 1);
+  EXPECT_TRUE(req->find(attr::PasswordAlgorithms));
+  EXPECT_TRUE(req->message_integrity());
+}
+
+TEST_F(TurnCoreTest, PasswordAlgorithmWithoutPasswordAlgorithmsGets400) {
+  TurnClient c = alice();
+  auto first = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *first).outcome, Outcome::Retry);
+  // Bid-down: drop PASSWORD-ALGORITHMS but still name an algorithm.
+  client::AuthState s = c.auth_state();
+  s.password_algorithms.clear();
+  s.use_sha256 = false;
+  c.set_auth_state(s);
+  auto req = c.request(buf, stun::Method::Allocate, [](stun::MessageBuilder& b) {
+    b.add_requested_transport(stun::kTransportUdp);
+    b.add_password_algorithm(stun::PasswordAlgorithm::Md5);
+  });
+  expect_error(exchange(c, tuple(1), *req), code::BadRequest);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, TamperedPasswordAlgorithmsGets400) {
+  TurnClient c = alice();
+  auto first = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *first).outcome, Outcome::Retry);
+  // An attacker stripped SHA-256 from the list the client saw: the echo no longer matches.
+  client::AuthState s = c.auth_state();
+  s.password_algorithms = {0x00, 0x01, 0x00, 0x00};
+  c.set_auth_state(s);
+  expect_error(allocate(c, tuple(1)), code::BadRequest);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, UserhashWorks) {
+  config.userhash = true;  // nonces announce "username anonymity": the client must send USERHASH
+  TurnClient c = alice();
+  Response r = allocate(c, tuple(1));
+  ASSERT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
+  EXPECT_TRUE(c.auth_state().use_userhash);
+  auto req = MessageView::parse(Bytes(last_request));
+  ASSERT_TRUE(req.ok());
+  EXPECT_FALSE(req->has(attr::Username));
+  auto h = req->find(attr::Userhash);
+  ASSERT_TRUE(h);
+  const auto expected = stun::userhash("alice", kRealm);
+  EXPECT_TRUE(std::equal(expected.begin(), expected.end(), h->value.begin(), h->value.end()));
+  EXPECT_EQ(server().find_allocation(tuple(1))->username, "alice");
+}
+
+TEST_F(TurnCoreTest, UnknownUserhashGets401) {
+  TurnClientConfig cfg = creds("nobody", "pw");
+  cfg.username_mode = client::UsernameMode::Userhash;
+  TurnClient c(cfg);
+  expect_error(allocate(c, tuple(1)), code::Unauthenticated);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, RequestFromAnotherUserOnAllocationGets441) {
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  TurnClient b = bob();
+  Response r = refresh(b, tuple(1));
+  expect_error(r, code::WrongCredentials);
+  EXPECT_TRUE(r.authenticated);  // signed with bob's key
+  Response p = permit(b, tuple(1), {kPeer});
+  expect_error(p, code::WrongCredentials);
+  EXPECT_FALSE(server().find_allocation(tuple(1))->permissions.allows(kPeer, clock.now()));
+  EXPECT_EQ(server().stats().auth_failures[static_cast<size_t>(AuthFailure::WrongUser)].get(), 2u);
+  EXPECT_EQ(server().allocation_count(), 1u);
+}
+
+// ================================ Refresh ================================
+
+TEST_F(TurnCoreTest, RefreshExtendsAllocation) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  clock.advance(500s);
+  Response r = refresh(c, tuple(1));
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_TRUE(r.authenticated);
+  EXPECT_EQ(r.lifetime, 600u);
+  clock.advance(200s);  // 700 s after the Allocate: past the original lifetime
+  server().tick();
+  EXPECT_EQ(server().allocation_count(), 1u);
+  clock.advance(400s);  // 600 s after the Refresh
+  server().tick();
+  expect_nothing_allocated();
+  EXPECT_EQ(server().stats().allocations_expired.get(), 1u);
+}
+
+TEST_F(TurnCoreTest, RefreshLifetimeIsClampedLikeAllocate) {
+  // RFC 8656 §7.3: desired lifetime = min(requested, maximum), raised to the default if below it.
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  Response low = refresh(c, tuple(1), 10);
+  ASSERT_EQ(low.outcome, Outcome::Success);
+  EXPECT_EQ(low.lifetime, 600u);
+  EXPECT_EQ(server().find_allocation(tuple(1))->expires, clock.now() + 600s);
+  Response high = refresh(c, tuple(1), 99999);
+  ASSERT_EQ(high.outcome, Outcome::Success);
+  EXPECT_EQ(high.lifetime, 3600u);
+  Response mid = refresh(c, tuple(1), 1200);
+  EXPECT_EQ(mid.lifetime, 1200u);
+}
+
+TEST_F(TurnCoreTest, RefreshLifetimeZeroDeletes) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  Response r = refresh(c, tuple(1), 0);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_TRUE(r.authenticated);  // signed although the allocation is gone
+  EXPECT_EQ(r.lifetime, 0u);
+  expect_nothing_allocated();
+  EXPECT_EQ(io.closed, 1u);
+  EXPECT_EQ(server().stats().allocations_deleted.get(), 1u);
+  EXPECT_TRUE(c.relayed().empty());
+  // Nothing is relayed any more, and a second delete finds no allocation.
+  send_indication(c, tuple(1), kPeer, "late");
+  EXPECT_TRUE(io.to_peer.empty());
+  expect_error(refresh(c, tuple(1), 0), code::AllocationMismatch);
+}
+
+TEST_F(TurnCoreTest, RefreshWithoutAllocationGets437) {
+  TurnClient c = alice();
+  Response r = refresh(c, tuple(1));
+  expect_error(r, code::AllocationMismatch);
+  EXPECT_TRUE(r.authenticated);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, RefreshRequestedFamilyMismatchGets443) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  expect_error(refresh(c, tuple(1), 600, Family::V6), code::PeerAddressFamilyMismatch);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  Response ok = refresh(c, tuple(1), 600, Family::V4);
+  EXPECT_EQ(ok.outcome, Outcome::Success);
+}
+
+TEST_F(TurnCoreTest, RefreshZeroWithFamilyDropsOneLegOfDualAllocation) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;
+  ASSERT_EQ(allocate(c, tuple(1), o).relayed.size(), 2u);
+  Response r = refresh(c, tuple(1), 0, Family::V6);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  ASSERT_EQ(io.open.size(), 1u);
+  EXPECT_TRUE(io.open.begin()->second.same_ip(kRelay4));
+  EXPECT_FALSE(server().find_allocation(tuple(1))->v6);
+}
+
+// ================================ Expiry ================================
+
+TEST_F(TurnCoreTest, AllocationExpiresAtItsLifetime) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  clock.advance(599s);
+  server().tick();
+  EXPECT_EQ(server().allocation_count(), 1u);
+  clock.advance(1s);
+  server().tick();
+  expect_nothing_allocated();
+  EXPECT_EQ(server().stats().allocations_expired.get(), 1u);
+  EXPECT_EQ(io.closed, 1u);
+  EXPECT_TRUE(io.stream_closed.empty());  // UDP: no connection to close
+}
+
+TEST_F(TurnCoreTest, PermissionExpiresAtExactly300Seconds) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  clock.advance(300s - 1ms);
+  from_peer(relayed, kPeer, "still");
+  EXPECT_EQ(io.to_client.size(), 2u);  // the CreatePermission response and the Data indication
+  send_indication(c, tuple(1), kPeer, "out");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  clock.advance(1ms);
+  io.to_client.clear();
+  from_peer(relayed, kPeer, "late");
+  EXPECT_TRUE(io.to_client.empty());
+  send_indication(c, tuple(1), kPeer, "late");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  server().tick();
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);  // reclaimed
+  EXPECT_EQ(dropped(DropReason::NoPermission), 2u);
+}
+
+TEST_F(TurnCoreTest, ChannelExpiresAt600Seconds) {
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.lifetime = 3600;
+  const TransportAddress relayed = allocate_ok(c, tuple(1), o);
+  ASSERT_EQ(bind(c, tuple(1), 0x4001, kPeer).outcome, Outcome::Success);
+  // Keep the permission alive (it lasts 300 s) so only the channel can be what expires.
+  clock.advance(290s);
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  clock.advance(290s);
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  clock.advance(20s - 1ms);  // 599.999 s after the bind
+  send_channel_data(tuple(1), 0x4001, "in time");
+  ASSERT_EQ(io.to_peer.size(), 1u);
+  clock.advance(1ms);
+  send_channel_data(tuple(1), 0x4001, "too late");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(dropped(DropReason::NoChannel), 1u);
+  // From the peer, the permission still stands: a Data indication instead of ChannelData.
+  io.to_client.clear();
+  from_peer(relayed, kPeer, "hello");
+  ASSERT_EQ(io.to_client.size(), 1u);
+  auto pd = c.on_peer_data(io.to_client[0].bytes);
+  ASSERT_TRUE(pd);
+  EXPECT_FALSE(pd->channel);
+  // After the 5-minute quarantine the binding is reclaimed; then the allocation ends.
+  clock.advance(kChannelQuarantine);
+  server().tick();
+  EXPECT_EQ(server().find_allocation(tuple(1))->channels.size(), 0u);
+  clock.advance(3600s);
+  server().tick();
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, EverythingExpiresWithoutLeaks) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  AllocateOptions dual;
+  dual.additional_family = Family::V6;
+  AllocateOptions reserve;
+  reserve.even_port = true;
+  reserve.reserve_next = true;
+  TurnClient a = alice(), b = bob(), c = alice();
+  allocate_ok(a, tuple(1), dual);
+  allocate_ok(b, tuple(2), reserve);
+  allocate_ok(c, tuple(3));
+  ASSERT_EQ(permit(a, tuple(1), {kPeer, kPeer6}).outcome, Outcome::Success);
+  ASSERT_EQ(bind(b, tuple(2), 0x4000, kPeer).outcome, Outcome::Success);
+  EXPECT_EQ(io.open.size(), 4u);
+  clock.advance(600s);
+  server().tick();
+  EXPECT_EQ(server().allocation_count(), 0u);
+  EXPECT_EQ(server().open_relay_count(), 0u);
+  EXPECT_TRUE(io.open.empty());
+  EXPECT_EQ(io.closed, 4u);
+  EXPECT_EQ(server().stats().allocations_expired.get(), 3u);
+  // Relay slots and ports are reused afterwards.
+  TurnClient d = bob();
+  allocate_ok(d, tuple(4));
+  EXPECT_EQ(io.open.size(), 1u);
+  EXPECT_LT(io.open.begin()->first, 4u);
+}
+
+// ================================ CreatePermission ================================
+
+TEST_F(TurnCoreTest, CreatePermissionForOnePeer) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  Response r = permit(c, tuple(1), {kPeer});
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_TRUE(r.authenticated);
+  const Allocation* a = server().find_allocation(tuple(1));
+  EXPECT_TRUE(a->permissions.allows(kPeer, clock.now()));
+  EXPECT_TRUE(a->permissions.allows(kPeer.with_port(1), clock.now()));  // IP only
+  EXPECT_FALSE(a->permissions.allows(kPeer2, clock.now()));
+  EXPECT_EQ(server().stats().permissions_created.get(), 1u);
+}
+
+TEST_F(TurnCoreTest, CreatePermissionForSeveralPeers) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  const TransportAddress p3 = addr("203.0.113.99:7");
+  Response r = permit(c, tuple(1), {kPeer, kPeer2, p3, kPeer});
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  const Allocation* a = server().find_allocation(tuple(1));
+  EXPECT_TRUE(a->permissions.allows(kPeer, clock.now()));
+  EXPECT_TRUE(a->permissions.allows(kPeer2, clock.now()));
+  EXPECT_TRUE(a->permissions.allows(p3, clock.now()));
+  EXPECT_EQ(a->permissions.size(), 3u);
+}
+
+TEST_F(TurnCoreTest, CreatePermissionForDeniedPeerGets403AndInstallsNothing) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  for (const char* denied : {"10.0.0.1:80", "127.0.0.1:80", "0.0.0.0:80", "169.254.169.254:80", "198.51.100.10:5"}) {
+    SCOPED_TRACE(denied);
+    expect_error(permit(c, tuple(1), {addr(denied)}), code::Forbidden);
+  }
+  // All or nothing: a good peer next to a denied one is not installed either.
+  expect_error(permit(c, tuple(1), {kPeer, addr("10.0.0.1:80")}), code::Forbidden);
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);
+  send_indication(c, tuple(1), kPeer, "x");
+  EXPECT_TRUE(io.to_peer.empty());
+  EXPECT_EQ(server().stats().errors_sent[403].get(), 6u);
+}
+
+TEST_F(TurnCoreTest, CreatePermissionFamilyMismatchGets443) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  expect_error(permit(c, tuple(1), {kPeer6}), code::PeerAddressFamilyMismatch);
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);
+}
+
+TEST_F(TurnCoreTest, CreatePermissionWithoutPeerGets400) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  expect_error(permit(c, tuple(1), {}), code::BadRequest);
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);
+}
+
+TEST_F(TurnCoreTest, CreatePermissionBeyondMaximumGets508) {
+  config.max_permissions = 2;
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  const TransportAddress p3 = addr("192.0.2.9:1");
+  expect_error(permit(c, tuple(1), {kPeer, kPeer2, p3}), code::InsufficientCapacity);
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);
+  ASSERT_EQ(permit(c, tuple(1), {kPeer, kPeer2}).outcome, Outcome::Success);
+  expect_error(permit(c, tuple(1), {p3}), code::InsufficientCapacity);
+  EXPECT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);  // a refresh needs no room
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 2u);
+}
+
+TEST_F(TurnCoreTest, CreatePermissionWithoutAllocationGets437) {
+  TurnClient c = alice();
+  expect_error(permit(c, tuple(1), {kPeer}), code::AllocationMismatch);
+  expect_nothing_allocated();
+}
+
+// ================================ ChannelBind ================================
+
+TEST_F(TurnCoreTest, ChannelBindSucceedsAndInstallsPermission) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  Response r = bind(c, tuple(1), 0x4000, kPeer);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_TRUE(r.authenticated);
+  const Allocation* a = server().find_allocation(tuple(1));
+  auto n = ChannelNumber::from(0x4000);
+  EXPECT_EQ(a->channels.peer_of(*n, clock.now()), kPeer);
+  EXPECT_TRUE(a->permissions.allows(kPeer, clock.now()));
+  EXPECT_EQ(c.channel_peer(0x4000), kPeer);
+  EXPECT_EQ(server().stats().channels_bound.get(), 1u);
+}
+
+TEST_F(TurnCoreTest, ChannelNumbersOutOfRangeGet400) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  for (uint16_t ch : {uint16_t{0x3FFF}, uint16_t{0x5000}, uint16_t{0x7FFF}, uint16_t{0x0000}}) {
+    SCOPED_TRACE(ch);
+    expect_error(bind(c, tuple(1), ch, kPeer), code::BadRequest);
+  }
+  EXPECT_EQ(server().find_allocation(tuple(1))->channels.size(), 0u);
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);
+}
+
+TEST_F(TurnCoreTest, ChannelRebindSamePairRefreshes) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  ASSERT_EQ(bind(c, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  clock.advance(500s);
+  // The permission (300 s) lapsed, the channel (600 s) did not; rebinding refreshes both.
+  ASSERT_EQ(bind(c, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  const Allocation* a = server().find_allocation(tuple(1));
+  EXPECT_EQ(a->channels.expiry(*ChannelNumber::from(0x4000)), clock.now() + 600s);
+  EXPECT_EQ(a->permissions.expiry(kPeer), clock.now() + 300s);
+  EXPECT_EQ(server().stats().channels_bound.get(), 1u);
+}
+
+TEST_F(TurnCoreTest, ChannelBoundToOtherPeerGets400) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  ASSERT_EQ(bind(c, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  expect_error(bind(c, tuple(1), 0x4000, kPeer2), code::BadRequest);
+  EXPECT_EQ(server().find_allocation(tuple(1))->channels.peer_of(*ChannelNumber::from(0x4000), clock.now()), kPeer);
+  EXPECT_FALSE(server().find_allocation(tuple(1))->permissions.allows(kPeer2, clock.now()));
+}
+
+TEST_F(TurnCoreTest, PeerBoundToOtherChannelGets400) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  ASSERT_EQ(bind(c, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  expect_error(bind(c, tuple(1), 0x4001, kPeer), code::BadRequest);
+  EXPECT_FALSE(server().find_allocation(tuple(1))->channels.peer_of(*ChannelNumber::from(0x4001), clock.now()));
+}
+
+TEST_F(TurnCoreTest, ChannelBindToDeniedPeerGets403) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  expect_error(bind(c, tuple(1), 0x4000, addr("10.0.0.1:80")), code::Forbidden);
+  expect_error(bind(c, tuple(1), 0x4000, addr("127.0.0.1:80")), code::Forbidden);
+  EXPECT_EQ(server().find_allocation(tuple(1))->channels.size(), 0u);
+  EXPECT_EQ(server().find_allocation(tuple(1))->permissions.size(), 0u);
+}
+
+TEST_F(TurnCoreTest, ChannelBindFamilyMismatchGets443) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  expect_error(bind(c, tuple(1), 0x4000, kPeer6), code::PeerAddressFamilyMismatch);
+}
+
+// ================================ data ================================
+
+TEST_F(TurnCoreTest, SendIndicationRelaysOnlyWithPermission) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  send_indication(c, tuple(1), kPeer, "no permission yet");
+  EXPECT_TRUE(io.to_peer.empty());
+  EXPECT_EQ(dropped(DropReason::NoPermission), 1u);
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  const std::string payload("\x00\x01hello\xFF", 8);
+  send_indication(c, tuple(1), kPeer, payload);
+  ASSERT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(io.to_peer[0].relay, *io.relay_at(relayed));
+  EXPECT_EQ(io.to_peer[0].peer, kPeer);
+  EXPECT_EQ(string_of(io.to_peer[0].bytes), payload);
+  // Another port of the same IP is covered by the permission.
+  send_indication(c, tuple(1), kPeer.with_port(9), "p");
+  ASSERT_EQ(io.to_peer.size(), 2u);
+  EXPECT_EQ(io.to_peer[1].peer, kPeer.with_port(9));
+  EXPECT_EQ(server().stats().relayed_packets[static_cast<size_t>(Direction::ClientToPeer)].get(), 2u);
+  EXPECT_EQ(server().stats().relayed_bytes[static_cast<size_t>(Direction::ClientToPeer)].get(), 9u);
+}
+
+TEST_F(TurnCoreTest, SendIndicationWithoutAllocationIsDropped) {
+  TurnClient c = alice();
+  send_indication(c, tuple(1), kPeer, "x");
+  EXPECT_TRUE(io.to_peer.empty());
+  EXPECT_TRUE(io.to_client.empty());
+  EXPECT_EQ(dropped(DropReason::NoAllocation), 1u);
+}
+
+TEST_F(TurnCoreTest, ChannelDataRelaysToBoundPeer) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  send_channel_data(tuple(1), 0x4000, "unbound");
+  EXPECT_TRUE(io.to_peer.empty());
+  ASSERT_EQ(bind(c, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  send_channel_data(tuple(1), 0x4000, "abcde");
+  ASSERT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(io.to_peer[0].relay, *io.relay_at(relayed));
+  EXPECT_EQ(io.to_peer[0].peer, kPeer);
+  EXPECT_EQ(string_of(io.to_peer[0].bytes), "abcde");
+  EXPECT_TRUE(io.to_client.size() <= 1u);  // only the ChannelBind response, nothing for the data
+}
+
+TEST_F(TurnCoreTest, PeerDatagramWithoutPermissionIsDropped) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  io.to_client.clear();
+  from_peer(relayed, kPeer, "knock knock");
+  EXPECT_TRUE(io.to_client.empty());
+  EXPECT_EQ(dropped(DropReason::NoPermission), 1u);
+  // A relay id nobody owns is ignored.
+  std::vector<uint8_t> b(ServerCore::kPeerHeadroom + 8 + ServerCore::kPeerTailroom);
+  server().on_peer_packet(12345, kPeer, b.data(), 8);
+  EXPECT_TRUE(io.to_client.empty());
+}
+
+TEST_F(TurnCoreTest, PeerDatagramWithPermissionBecomesDataIndication) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  for (const std::string& payload : {std::string("hello"), std::string("four"), std::string(), std::string(1200, 'z')}) {
+    io.to_client.clear();
+    from_peer(relayed, kPeer, payload);
+    ASSERT_EQ(io.to_client.size(), 1u);
+    EXPECT_EQ(io.to_client[0].to, tuple(1));
+    auto v = MessageView::parse(Bytes(io.to_client[0].bytes));
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->is(stun::Method::Data, stun::Class::Indication));
+    EXPECT_EQ(io.to_client[0].bytes.size() % 4, 0u);
+    EXPECT_FALSE(v->message_integrity());
+    auto pd = c.on_peer_data(io.to_client[0].bytes);
+    ASSERT_TRUE(pd);
+    EXPECT_FALSE(pd->channel);
+    EXPECT_EQ(pd->peer, kPeer);
+    EXPECT_EQ(string_of(pd->data), payload);
+  }
+  EXPECT_EQ(server().stats().relayed_packets[static_cast<size_t>(Direction::PeerToClient)].get(), 4u);
+}
+
+TEST_F(TurnCoreTest, Ipv6PeerDatagramBecomesDataIndication) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;
+  Response r = allocate(c, tuple(1), o);
+  ASSERT_EQ(r.relayed.size(), 2u);
+  ASSERT_EQ(permit(c, tuple(1), {kPeer6}).outcome, Outcome::Success);
+  io.to_client.clear();
+  from_peer(r.relayed[1], kPeer6, "six");
+  ASSERT_EQ(io.to_client.size(), 1u);
+  auto pd = c.on_peer_data(io.to_client[0].bytes);
+  ASSERT_TRUE(pd);
+  EXPECT_EQ(pd->peer, kPeer6);
+  EXPECT_EQ(string_of(pd->data), "six");
+  // And the other way, out of the IPv6 relay.
+  send_indication(c, tuple(1), kPeer6, "back");
+  ASSERT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(io.to_peer[0].relay, *io.relay_at(r.relayed[1]));
+}
+
+TEST_F(TurnCoreTest, PeerDatagramWithChannelBecomesUnpaddedChannelDataOverUdp) {
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  ASSERT_EQ(bind(c, tuple(1), 0x4ABC, kPeer).outcome, Outcome::Success);
+  io.to_client.clear();
+  from_peer(relayed, kPeer, "hello");
+  ASSERT_EQ(io.to_client.size(), 1u);
+  const std::vector<uint8_t> expected = {0x4A, 0xBC, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o'};
+  EXPECT_EQ(io.to_client[0].bytes, expected);
+  auto pd = c.on_peer_data(io.to_client[0].bytes);
+  ASSERT_TRUE(pd);
+  EXPECT_EQ(pd->channel, 0x4ABC);
+  EXPECT_EQ(pd->peer, kPeer);
+  EXPECT_EQ(string_of(pd->data), "hello");
+}
+
+TEST_F(TurnCoreTest, PeerDatagramWithChannelIsPaddedOverTcp) {
+  const FiveTuple tcp = tuple(1, Transport::Tcp);
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tcp);
+  ASSERT_EQ(bind(c, tcp, 0x4000, kPeer).outcome, Outcome::Success);
+  io.to_client.clear();
+  from_peer(relayed, kPeer, "hello");
+  ASSERT_EQ(io.to_client.size(), 1u);
+  const std::vector<uint8_t> expected = {0x40, 0x00, 0x00, 0x05, 'h', 'e', 'l', 'l', 'o', 0, 0, 0};
+  EXPECT_EQ(io.to_client[0].bytes, expected);
+  // A stream client's padded ChannelData is relayed without the padding.
+  send_channel_data(tcp, 0x4000, "abcde");
+  ASSERT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(string_of(io.to_peer[0].bytes), "abcde");
+  // Its allocation ending tells the shell the connection may go.
+  ASSERT_EQ(refresh(c, tcp, 0).outcome, Outcome::Success);
+  ASSERT_EQ(io.stream_closed.size(), 1u);
+  EXPECT_EQ(io.stream_closed[0], tcp);
+}
+
+TEST_F(TurnCoreTest, BandwidthLimitDropsBeyondTokenBucket) {
+  config.bandwidth_per_allocation = 1000;  // bytes/s, burst one second's worth
+  TurnClient c = alice();
+  const TransportAddress relayed = allocate_ok(c, tuple(1));
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  const std::string chunk(600, 'b');
+  send_indication(c, tuple(1), kPeer, chunk);
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  send_indication(c, tuple(1), kPeer, chunk);  // 400 tokens left: dropped
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(dropped(DropReason::Bandwidth), 1u);
+  io.to_client.clear();
+  from_peer(relayed, kPeer, chunk);  // the same bucket serves both directions
+  EXPECT_TRUE(io.to_client.empty());
+  EXPECT_EQ(dropped(DropReason::Bandwidth), 2u);
+  clock.advance(1s);  // refilled
+  send_indication(c, tuple(1), kPeer, chunk);
+  EXPECT_EQ(io.to_peer.size(), 2u);
+}
+
+// ================================ revocation ================================
+
+TEST_F(TurnCoreTest, CloseUserClosesOnlyThatUsersAllocations) {
+  TurnClient a1 = alice(), a2 = alice(), b = bob();
+  allocate_ok(a1, tuple(1));
+  allocate_ok(a2, tuple(2));
+  const TransportAddress bob_relay = allocate_ok(b, tuple(3));
+  EXPECT_EQ(server().close_user("alice"), 2u);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_NE(server().find_allocation(tuple(3)), nullptr);
+  ASSERT_EQ(io.open.size(), 1u);
+  EXPECT_EQ(io.open.begin()->second, bob_relay);
+  EXPECT_EQ(server().stats().allocations_deleted.get(), 2u);
+  EXPECT_EQ(server().close_user("alice"), 0u);
+  EXPECT_EQ(server().close_user("nobody"), 0u);
+  // Alice's old 5-tuple has no allocation now.
+  expect_error(refresh(a1, tuple(1)), code::AllocationMismatch);
+}
+
+TEST_F(TurnCoreTest, StreamClientClosingEndsItsAllocation) {
+  const FiveTuple tcp = tuple(1, Transport::Tcp);
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tcp);
+  allocate_ok(b, tuple(2));
+  server().on_client_closed(tcp);
+  EXPECT_EQ(server().find_allocation(tcp), nullptr);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(io.open.size(), 1u);
+  EXPECT_EQ(server().stats().allocations_deleted.get(), 1u);
+  server().on_client_closed(tcp);  // twice is harmless
+  EXPECT_EQ(server().allocation_count(), 1u);
+}
+
+// ================================ asynchronous credentials ================================
+
+TEST_F(TurnCoreTest, AsyncCredentialStoreAnswersAfterCallback) {
+  AsyncStore async(users);
+  store = &async;
+  TurnClient c = alice();
+  auto req = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *req).outcome, Outcome::Retry);  // the challenge needs no lookup
+  EXPECT_EQ(async.queued(), 0u);
+  auto again = c.retry(buf, c.last_transaction_id());
+  io.to_client.clear();
+  server().on_client_packet(tuple(1), *again);
+  EXPECT_TRUE(io.to_client.empty());  // waiting for the store
+  EXPECT_EQ(async.queued(), 1u);
+  EXPECT_EQ(server().allocation_count(), 0u);
+  buf.fill(0);  // the request buffer is reused by the shell meanwhile: the core must have copied it
+  async.answer_all();
+  ASSERT_EQ(io.to_client.size(), 1u);
+  Response r = c.on_response(io.to_client[0].bytes);
+  EXPECT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
+  EXPECT_TRUE(r.authenticated);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(io.open.size(), 1u);
+}
+
+TEST_F(TurnCoreTest, AsyncCredentialStoreWrongPasswordGets401AfterCallback) {
+  AsyncStore async(users);
+  store = &async;
+  TurnClient c(creds("alice", "bad"));
+  auto req = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *req).outcome, Outcome::Retry);
+  auto again = c.retry(buf, c.last_transaction_id());
+  io.to_client.clear();
+  server().on_client_packet(tuple(1), *again);
+  EXPECT_TRUE(io.to_client.empty());
+  async.answer_all();
+  ASSERT_EQ(io.to_client.size(), 1u);
+  expect_error(c.on_response(io.to_client[0].bytes), code::Unauthenticated);
+  expect_nothing_allocated();
+}
+
+TEST_F(TurnCoreTest, CoreDestroyedBeforeAsyncCallbackDoesNotCrash) {
+  AsyncStore async(users);
+  store = &async;
+  TurnClient c = alice();
+  auto req = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *req).outcome, Outcome::Retry);
+  auto again = c.retry(buf, c.last_transaction_id());
+  io.to_client.clear();
+  server().on_client_packet(tuple(1), *again);
+  ASSERT_EQ(async.queued(), 1u);
+  core.reset();
+  async.answer_all();  // must not touch the destroyed core (ASan would report it)
+  EXPECT_TRUE(io.to_client.empty());
+  EXPECT_TRUE(io.open.empty());
+}
+
+// ================================ client-side checks ================================
+
+TEST_F(TurnCoreTest, ClientDiscardsTamperedAndUnsolicitedResponses) {
+  TurnClient c = alice();
+  auto req = c.allocate_request(buf);
+  ASSERT_EQ(exchange(c, tuple(1), *req).outcome, Outcome::Retry);
+  auto again = c.retry(buf, c.last_transaction_id());
+  io.to_client.clear();
+  server().on_client_packet(tuple(1), *again);
+  ASSERT_EQ(io.to_client.size(), 1u);
+  std::vector<uint8_t> tampered = io.to_client[0].bytes;
+  tampered[tampered.size() - 1] ^= 0x01;  // inside MESSAGE-INTEGRITY
+  Response bad = c.on_response(tampered);
+  EXPECT_EQ(bad.outcome, Outcome::Discarded);
+  EXPECT_TRUE(c.is_pending(bad.transaction_id));  // still waiting for the real answer
+  Response good = c.on_response(io.to_client[0].bytes);
+  EXPECT_EQ(good.outcome, Outcome::Success);
+  Response dup = c.on_response(io.to_client[0].bytes);  // answered already
+  EXPECT_EQ(dup.outcome, Outcome::Discarded);
+}
+
+}  // namespace
+}  // namespace ferry::turn

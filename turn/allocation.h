@@ -1,0 +1,52 @@
+// One TURN allocation (RFC 8656 §5): its 5-tuple, its user, its relayed addresses (one per family,
+// two for a dual allocation, §7.2), its permissions and channels, and its expiry.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "stun/integrity.h"
+#include "stun/message.h"
+#include "stun/transport_address.h"
+#include "turn/channel_table.h"
+#include "turn/clock.h"
+#include "turn/five_tuple.h"
+#include "turn/io.h"
+#include "turn/permission_table.h"
+#include "turn/token_bucket.h"
+
+namespace ferry::turn {
+
+class RelayPortPool;
+
+struct RelayLeg {
+  RelayId id = 0;
+  stun::TransportAddress local;       // where the socket is bound
+  stun::TransportAddress advertised;  // XOR-RELAYED-ADDRESS (the external address behind 1:1 NAT)
+  RelayPortPool* pool = nullptr;      // to return the port
+};
+
+struct Allocation {
+  Allocation(size_t max_permissions, size_t max_channels) : permissions(max_permissions), channels(max_channels) {}
+
+  FiveTuple tuple;
+  std::string username;
+  stun::Key key;             // the key the client authenticated with; signs our responses
+  bool sha256 = false;       // the client used MESSAGE-INTEGRITY-SHA256
+  std::optional<RelayLeg> v4;
+  std::optional<RelayLeg> v6;
+  Instant expires{};
+  PermissionTable permissions;
+  ChannelTable channels;
+  TokenBucket bandwidth;     // client-to-peer and peer-to-client bytes together
+  stun::TransactionId allocate_txid{};  // to answer a retransmitted Allocate the same way (§7.2)
+  std::optional<uint64_t> reservation_token;  // returned in the success response, if any
+  uint32_t granted_lifetime = 0;
+
+  const RelayLeg* leg_for(stun::Family f) const {
+    const auto& leg = f == stun::Family::V4 ? v4 : v6;
+    return leg ? &*leg : nullptr;
+  }
+};
+
+}  // namespace ferry::turn

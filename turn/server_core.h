@@ -1,0 +1,147 @@
+// The sans-I/O STUN/TURN server: every request, indication and ChannelData frame from clients and
+// every datagram from peers goes through here. It owns allocations and their timers, talks to the
+// I/O shell only through `Io`, reads time only from `Clock`, and gets keys from a CredentialStore.
+// One ServerCore per event loop; nothing in it is shared across threads.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "auth/credential_store.h"
+#include "auth/nonce.h"
+#include "stun/message.h"
+#include "stun/message_builder.h"
+#include "turn/allocation.h"
+#include "turn/clock.h"
+#include "turn/five_tuple.h"
+#include "turn/io.h"
+#include "turn/peer_policy.h"
+#include "turn/relay_port_pool.h"
+#include "turn/server_stats.h"
+
+namespace ferry::turn {
+
+struct RelayAddress {
+  stun::TransportAddress local;                    // a concrete address to bind relay sockets on
+  std::optional<stun::TransportAddress> external;  // advertised instead of `local` (1:1 NAT)
+};
+
+struct ServerCoreConfig {
+  std::string realm = "ferry";
+  std::string software;  // SOFTWARE in responses; empty: none
+  std::vector<RelayAddress> relays;
+  uint16_t port_min = 49152;
+  uint16_t port_max = 65535;
+  uint32_t default_lifetime = 600;  // RFC 8656 §7.2
+  uint32_t max_lifetime = 3600;
+  uint32_t nonce_lifetime = 600;
+  size_t max_allocations = 0;           // 0: unlimited; beyond it 508
+  size_t max_allocations_per_user = 0;  // 0: unlimited; beyond it 486
+  size_t max_permissions = 32;
+  size_t max_channels = 32;
+  // Highest CHANNEL-NUMBER accepted: 0x4FFF per RFC 8656 §12, or 0x7FFF for RFC 5766 clients (libwebrtc).
+  uint16_t max_channel_number = ChannelNumber::kMax;
+  uint64_t bandwidth_per_allocation = 0;  // bytes/s, 0 unlimited
+  bool userhash = true;
+  // RFC 5780: when set, Binding answers carry OTHER-ADDRESS and honour CHANGE-REQUEST.
+  std::optional<stun::TransportAddress> other_address;
+  std::array<uint8_t, 32> nonce_key{};
+  uint64_t seed = 0;  // for the relay port pools
+};
+
+class ServerCore {
+ public:
+  // Headroom the shell must leave in front of a peer datagram so it can be framed in place, and
+  // tailroom after it for stream padding.
+  static constexpr size_t kPeerHeadroom = 64;
+  static constexpr size_t kPeerTailroom = 4;
+
+  ServerCore(ServerCoreConfig config, const Clock& clock, Io& io, auth::CredentialStore& credentials,
+             PeerPolicy policy);
+  ~ServerCore();
+  ServerCore(const ServerCore&) = delete;
+  ServerCore& operator=(const ServerCore&) = delete;
+
+  // One datagram, or one complete stream frame, from a client.
+  void on_client_packet(const FiveTuple& from, stun::Bytes packet);
+  // A datagram that arrived on relay socket `relay` from `peer`. The payload sits at
+  // buffer[kPeerHeadroom, kPeerHeadroom + len) and the buffer holds kPeerTailroom more bytes.
+  void on_peer_packet(RelayId relay, const stun::TransportAddress& peer, uint8_t* buffer, size_t len);
+  // A stream client went away: its allocation dies with it.
+  void on_client_closed(const FiveTuple& client);
+  // Expires allocations, permissions, channels and port reservations. Call about once a second.
+  void tick();
+  // Ends the allocations of a user (revocation). Returns how many were closed.
+  size_t close_user(std::string_view username);
+
+  size_t allocation_count() const { return allocations_.size(); }
+  const Allocation* find_allocation(const FiveTuple& t) const;
+  const ServerStats& stats() const { return stats_; }
+  const ServerCoreConfig& config() const { return config_; }
+  size_t open_relay_count() const;
+
+ private:
+  struct Request;  // a request in flight, with its authentication state
+  struct Auth {
+    std::string username;
+    stun::Key key;
+    bool sha256 = false;
+    auth::Quota quota;  // the user's own limits, where the store has them
+  };
+
+  void handle_stun(const FiveTuple& from, const stun::MessageView& msg);
+  void handle_binding(const FiveTuple& from, const stun::MessageView& msg);
+  void authenticate(const FiveTuple& from, const stun::MessageView& msg);
+  void continue_authenticated(const FiveTuple& from, const stun::MessageView& msg, const auth::LookupResult& r,
+                              const std::string& username);
+  void dispatch(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  void handle_allocate(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  void handle_refresh(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
+  void handle_create_permission(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
+  void handle_channel_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
+  void handle_send(const FiveTuple& from, const stun::MessageView& msg);
+  void handle_channel_data(const FiveTuple& from, stun::Bytes packet);
+
+  // Responses. `auth` null: unauthenticated (no MESSAGE-INTEGRITY).
+  stun::MessageBuilder start_response(const stun::MessageView& req, stun::Class cls);
+  void finish_and_send(const FiveTuple& to, const stun::MessageView& req, stun::MessageBuilder& b, const Auth* auth);
+  void send_error(const FiveTuple& to, const stun::MessageView& req, uint16_t code, const Auth* auth,
+                  std::string_view reason = {});
+  void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
+  void send_allocate_success(const FiveTuple& to, const stun::MessageView& req, const Allocation& a,
+                             uint16_t v6_error);  // v6_error: ADDRESS-ERROR-CODE for IPv6, 0 none
+
+  std::string nonce_for(const FiveTuple& t) const;
+  bool peer_allowed(const stun::TransportAddress& peer) const;
+  void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
+  void destroy(Allocation& a);
+  std::optional<RelayLeg> open_leg(stun::Family family, bool dont_fragment, bool even_port, bool reserve_next,
+                                   std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
+  void close_leg(RelayLeg& leg);
+  RelayId new_relay_slot(Allocation* owner);
+  uint32_t lifetime_for(std::optional<uint32_t> requested) const;
+
+  ServerCoreConfig config_;
+  const Clock& clock_;
+  Io& io_;
+  auth::CredentialStore& credentials_;
+  PeerPolicy policy_;
+  auth::NonceCodec nonces_;
+  std::vector<std::unique_ptr<RelayPortPool>> pools_;  // one per config_.relays entry
+  std::unordered_map<FiveTuple, std::unique_ptr<Allocation>, FiveTupleHash> allocations_;
+  std::unordered_map<std::string, size_t> per_user_;
+  std::vector<Allocation*> relay_owner_;  // indexed by RelayId; null = free slot
+  std::vector<RelayId> free_relays_;
+  std::unordered_map<uint64_t, std::pair<size_t, uint16_t>> reservations_;  // token -> (pool, port)
+  std::array<uint8_t, 2048> out_{};  // responses are built here
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
+  uint64_t indication_counter_ = 0;
+  ServerStats stats_;
+};
+
+}  // namespace ferry::turn
