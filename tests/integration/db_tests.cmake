@@ -1,0 +1,41 @@
+# PostgreSQL credential-store tests: ferryctl end to end against a throwaway PostgreSQL server
+# (pg_env.py: initdb + pg_ctl in a temp dir; as the `postgres` user when run as root).
+#
+# Included from tests/integration/CMakeLists.txt:
+#   include(${CMAKE_CURRENT_SOURCE_DIR}/db_tests.cmake)
+#
+#   ctest -L db
+#
+# The ferryctl target is defined in tools/, which may be added after tests/, so registration is
+# deferred to the end of the top-level directory, when every target is known.
+if(NOT DEFINED FERRY_IT_PYTHON)
+  set(FERRY_IT_PYTHON /usr/bin/python3)
+endif()
+# Cached: the deferred call below runs in the top-level scope, where a normal variable is not seen.
+set(_ferry_db_it_dir ${CMAKE_CURRENT_LIST_DIR} CACHE INTERNAL "")
+
+function(_ferry_db_tests_register)
+  if(NOT EXISTS ${FERRY_IT_PYTHON})
+    message(STATUS "db integration tests: ${FERRY_IT_PYTHON} not found, not registering them")
+    return()
+  endif()
+  if(NOT TARGET ferryctl)
+    message(STATUS "db integration tests: no ferryctl target (add_subdirectory(tools)); not registering them")
+    return()
+  endif()
+  file(GLOB _pg_bins /usr/lib/postgresql/*/bin/initdb)
+  find_program(FERRY_IT_INITDB initdb)
+  if(NOT _pg_bins AND NOT FERRY_IT_INITDB AND NOT DEFINED ENV{FERRY_PG_BINDIR})
+    message(STATUS "db integration tests: PostgreSQL server binaries not found (apt-get install postgresql)")
+    return()
+  endif()
+  add_test(NAME integration.db.ferryctl
+           COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_ferryctl.py --ferryctl $<TARGET_FILE:ferryctl>
+           WORKING_DIRECTORY ${_ferry_db_it_dir})
+  set_tests_properties(integration.db.ferryctl PROPERTIES
+    LABELS "integration;db"
+    TIMEOUT 120
+    FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+endfunction()
+
+cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR} CALL _ferry_db_tests_register)
