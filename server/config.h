@@ -1,0 +1,214 @@
+// ferry's configuration: one schema, filled in layers.
+//
+//   built-in defaults  <  YAML file  <  FERRY_* environment variables  <  command-line flags
+//
+// The defaults alone run a STUN server on 3478 udp+tcp (IPv4 and IPv6); TURN needs credentials
+// (auth.users or auth.shared_secrets). Every error names the key and where it came from
+// ("ferry.yaml:12: limits.max_lifetime: must be at most 3600 (got 7200)"). Secrets — passwords,
+// long-term keys, shared secrets, the database URL's password — come from the file, from files
+// the file points at (*_file keys) or from FERRY_* variables, never from flags, and
+// dump_effective() masks them.
+//
+// To add a key: a field here, a row in the scalar table (or a list loader) in config.cpp, a line
+// in dump_effective(), a commented line in examples/ferry.yaml and a test.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "stun/transport_address.h"
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "dev"
+#endif
+
+namespace ferry::server {
+
+enum class Transport { Udp, Tcp, Tls, Dtls };
+std::string_view to_string(Transport t);
+std::optional<Transport> parse_transport(std::string_view text);  // "udp", "tcp", "tls", "dtls"
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error, Off };
+std::string_view to_string(LogLevel l);
+std::optional<LogLevel> parse_log_level(std::string_view text);  // also accepts "warning"
+
+enum class LogFormat { Text, Json };
+std::string_view to_string(LogFormat f);
+std::optional<LogFormat> parse_log_format(std::string_view text);
+
+struct ListenerConfig {
+  stun::TransportAddress address;  // IP and port to bind
+  Transport transport = Transport::Udp;
+  friend bool operator==(const ListenerConfig&, const ListenerConfig&) = default;
+};
+
+struct RelayAddressConfig {
+  stun::TransportAddress address;                  // IP relayed sockets bind to (port 0)
+  std::optional<stun::TransportAddress> external;  // advertised instead, behind a 1:1 NAT (port 0)
+  friend bool operator==(const RelayAddressConfig&, const RelayAddressConfig&) = default;
+};
+
+struct RelayConfig {
+  std::vector<RelayAddressConfig> addresses;  // default: 0.0.0.0 and ::
+  uint16_t port_min = 49152;
+  uint16_t port_max = 65535;
+  // ChannelBind accepts only RFC 8656's 0x4000-0x4FFF when true; when false (the default) also the
+  // RFC 5766 range up to 0x7FFF, which libwebrtc and coturn's clients still pick from.
+  bool strict_channel_numbers = false;
+};
+
+struct UserConfig {
+  std::string name;
+  std::string password;                 // set from `password` or read from `password_file`
+  std::string password_file;            // where `password` was read from, if it was
+  std::optional<std::array<uint8_t, 16>> key;  // `key`: MD5(name:realm:password), instead of a password
+};
+
+struct SharedSecretConfig {
+  std::string secret;       // for TURN REST API style credentials
+  std::string secret_file;  // where `secret` was read from, if it was
+};
+
+struct AuthConfig {
+  uint32_t nonce_lifetime = 600;  // seconds
+  bool userhash = false;          // accept USERHASH (RFC 8489 §14.4)
+  std::vector<UserConfig> users;
+  std::vector<SharedSecretConfig> shared_secrets;
+};
+
+struct PeersConfig {
+  // CIDR strings ("10.0.0.0/8", "::1", "fe80::/10"), syntax-checked only; turn/peer_policy parses them.
+  std::vector<std::string> allow;
+  std::vector<std::string> deny;
+};
+
+struct LimitsConfig {
+  uint32_t max_allocations = 0;           // 0 = unlimited
+  uint32_t max_allocations_per_user = 0;  // 0 = unlimited
+  uint32_t max_permissions_per_allocation = 32;
+  uint32_t max_channels_per_allocation = 32;
+  uint64_t bandwidth_per_allocation = 0;  // bytes/s, 0 = unlimited
+  uint32_t default_lifetime = 600;        // seconds
+  uint32_t max_lifetime = 3600;           // seconds, at most 3600
+  uint32_t unauth_requests_per_second = 50;  // per source IP, 0 = unlimited
+};
+
+struct TlsConfig {
+  std::string cert;  // PEM file paths; both needed when a tls/dtls listener exists
+  std::string key;
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::Info;
+  LogFormat format = LogFormat::Text;
+};
+
+struct HttpConfig {
+  // Metrics/health endpoint. nullopt = disabled (`address: ""`).
+  std::optional<stun::TransportAddress> address = stun::TransportAddress::parse("127.0.0.1:9641");
+};
+
+struct DatabaseConfig {
+  std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
+  std::string url_file;  // where `url` was read from, if it was
+};
+
+struct Config {
+  std::string realm = "ferry";
+  std::string software = "ferry/" FERRY_VERSION;
+  uint32_t workers = 0;  // 0 = one per CPU core
+  std::vector<ListenerConfig> listeners;  // default: 0.0.0.0 and :: on 3478, udp and tcp
+  RelayConfig relay;
+  AuthConfig auth;
+  PeersConfig peers;
+  LimitsConfig limits;
+  TlsConfig tls;
+  LogConfig log;
+  HttpConfig http;
+  DatabaseConfig database;
+
+  // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
+  std::map<std::string, std::string> origins;
+
+  Config();  // the embedded defaults
+  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty(); }
+};
+
+struct ConfigError {
+  std::string message;  // complete, ready to print: "ferry.yaml:12: limits.max_lifetime: must be ..."
+};
+
+// Expected-like: either a Config or the first error found.
+class ConfigResult {
+ public:
+  ConfigResult(Config c) : v_(std::move(c)) {}       // NOLINT: implicit, like std::expected
+  ConfigResult(ConfigError e) : v_(std::move(e)) {}  // NOLINT
+  bool ok() const { return v_.index() == 0; }
+  explicit operator bool() const { return ok(); }
+  const Config& value() const& { return std::get<0>(v_); }
+  Config& value() & { return std::get<0>(v_); }
+  Config&& value() && { return std::get<0>(std::move(v_)); }
+  const Config& operator*() const& { return value(); }
+  const Config* operator->() const { return &value(); }
+  const ConfigError& error() const { return std::get<1>(v_); }
+
+ private:
+  std::variant<Config, ConfigError> v_;
+};
+
+// The process environment is passed in, never read behind the caller's back, so tests need not
+// touch the real one. Only FERRY_* entries matter.
+using Environment = std::map<std::string, std::string>;
+Environment process_environment();  // the FERRY_* variables of this process
+
+// --- Layers. Each checks the keys it sets; validate_config() checks how keys relate. ---
+
+// Parses YAML over `base` (defaults if omitted). `source_name` prefixes errors ("ferry.yaml:4: ...");
+// relative *_file and tls paths resolve against `base_dir` (the file's directory, "" = as given).
+ConfigResult parse_config_string(std::string_view yaml, std::string_view source_name,
+                                 const Config& base = Config(), std::string_view base_dir = "");
+ConfigResult parse_config_file(const std::string& path, const Config& base = Config());
+// Applies FERRY_* variables (FERRY_REALM, FERRY_LIMITS_MAX_LIFETIME, FERRY_DATABASE_URL, ...).
+// Lists peers.allow, peers.deny and auth.shared_secrets take comma-separated values.
+std::optional<ConfigError> apply_environment(Config& config, const Environment& env);
+// FERRY_* variables that look like typos of known ones ("FERRY_RELM ... did you mean FERRY_REALM?").
+std::vector<std::string> environment_warnings(const Environment& env);
+// Cross-key checks (port_min <= port_max, default_lifetime <= max_lifetime, TLS files for tls/dtls
+// listeners, ...). Names the key and where its value came from.
+std::optional<ConfigError> validate_config(const Config& config);
+
+// --- All layers but flags: defaults < file < env, then validate_config(). ---
+ConfigResult load_config_string(std::string_view yaml, std::string_view source_name, const Environment& env = {});
+ConfigResult load_config_file(const std::string& path, const Environment& env = {});
+
+// Sets one scalar key from text, as FERRY_* variables and flags do ("limits.max_lifetime", "7200").
+// Returns an error detail ("must be at most 3600 (got 7200)") or "". Records `origin` on success.
+std::string set_config_value(Config& config, std::string_view dotted_key, std::string_view text, std::string_view origin);
+
+// Every FERRY_* variable the config understands, with its dotted key, in schema order.
+std::vector<std::pair<std::string, std::string>> environment_variables();
+std::string env_var_for(std::string_view dotted_key);  // "limits.max_lifetime" -> "FERRY_LIMITS_MAX_LIFETIME"
+
+// "IP[:PORT][/udp|tcp|tls|dtls]" ("0.0.0.0:3478/udp", "[::]:5349/tls"), as --listen and
+// FERRY_LISTENERS take it: no transport = udp and tcp; no port = 3478 (5349 for tls/dtls).
+// Appends to `out`; returns an error detail or "".
+std::string parse_listener_spec(std::string_view text, std::vector<ListenerConfig>& out);
+// "IP[=EXTERNAL_IP]" as FERRY_RELAY_ADDRESSES takes it. Appends to `out`; returns an error detail or "".
+std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConfig>& out);
+// Checks "address[/prefix]"; returns an error detail or "" when fine.
+std::string check_cidr(std::string_view text);
+// "postgresql://u:secret@h/db" -> "postgresql://u:***@h/db"; also "password=..." in key=value form.
+std::string mask_database_url(std::string_view url);
+
+// YAML of the effective config, secrets shown as "***", each value not from the defaults
+// followed by a comment saying where it came from.
+std::string dump_effective(const Config& config);
+
+}  // namespace ferry::server

@@ -1,0 +1,40 @@
+// The relay sockets of one worker, indexed by the core's RelayId so a peer datagram finds its
+// allocation without a lookup. Each reads into the worker's receive area with the core's
+// headroom in front, so the core frames the payload for the client in place.
+#pragma once
+
+#include <vector>
+
+#include <uv.h>
+
+#include "server/udp_socket.h"
+#include "turn/io.h"
+
+namespace ferry::server {
+
+class RelaySockets {
+ public:
+  RelaySockets(uv_loop_t* loop, const ReceiveArea& area, DatagramHandler& handler)
+      : loop_(loop), area_(area), handler_(handler) {}
+  ~RelaySockets() { close_all(); }
+  RelaySockets(const RelaySockets&) = delete;
+  RelaySockets& operator=(const RelaySockets&) = delete;
+
+  turn::OpenRelayResult open(turn::RelayId id, const stun::TransportAddress& local, bool dont_fragment);
+  void close(turn::RelayId id);  // unknown or already closed ids are ignored
+  void close_all();
+  // 0 or a libuv error code (UV_EBADF: no such socket).
+  int send(turn::RelayId id, const stun::TransportAddress& peer, stun::Bytes bytes) {
+    if (id >= sockets_.size() || sockets_[id] == nullptr) return UV_EBADF;
+    return sockets_[id]->send(peer, bytes);
+  }
+  size_t open_count() const;
+
+ private:
+  uv_loop_t* loop_;
+  ReceiveArea area_;
+  DatagramHandler& handler_;
+  std::vector<UdpSocket*> sockets_;  // null: free slot
+};
+
+}  // namespace ferry::server

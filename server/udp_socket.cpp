@@ -1,0 +1,77 @@
+#include "server/udp_socket.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace ferry::server {
+
+UdpSocket* UdpSocket::open(uv_loop_t* loop, const stun::TransportAddress& local, const SocketOptions& options,
+                           int* error) {
+  const int fd = open_bound_socket(SOCK_DGRAM, local, options);
+  if (fd < 0) {
+    *error = fd;
+    return nullptr;
+  }
+  auto* s = new UdpSocket();
+  s->handle_.data = s;
+  int rc = uv_udp_init(loop, &s->handle_);
+  if (rc != 0) {
+    ::close(fd);
+    delete s;
+    *error = rc;
+    return nullptr;
+  }
+  rc = uv_udp_open(&s->handle_, fd);
+  if (rc != 0) {
+    ::close(fd);  // not adopted by the handle
+    s->close();   // an initialised handle must still go through uv_close
+    *error = rc;
+    return nullptr;
+  }
+  s->local_ = bound_address(fd, local);
+  return s;
+}
+
+int UdpSocket::start(const ReceiveArea& area, DatagramHandler& handler, uint32_t tag) {
+  area_ = area;
+  handler_ = &handler;
+  tag_ = tag;
+  return uv_udp_recv_start(&handle_, &UdpSocket::on_alloc, &UdpSocket::on_recv);
+}
+
+void UdpSocket::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  const ReceiveArea& a = static_cast<UdpSocket*>(handle->data)->area_;
+  buf->base = reinterpret_cast<char*>(a.storage + a.headroom);
+  buf->len = a.size - a.headroom - a.tailroom;
+}
+
+void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t*, const sockaddr* addr, unsigned flags) {
+  auto* s = static_cast<UdpSocket*>(handle->data);
+  if (s->closing_) return;
+  if (nread < 0) {
+    s->handler_->on_receive_error(*s, static_cast<int>(nread));
+    return;
+  }
+  // nread == 0 with no address: the socket ran dry. A truncated datagram is useless to relay.
+  if (addr == nullptr || (flags & UV_UDP_PARTIAL)) return;
+  auto from = stun::TransportAddress::from_sockaddr(addr);
+  if (!from) return;
+  s->handler_->on_datagram(*s, *from, s->area_.storage, static_cast<size_t>(nread));
+}
+
+int UdpSocket::send(const stun::TransportAddress& to, stun::Bytes bytes) {
+  sockaddr_storage ss;
+  to.to_sockaddr(ss);
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                             static_cast<unsigned>(bytes.size()));
+  const int rc = uv_udp_try_send(&handle_, &buf, 1, reinterpret_cast<const sockaddr*>(&ss));
+  return rc < 0 ? rc : 0;
+}
+
+void UdpSocket::close() {
+  if (closing_) return;
+  closing_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&handle_), [](uv_handle_t* h) { delete static_cast<UdpSocket*>(h->data); });
+}
+
+}  // namespace ferry::server

@@ -1,0 +1,70 @@
+// One UDP socket on a libuv loop: bound by hand (SO_REUSEPORT, DONT-FRAGMENT), read into a buffer
+// the loop's owner lends it, written synchronously with uv_udp_try_send. Nothing is allocated per
+// datagram in either direction.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <uv.h>
+
+#include "server/socket_fd.h"
+#include "stun/bytes.h"
+#include "stun/transport_address.h"
+
+namespace ferry::server {
+
+class UdpSocket;
+
+// Where the received datagrams of a socket go. The datagram sits at
+// area.storage[area.headroom, area.headroom + len); the bytes around it may be written.
+class DatagramHandler {
+ public:
+  virtual ~DatagramHandler() = default;
+  virtual void on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) = 0;
+  // A receive error other than "nothing to read" (rare: counted, never fatal).
+  virtual void on_receive_error(UdpSocket& /*socket*/, int /*uv_error*/) {}
+};
+
+// A receive buffer shared by every socket of one loop: libuv hands each datagram to its callback
+// before reading the next, so one buffer per loop suffices. The socket reads into
+// [headroom, size - tailroom) and leaves the margins for in-place framing.
+struct ReceiveArea {
+  uint8_t* storage = nullptr;
+  size_t size = 0;
+  size_t headroom = 0;
+  size_t tailroom = 0;
+};
+
+class UdpSocket {
+ public:
+  // A bound socket on `loop`, or nullptr with *error set to a libuv error code.
+  static UdpSocket* open(uv_loop_t* loop, const stun::TransportAddress& local, const SocketOptions& options,
+                         int* error);
+
+  // Delivers datagrams to `handler`; `tag` is the owner's name for this socket (e.g. a RelayId).
+  int start(const ReceiveArea& area, DatagramHandler& handler, uint32_t tag);
+  // Sends now or not at all: a full socket buffer (EAGAIN/ENOBUFS) drops the datagram, as a
+  // router would. Returns 0 or a libuv error code.
+  int send(const stun::TransportAddress& to, stun::Bytes bytes);
+  // Closes the socket; the object deletes itself once libuv is done with the handle.
+  void close();
+
+  const stun::TransportAddress& local() const { return local_; }
+  uint32_t tag() const { return tag_; }
+
+ private:
+  UdpSocket() = default;
+  ~UdpSocket() = default;
+  static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned flags);
+
+  uv_udp_t handle_{};
+  stun::TransportAddress local_;
+  ReceiveArea area_;
+  DatagramHandler* handler_ = nullptr;
+  uint32_t tag_ = 0;
+  bool closing_ = false;
+};
+
+}  // namespace ferry::server

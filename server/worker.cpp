@@ -1,0 +1,149 @@
+#include "server/worker.h"
+
+namespace ferry::server {
+
+namespace {
+constexpr uint64_t kTickMs = 1000;
+
+std::string describe(const ListenerConfig& l) {
+  return std::string(to_string(l.transport)) + " " + l.address.to_string();
+}
+}  // namespace
+
+Worker::Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> credentials)
+    : settings_(std::move(settings)), credentials_(std::move(credentials)) {
+  uv_loop_init(&loop_);
+  stop_.data = this;
+  uv_async_init(&loop_, &stop_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->close_handles(); });
+  tick_.data = this;
+  uv_timer_init(&loop_, &tick_);
+
+  constexpr size_t head = turn::ServerCore::kPeerHeadroom;
+  constexpr size_t tail = turn::ServerCore::kPeerTailroom;
+  receive_buffer_ = std::make_unique<uint8_t[]>(head + kMaxDatagram + tail);
+  const ReceiveArea relay_area{receive_buffer_.get(), head + kMaxDatagram + tail, head, tail};
+  relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
+  tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp);
+  core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, *credentials_, settings_.policy);
+}
+
+Worker::~Worker() {
+  // Handles first, so no close callback reaches the core; the core's own close_relay calls
+  // on its way out then find empty slots.
+  if (!handles_closed_) close_handles();
+  core_.reset();
+  relays_.reset();
+  tcp_.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks that free the handles
+  uv_loop_close(&loop_);
+}
+
+SocketOptions Worker::listener_options() const {
+  return SocketOptions{.reuse_port = settings_.reuse_port, .steer_by_ip_among = settings_.worker_count};
+}
+
+std::optional<std::string> Worker::bind() {
+  const ReceiveArea client_area{receive_buffer_.get(), kMaxDatagram, 0, 0};
+  for (const ListenerConfig& l : settings_.listeners) {
+    ListenerConfig bound = l;
+    int rc = 0;
+    if (l.transport == Transport::Udp) {
+      UdpSocket* s = UdpSocket::open(&loop_, l.address, listener_options(), &rc);
+      if (s != nullptr) {
+        rc = s->start(client_area, static_cast<DatagramHandler&>(*this), 0);
+        udp_listeners_.push_back(s);  // closed with the others, even if start failed
+        bound.address = s->local();
+      }
+    } else if (l.transport == Transport::Tcp) {
+      rc = tcp_->listen(l.address, listener_options());
+      if (rc == 0) bound.address = tcp_->addresses().back();
+    } else {
+      continue;  // TLS/DTLS are not served by this shell yet; main() says so
+    }
+    if (rc != 0) return describe(l) + ": " + uv_strerror(rc);
+    bound_.push_back(bound);
+  }
+  return std::nullopt;
+}
+
+void Worker::run() {
+  if (!handles_closed_) {
+    uv_timer_start(
+        &tick_,
+        [](uv_timer_t* t) {
+          auto* w = static_cast<Worker*>(t->data);
+          w->core_->tick();
+          w->tcp_->sweep_idle();
+        },
+        kTickMs, kTickMs);
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+void Worker::stop() {
+  if (!stop_requested_.exchange(true)) uv_async_send(&stop_);
+}
+
+void Worker::close_handles() {
+  if (handles_closed_) return;
+  handles_closed_ = true;
+  for (UdpSocket* s : udp_listeners_) s->close();
+  udp_listeners_.clear();
+  tcp_->close();
+  relays_->close_all();
+  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
+}
+
+// ---- data path: no allocation, no lock, no syscall but the send ----------------------------------
+
+void Worker::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) {
+  core_->on_client_packet(turn::FiveTuple{from, socket.local(), turn::Transport::Udp}, stun::Bytes(storage, len));
+}
+
+void Worker::PeerReceiver::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage,
+                                       size_t len) {
+  worker.core_->on_peer_packet(socket.tag(), from, storage, len);
+}
+
+void Worker::on_frame(const turn::FiveTuple& from, stun::Bytes frame) { core_->on_client_packet(from, frame); }
+
+void Worker::send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) {
+  if (turn::is_stream(to.transport)) {
+    tcp_->send(to, bytes);  // counts its own drops
+    return;
+  }
+  for (UdpSocket* s : udp_listeners_) {
+    if (s->local() == to.server) {
+      if (s->send(to.client, bytes) != 0) stats_.client_send_dropped.add();
+      return;
+    }
+  }
+  stats_.client_send_dropped.add();
+}
+
+void Worker::send_to_peer(turn::RelayId relay, const stun::TransportAddress& peer, stun::Bytes bytes) {
+  if (relays_->send(relay, peer, bytes) != 0) stats_.peer_send_dropped.add();
+}
+
+// ---- control path ---------------------------------------------------------------------------------
+
+turn::OpenRelayResult Worker::open_relay(turn::RelayId relay, const stun::TransportAddress& local,
+                                         bool dont_fragment) {
+  if (handles_closed_) return turn::OpenRelayResult::NoResources;
+  return relays_->open(relay, local, dont_fragment);
+}
+
+void Worker::close_relay(turn::RelayId relay) { relays_->close(relay); }
+
+void Worker::allocation_closed(const turn::FiveTuple& client) {
+  if (turn::is_stream(client.transport)) tcp_->close_connection(client);
+}
+
+void Worker::on_closed(const turn::FiveTuple& client) { core_->on_client_closed(client); }
+
+bool Worker::holds_allocation(const turn::FiveTuple& client) const {
+  return core_->find_allocation(client) != nullptr;
+}
+
+}  // namespace ferry::server

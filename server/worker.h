@@ -1,0 +1,111 @@
+// One event loop and everything on it: a ServerCore, the listeners, the relay sockets and the
+// 1-second tick. The Worker is the core's Io. Workers share nothing on the data path: each has
+// its own SO_REUSEPORT listeners, relay port range, credential store and receive buffer.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <uv.h>
+
+#include "auth/credential_store.h"
+#include "server/config.h"
+#include "server/relay_sockets.h"
+#include "server/tcp_listener.h"
+#include "server/udp_socket.h"
+#include "turn/clock.h"
+#include "turn/server_core.h"
+#include "turn/server_stats.h"
+
+namespace ferry::server {
+
+struct WorkerSettings {
+  turn::ServerCoreConfig core;  // with this worker's share of the relay port range
+  turn::PeerPolicy policy;
+  std::vector<ListenerConfig> listeners;  // udp and tcp; others are skipped
+  bool reuse_port = false;                // set when several workers listen on the same ports
+  uint32_t worker_count = 1;              // listeners steer clients by source IP among this many
+  TcpLimits tcp;
+};
+
+// What the shell itself drops or fails on; the core counts the rest.
+struct ShellStats {
+  turn::Counter client_send_dropped;  // UDP to clients: socket buffer full or send error
+  turn::Counter peer_send_dropped;    // UDP to peers
+  turn::Counter receive_errors;
+};
+
+class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
+ public:
+  Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> credentials);
+  ~Worker() override;
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Binds every listener. On failure: "udp 0.0.0.0:3478: address already in use".
+  std::optional<std::string> bind();
+  // The listeners as bound (the real port where port 0 was asked for), in configuration order.
+  const std::vector<ListenerConfig>& bound_listeners() const { return bound_; }
+
+  // Runs the loop on the calling thread until stop().
+  void run();
+  // From any thread: closes every socket and makes run() return.
+  void stop();
+
+  const turn::ServerCore& core() const { return *core_; }
+  const ShellStats& stats() const { return stats_; }
+  uint64_t tcp_dropped_frames() const { return tcp_->dropped_frames(); }
+
+  // turn::Io
+  void send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) override;
+  void send_to_peer(turn::RelayId relay, const stun::TransportAddress& peer, stun::Bytes bytes) override;
+  turn::OpenRelayResult open_relay(turn::RelayId relay, const stun::TransportAddress& local,
+                                   bool dont_fragment) override;
+  void close_relay(turn::RelayId relay) override;
+  void allocation_closed(const turn::FiveTuple& client) override;
+
+ private:
+  // Peer datagrams arrive here; client datagrams go to the Worker's own on_datagram.
+  struct PeerReceiver final : DatagramHandler {
+    explicit PeerReceiver(Worker& w) : worker(w) {}
+    void on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) override;
+    void on_receive_error(UdpSocket&, int) override { worker.stats_.receive_errors.add(); }
+    Worker& worker;
+  };
+
+  // DatagramHandler (UDP listeners)
+  void on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) override;
+  void on_receive_error(UdpSocket&, int) override { stats_.receive_errors.add(); }
+  // StreamHandler (TCP)
+  void on_frame(const turn::FiveTuple& from, stun::Bytes frame) override;
+  void on_closed(const turn::FiveTuple& client) override;
+  bool holds_allocation(const turn::FiveTuple& client) const override;
+
+  void close_handles();  // on the loop thread
+  SocketOptions listener_options() const;
+
+  uv_loop_t loop_{};
+  uv_async_t stop_{};
+  uv_timer_t tick_{};
+  bool handles_closed_ = false;
+  std::atomic<bool> stop_requested_{false};
+
+  WorkerSettings settings_;
+  turn::SteadyClock clock_;
+  std::unique_ptr<auth::CredentialStore> credentials_;
+  // One receive buffer for every socket of this loop, with the core's framing margins.
+  static constexpr size_t kMaxDatagram = 65536;
+  std::unique_ptr<uint8_t[]> receive_buffer_;
+  PeerReceiver peer_receiver_{*this};
+  std::unique_ptr<RelaySockets> relays_;
+  std::unique_ptr<TcpListener> tcp_;
+  std::vector<UdpSocket*> udp_listeners_;
+  std::vector<ListenerConfig> bound_;
+  std::unique_ptr<turn::ServerCore> core_;
+  ShellStats stats_;
+};
+
+}  // namespace ferry::server
