@@ -1,0 +1,754 @@
+#!/usr/bin/python3
+"""Integration-test harness: run a STUN/TURN server (ferry or coturn) on loopback for real clients.
+
+Standard library only; run the tests with Debian's /usr/bin/python3.
+
+Main pieces:
+  * pick_free_port() / pick_free_range(): ports in 20000-32000 (below the Linux ephemeral range,
+    which also avoids turnutils_uclient's misbehaviour with -m N against ports >= 32768).
+  * ServerConfig: realm, user, listeners, relay range; renders a ferry YAML config or the
+    equivalent coturn (turnserver) command line.
+  * Server: starts the server in its own process group, waits until every listener answers
+    (UDP: STUN Binding request/response; TCP: the same over a TCP connection), stops it
+    (SIGTERM to the group, then SIGKILL), removes its temp dir.
+  * run_client() / BackgroundProcess: bounded client runs that never leave processes behind.
+  * stun_binding(): a minimal RFC 8489 Binding client returning the XOR-MAPPED-ADDRESS.
+  * common_arguments() / server_from_args(): the --server/--bin/... command-line options every
+    test script shares.
+
+Every spawned process gets PR_SET_PDEATHSIG=SIGKILL and its own session, and every one is
+registered for cleanup at exit and on SIGINT/SIGTERM/SIGHUP, so even a killed test run leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import ctypes.util
+import glob
+import ipaddress
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parent.parent
+
+PORT_LOW = 20000
+PORT_HIGH = 32000  # inclusive upper bound for anything we pick; stays below 32768
+
+DEFAULT_REALM = "ferry.test"
+DEFAULT_USER = "alice"
+DEFAULT_PASSWORD = "secret"
+
+COTURN_BIN = "/usr/bin/turnserver"
+
+# ----------------------------------------------------------------------------------------------
+# Process bookkeeping
+
+
+def log(msg: str) -> None:
+    print(f"[harness {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+_libc = None
+
+
+def _set_pdeathsig() -> None:
+    """preexec_fn: die with SIGKILL if the harness process goes away (even by SIGKILL)."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # best effort; process-group cleanup still applies
+        pass
+
+
+_live: list = []  # objects with a .stop() method, stopped in reverse order at exit
+
+
+def _cleanup_all() -> None:
+    while _live:
+        obj = _live.pop()
+        try:
+            obj.stop()
+        except Exception as exc:  # keep going, cleanup must not stop half-way
+            log(f"cleanup of {obj!r} failed: {exc}")
+
+
+def _on_signal(signum, _frame):
+    log(f"got signal {signum}, cleaning up")
+    _cleanup_all()
+    # 128+N is the conventional exit status for "killed by signal N".
+    os._exit(128 + signum)
+
+
+atexit.register(_cleanup_all)
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, _on_signal)
+
+
+def _kill_group(proc: subprocess.Popen, term_timeout: float = 5.0) -> None:
+    """SIGTERM the process group of proc, wait up to term_timeout, then SIGKILL the group."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = None
+    if proc.poll() is None and pgid is not None:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=term_timeout)
+        except subprocess.TimeoutExpired:
+            log(f"pid {proc.pid} ignored SIGTERM for {term_timeout}s, sending SIGKILL")
+    if pgid is not None:
+        # Whatever is left in the group (children of the server, or the server itself).
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log(f"pid {proc.pid} did not die after SIGKILL")
+
+
+def _spawn(cmd: list[str], stdout, stderr, env=None, cwd=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # own process group -> killpg() reaches its children too
+        preexec_fn=_set_pdeathsig,
+        close_fds=True,
+    )
+
+
+@dataclass
+class ClientResult:
+    cmd: list[str]
+    returncode: int | None  # None when it was killed on timeout
+    output: str  # stdout and stderr interleaved
+    elapsed: float
+    timed_out: bool
+
+
+def run_client(cmd: list[str], timeout: float, env=None, cwd=None,
+               line_buffered: bool = True) -> ClientResult:
+    """Run a client to completion in its own process group; kill the group on timeout.
+
+    line_buffered: run C clients under `stdbuf -oL -eL` so that output written before a
+    timeout kill is not lost in stdio buffers (turnutils_* print with printf)."""
+    start = time.monotonic()
+    stdbuf = shutil.which("stdbuf") if line_buffered else None
+    if stdbuf:
+        cmd = [stdbuf, "-oL", "-eL", *cmd]
+    with tempfile.TemporaryFile(mode="w+b") as out:
+        proc = _spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+        class _Guard:
+            def stop(self):
+                _kill_group(proc, term_timeout=2)
+
+        guard = _Guard()
+        _live.append(guard)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            _kill_group(proc, term_timeout=2)
+            if guard in _live:
+                _live.remove(guard)
+        out.seek(0)
+        text = out.read().decode("utf-8", errors="replace")
+    return ClientResult(cmd, None if timed_out else proc.returncode, text,
+                        time.monotonic() - start, timed_out)
+
+
+class TempDir:
+    """A temporary directory removed at stop()/exit, also when the test is interrupted by a signal."""
+
+    def __init__(self, prefix: str = "ferry-it-"):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        _live.append(self)
+
+    def stop(self) -> None:
+        if self in _live:
+            _live.remove(self)
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return f"<TempDir {self.path}>"
+
+
+class BackgroundProcess:
+    """A helper process (e.g. turnutils_peer) that lives for the duration of a test."""
+
+    def __init__(self, cmd: list[str], name: str, workdir: Path | None = None, env=None):
+        self.cmd = cmd
+        self.name = name
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"ferry-it-{name}-"))
+        self.log_path = self.workdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = _spawn(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        _live.append(self)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_text(self, max_bytes: int = 20000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-max_bytes:].decode("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self in _live:
+            _live.remove(self)
+        _kill_group(self.proc)
+        if not self._log.closed:
+            self._log.close()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __repr__(self):
+        return f"<{self.name} pid={self.proc.pid}>"
+
+
+# ----------------------------------------------------------------------------------------------
+# Ports
+
+
+def _can_bind(family: int, kind: int, addr: str, port: int) -> bool:
+    try:
+        with socket.socket(family, kind) as s:
+            # No SO_REUSEADDR: TIME_WAIT leftovers count as busy too.
+            s.bind((addr, port))
+        return True
+    except OSError:
+        return False
+
+
+def _port_is_free(port: int, udp: bool = True, tcp: bool = True, ipv6: bool = True) -> bool:
+    checks = [(socket.AF_INET, "127.0.0.1")]
+    if ipv6 and socket.has_ipv6:
+        checks.append((socket.AF_INET6, "::1"))
+    for family, addr in checks:
+        if udp and not _can_bind(family, socket.SOCK_DGRAM, addr, port):
+            return False
+        if tcp and not _can_bind(family, socket.SOCK_STREAM, addr, port):
+            return False
+    return True
+
+
+_handed_out: set[int] = set()
+
+
+def pick_free_port(low: int = PORT_LOW, high: int = PORT_HIGH, udp=True, tcp=True, ipv6=True,
+                   attempts: int = 200) -> int:
+    """A port in [low, high] free for UDP and TCP on 127.0.0.1 and ::1 (not yet handed out)."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    for _ in range(attempts):
+        port = rng.randint(low, high)
+        if port in _handed_out:
+            continue
+        if _port_is_free(port, udp=udp, tcp=tcp, ipv6=ipv6):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port in {low}-{high} after {attempts} attempts")
+
+
+def pick_free_range(size: int, low: int = PORT_LOW, high: int = PORT_HIGH,
+                    attempts: int = 50) -> tuple[int, int]:
+    """A block of `size` consecutive ports free for UDP and TCP on 127.0.0.1 (relay range)."""
+    rng = random.Random(os.getpid() ^ time.monotonic_ns() ^ 0x5A5A)
+    for _ in range(attempts):
+        start = rng.randint(low, high - size + 1)
+        block = range(start, start + size)
+        if any(p in _handed_out for p in block):
+            continue
+        if all(_port_is_free(p, udp=True, tcp=True, ipv6=False) for p in block):
+            _handed_out.update(block)
+            return start, start + size - 1
+    raise RuntimeError(f"no free block of {size} ports in {low}-{high} after {attempts} attempts")
+
+
+# ----------------------------------------------------------------------------------------------
+# STUN Binding client (RFC 8489) for readiness checks and exact reflexive-address checks
+
+MAGIC_COOKIE = 0x2112A442
+BINDING_REQUEST = 0x0001
+BINDING_SUCCESS = 0x0101
+ATTR_MAPPED_ADDRESS = 0x0001
+ATTR_XOR_MAPPED_ADDRESS = 0x0020
+
+
+def _binding_request() -> tuple[bytes, bytes]:
+    txid = secrets.token_bytes(12)
+    return struct.pack("!HHI", BINDING_REQUEST, 0, MAGIC_COOKIE) + txid, txid
+
+
+def _parse_address(value: bytes, xor: bool, txid: bytes) -> tuple[str, int]:
+    if len(value) < 4:
+        raise ValueError("short address attribute")
+    family, port = value[1], struct.unpack("!H", value[2:4])[0]
+    raw = value[4:]
+    if xor:
+        port ^= MAGIC_COOKIE >> 16
+        key = struct.pack("!I", MAGIC_COOKIE) + txid
+        raw = bytes(b ^ key[i] for i, b in enumerate(raw))
+    if family == 0x01 and len(raw) >= 4:
+        return str(ipaddress.IPv4Address(raw[:4])), port
+    if family == 0x02 and len(raw) >= 16:
+        return str(ipaddress.IPv6Address(raw[:16])), port
+    raise ValueError(f"bad address family {family}")
+
+
+def parse_binding_response(data: bytes, txid: bytes) -> tuple[str, int]:
+    """Return the (XOR-)MAPPED-ADDRESS of a Binding success response, else raise ValueError."""
+    if len(data) < 20:
+        raise ValueError("short STUN message")
+    mtype, mlen, cookie = struct.unpack("!HHI", data[:8])
+    if cookie != MAGIC_COOKIE or data[8:20] != txid:
+        raise ValueError("not a response to our request")
+    if mtype != BINDING_SUCCESS:
+        raise ValueError(f"not a Binding success response (type 0x{mtype:04x})")
+    body = data[20:20 + mlen]
+    mapped = xor_mapped = None
+    off = 0
+    while off + 4 <= len(body):
+        atype, alen = struct.unpack("!HH", body[off:off + 4])
+        value = body[off + 4:off + 4 + alen]
+        if atype == ATTR_XOR_MAPPED_ADDRESS:
+            xor_mapped = _parse_address(value, True, txid)
+        elif atype == ATTR_MAPPED_ADDRESS:
+            mapped = _parse_address(value, False, txid)
+        off += 4 + alen + ((4 - alen % 4) % 4)
+    if xor_mapped:
+        return xor_mapped
+    if mapped:
+        return mapped
+    raise ValueError("Binding response without XOR-MAPPED-ADDRESS")
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def stun_binding_udp(host: str, port: int, timeout: float = 1.0, local: str | None = None,
+                     retries: int = 3):
+    """Send a Binding request over UDP. Returns ((mapped_ip, mapped_port), (local_ip, local_port))."""
+    fam = _family(host)
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        s.bind((local or ("::1" if fam == socket.AF_INET6 else "127.0.0.1"), 0))
+        s.connect((host, port))
+        req, txid = _binding_request()
+        per_try = timeout / max(1, retries)
+        for _ in range(max(1, retries)):
+            s.send(req)
+            deadline = time.monotonic() + per_try
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                s.settimeout(left)
+                try:
+                    data = s.recv(2048)
+                except (socket.timeout, ConnectionRefusedError):
+                    # ICMP port unreachable shows up as ECONNREFUSED: not listening (yet).
+                    break
+                try:
+                    return parse_binding_response(data, txid), s.getsockname()[:2]
+                except ValueError:
+                    continue  # stray datagram; keep waiting within this try
+        raise TimeoutError(f"no STUN Binding response from {host}:{port}/udp")
+
+
+def stun_binding_tcp(host: str, port: int, timeout: float = 2.0, local: str | None = None):
+    """Binding request over a TCP connection. Returns ((mapped_ip, mapped_port), (local_ip, local_port))."""
+    fam = _family(host)
+    deadline = time.monotonic() + timeout
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        if local:
+            s.bind((local, 0))
+        s.connect((host, port))
+        req, txid = _binding_request()
+        s.sendall(req)
+        buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no STUN Binding response from {host}:{port}/tcp")
+            s.settimeout(left)
+            chunk = s.recv(4096)
+            if not chunk:
+                raise ConnectionError(f"{host}:{port}/tcp closed the connection")
+            buf += chunk
+            if len(buf) >= 20:
+                need = 20 + struct.unpack("!H", buf[2:4])[0]
+                if len(buf) >= need:
+                    return parse_binding_response(buf[:need], txid), s.getsockname()[:2]
+
+
+def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
+    """True once a UDP echo server (turnutils_peer) echoes a datagram back."""
+    deadline = time.monotonic() + timeout
+    probe = b"ferry-it-probe-" + secrets.token_hex(4).encode()
+    with socket.socket(_family(host), socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
+        for _ in range(100):
+            if time.monotonic() >= deadline:
+                return False
+            try:
+                s.send(probe)
+                s.settimeout(0.2)
+                if s.recv(2048) == probe:
+                    return True
+            except (socket.timeout, ConnectionRefusedError):
+                time.sleep(0.05)
+    return False
+
+
+# ----------------------------------------------------------------------------------------------
+# Server configuration
+
+
+@dataclass
+class Listener:
+    address: str
+    port: int
+    transport: str  # "udp" | "tcp"
+
+
+@dataclass
+class ServerConfig:
+    port: int
+    relay_min: int
+    relay_max: int
+    realm: str = DEFAULT_REALM
+    users: dict[str, str] = field(default_factory=lambda: {DEFAULT_USER: DEFAULT_PASSWORD})
+    relay_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    ipv6: bool = True  # also listen on ::1
+    tcp: bool = True  # also listen on TCP
+    ipv6_tcp: bool = False  # TCP on ::1 as well (coturn always does this when listening on ::1)
+    peers_allow: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    log_level: str = "info"
+
+    @property
+    def listeners(self) -> list[Listener]:
+        out = [Listener("127.0.0.1", self.port, "udp")]
+        if self.tcp:
+            out.append(Listener("127.0.0.1", self.port, "tcp"))
+        if self.ipv6:
+            out.append(Listener("::1", self.port, "udp"))
+            if self.ipv6_tcp:
+                out.append(Listener("::1", self.port, "tcp"))
+        return out
+
+    # -- ferry -------------------------------------------------------------------------------
+    def ferry_yaml(self) -> str:
+        def q(s: str) -> str:  # YAML double-quoted scalar
+            return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        lines = [f"realm: {q(self.realm)}", "listeners:"]
+        for l in self.listeners:
+            lines.append(f"  - {{address: {q(l.address)}, port: {l.port}, transport: {l.transport}}}")
+        lines.append("relay:")
+        lines.append("  addresses: [" + ", ".join(f"{{address: {q(a)}}}" for a in self.relay_addresses) + "]")
+        lines.append(f"  port_min: {self.relay_min}")
+        lines.append(f"  port_max: {self.relay_max}")
+        lines.append("auth:")
+        lines.append("  users: [" + ", ".join(
+            f"{{name: {q(u)}, password: {q(p)}}}" for u, p in self.users.items()) + "]")
+        lines.append("peers:")
+        lines.append("  allow: [" + ", ".join(q(p) for p in self.peers_allow) + "]")
+        lines.append(f"log: {{level: {self.log_level}}}")
+        lines.append('http: {address: ""}')
+        return "\n".join(lines) + "\n"
+
+    # -- coturn ------------------------------------------------------------------------------
+    def coturn_args(self, workdir: Path) -> list[str]:
+        """turnserver options equivalent to ferry_yaml(). Note: --user puts the password in argv;
+        acceptable for the throw-away test credentials used with the coturn reference only."""
+        args = [
+            "-n",  # no config file
+            "--no-cli",
+            "--log-file", "stdout",
+            "--simple-log",
+            "--pidfile", str(workdir / "turnserver.pid"),  # default is /var/run/turnserver.pid
+            "--userdb", str(workdir / "turndb"),  # default is the system /var/lib/turn/turndb
+            "--listening-port", str(self.port),
+            "--listening-ip", "127.0.0.1",
+        ]
+        if self.ipv6:
+            args += ["--listening-ip", "::1"]
+        for a in self.relay_addresses:
+            args += ["--relay-ip", a]
+        args += [
+            "--min-port", str(self.relay_min),
+            "--max-port", str(self.relay_max),
+            "--lt-cred-mech",
+            "--realm", self.realm,
+        ]
+        for u, p in self.users.items():
+            args += ["--user", f"{u}:{p}"]
+        args += [
+            "--allow-loopback-peers",  # ferry: peers.allow contains 127.0.0.0/8 and ::1/128
+            "--no-tls", "--no-dtls",
+            "--no-rfc5780",  # ferry does not do RFC 5780; also keeps port+1 unused
+            "--no-multicast-peers",
+            "--relay-threads", "1",
+        ]
+        if not self.tcp:
+            args.append("--no-tcp")
+        if self.log_level == "debug":
+            args.append("--verbose")
+        return args
+
+
+def find_ferry_binary() -> str | None:
+    """FERRY_BIN, else the newest build/*/ferry (or build/ferry) under the repository root."""
+    env = os.environ.get("FERRY_BIN")
+    if env:
+        return env
+    candidates = [p for p in glob.glob(str(REPO_ROOT / "build" / "*" / "ferry")) +
+                  glob.glob(str(REPO_ROOT / "build" / "*" / "server" / "ferry")) +
+                  glob.glob(str(REPO_ROOT / "build" / "ferry")) +
+                  glob.glob(str(REPO_ROOT / "build" / "server" / "ferry"))
+                  if os.path.isfile(p) and os.access(p, os.X_OK)]
+    if not candidates:
+        return None
+    return max(candidates, key=os.path.getmtime)
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class Server:
+    """A running ferry or coturn instance on loopback. Use as a context manager."""
+
+    def __init__(self, kind: str, config: ServerConfig, binary: str | None = None,
+                 keep_workdir: bool = False, ready_timeout: float = 15.0):
+        if kind not in ("ferry", "coturn"):
+            raise ValueError(f"unknown server kind {kind!r}")
+        self.kind = kind
+        self.config = config
+        self.binary = binary or (find_ferry_binary() if kind == "ferry" else COTURN_BIN)
+        if not self.binary:
+            raise ServerError("ferry binary not found: pass --bin PATH or set FERRY_BIN")
+        if not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
+            raise ServerError(f"server binary {self.binary} is not an executable file")
+        self.keep_workdir = keep_workdir
+        self.ready_timeout = ready_timeout
+        self.workdir: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+        self.log_path: Path | None = None
+        self.cmd: list[str] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "Server":
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"ferry-it-{self.kind}-"))
+        if self.kind == "ferry":
+            cfg_path = self.workdir / "ferry.yaml"
+            cfg_path.write_text(self.config.ferry_yaml())
+            cfg_path.chmod(0o600)  # holds the test password
+            self.cmd = [self.binary, "--config", str(cfg_path)]
+        else:
+            self.cmd = [self.binary] + self.config.coturn_args(self.workdir)
+        self.log_path = self.workdir / f"{self.kind}.log"
+        self._log = open(self.log_path, "wb")
+        log(f"starting {self.kind}: {self._printable_cmd()}")
+        self.proc = _spawn(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        _live.append(self)
+        try:
+            self.wait_ready(self.ready_timeout)
+        except Exception:
+            self.dump_log("server log (not ready)")
+            self.stop()
+            raise
+        return self
+
+    def _printable_cmd(self) -> str:
+        # Do not print test passwords given to coturn on its command line.
+        out, hide = [], False
+        for a in self.cmd:
+            if hide:
+                out.append(a.split(":", 1)[0] + ":***")
+                hide = False
+                continue
+            out.append(a)
+            hide = a == "--user"
+        return " ".join(out)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Poll every listener until it answers a STUN Binding (bounded by timeout)."""
+        deadline = time.monotonic() + timeout
+        pending = list(self.config.listeners)
+        attempt = 0
+        last_err: Exception | None = None
+        while pending and attempt < 1000:
+            attempt += 1
+            if self.proc.poll() is not None:
+                raise ServerError(f"{self.kind} exited with status {self.proc.returncode} during startup")
+            if time.monotonic() >= deadline:
+                raise ServerError(f"{self.kind} not ready after {timeout}s; still silent: "
+                                  + ", ".join(f"{l.address}:{l.port}/{l.transport}" for l in pending)
+                                  + f" (last error: {last_err})")
+            l = pending[0]
+            try:
+                if l.transport == "udp":
+                    stun_binding_udp(l.address, l.port, timeout=0.3, retries=1)
+                else:
+                    stun_binding_tcp(l.address, l.port, timeout=1.0)
+                pending.pop(0)
+                continue
+            except (OSError, TimeoutError, ValueError) as exc:
+                last_err = exc
+            time.sleep(0.1)
+        if pending:
+            raise ServerError(f"{self.kind} readiness loop gave up")
+        log(f"{self.kind} ready on port {self.config.port} (pid {self.proc.pid})")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self in _live:
+            _live.remove(self)
+        if self.proc is not None:
+            _kill_group(self.proc)
+        if self._log is not None and not self._log.closed:
+            self._log.close()
+        if self.workdir is not None:
+            if self.keep_workdir:
+                log(f"kept {self.kind} work dir {self.workdir}")
+            else:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.log_path is not None:
+            self.dump_log("server log")
+        self.stop()
+
+    def __repr__(self):
+        return f"<{self.kind} server pid={self.proc.pid if self.proc else None}>"
+
+    # -- diagnostics -------------------------------------------------------------------------
+    def log_text(self, max_bytes: int = 20000) -> str:
+        if self.log_path is None:
+            return ""
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-max_bytes:].decode("utf-8", errors="replace")
+
+    def dump_log(self, title: str, max_bytes: int = 8000) -> None:
+        text = self.log_text(max_bytes)
+        print(f"----- {title} ({self.kind}, last {max_bytes} bytes) -----", file=sys.stderr)
+        print(text.rstrip() or "(empty)", file=sys.stderr)
+        print(f"----- end of {title} -----", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared command line
+
+
+def common_arguments(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--server", choices=["ferry", "coturn"], default=os.environ.get("FERRY_IT_SERVER", "ferry"),
+                   help="server implementation to test (default: ferry, or $FERRY_IT_SERVER)")
+    p.add_argument("--bin", default=None,
+                   help="server binary (default: $FERRY_BIN or newest build/*/ferry; /usr/bin/turnserver for coturn)")
+    p.add_argument("--port", type=int, default=0, help="listener port (default: a free port in 20000-32000)")
+    p.add_argument("--relay-ports", type=int, default=200, help="size of the relay port range (default 200)")
+    p.add_argument("--realm", default=DEFAULT_REALM)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"],
+                   help="server log level (coturn: debug -> --verbose)")
+    p.add_argument("--keep-logs", action="store_true", help="keep the server work dir (config + log)")
+    p.add_argument("--show-server-log", action="store_true", help="print the server log at the end")
+    p.add_argument("--ready-timeout", type=float, default=15.0, help="seconds to wait for the server to answer")
+    return p
+
+
+def config_from_args(args, **overrides) -> ServerConfig:
+    port = args.port or pick_free_port()
+    relay_min, relay_max = pick_free_range(max(10, args.relay_ports))
+    kw = dict(port=port, relay_min=relay_min, relay_max=relay_max, realm=args.realm,
+              log_level=args.log_level)
+    kw.update(overrides)
+    return ServerConfig(**kw)
+
+
+def server_from_args(args, config: ServerConfig) -> Server:
+    return Server(args.server, config, binary=args.bin, keep_workdir=args.keep_logs,
+                  ready_timeout=args.ready_timeout)
+
+
+def require_tool(path: str) -> str:
+    found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
+    if not found:
+        raise ServerError(f"required tool {path} not found (Debian package coturn provides turnutils_*)")
+    return found
+
+
+if __name__ == "__main__":
+    # Manual use: start a server and keep it running until Ctrl-C (bounded to 1 hour).
+    ap = common_arguments("Start a test server on loopback and keep it running until Ctrl-C.")
+    ap.add_argument("--print-config", action="store_true", help="only print the ferry YAML / coturn argv")
+    ns = ap.parse_args()
+    cfg = config_from_args(ns)
+    if ns.print_config:
+        print(cfg.ferry_yaml() if ns.server == "ferry" else " ".join(cfg.coturn_args(Path("/tmp/WORKDIR"))))
+        sys.exit(0)
+    with server_from_args(ns, cfg) as srv:
+        print(f"{ns.server} listening on 127.0.0.1:{cfg.port} (udp/tcp) and [::1]:{cfg.port} (udp); "
+              f"relay 127.0.0.1:{cfg.relay_min}-{cfg.relay_max}; user {DEFAULT_USER}; realm {cfg.realm}",
+              flush=True)
+        for _ in range(3600):
+            if not srv.alive():
+                print("server exited", file=sys.stderr)
+                break
+            time.sleep(1)

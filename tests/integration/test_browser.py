@@ -1,0 +1,102 @@
+#!/usr/bin/python3
+"""Headless chromium relays a WebRTC data channel through the server (tests/browser/relay_datachannel.mjs).
+
+Starts the server (ferry or coturn) on loopback, then runs
+    node tests/browser/relay_datachannel.mjs --turn-url turn:127.0.0.1:PORT?transport=udp --username alice
+        --expect-relay-address 127.0.0.1 --expect-relay-ports MIN-MAX
+with the password in the FERRY_TEST_CREDENTIAL environment variable (never in argv).  Both peer
+connections use iceTransportPolicy 'relay'; the script asserts an echo over the data channel and
+relay/relay selected candidate pairs.
+
+Needs: node >= 20, `npm ci` done in tests/browser, Debian chromium at /usr/bin/chromium
+(override with --chromium or $CHROMIUM_BIN).
+
+Usage: /usr/bin/python3 test_browser.py [--server ferry|coturn] [--bin PATH] [--transport udp|tcp]
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+NAME = "browser_relay_datachannel"
+BROWSER_DIR = harness.REPO_ROOT / "tests" / "browser"
+SCRIPT = BROWSER_DIR / "relay_datachannel.mjs"
+
+
+def main():
+    ap = harness.common_arguments(__doc__.splitlines()[0])
+    ap.add_argument("--node", default=os.environ.get("NODE", "node"))
+    ap.add_argument("--chromium", default=os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium"))
+    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp",
+                    help="client-to-server transport in the turn: URL (relay is UDP either way)")
+    ap.add_argument("--timeout", type=float, default=30.0, help="in-page timeout in seconds (default 30)")
+    ap.add_argument("--verbose", action="store_true", help="pass --verbose to the node script")
+    args = ap.parse_args()
+    label = f"{NAME} [{args.server}, {args.transport}]"
+
+    node = shutil.which(args.node) if os.sep not in args.node else args.node
+    problems = []
+    if not node:
+        problems.append(f"node not found ({args.node})")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+        problems.append(f"playwright-core missing: run (cd {BROWSER_DIR} && npm ci --no-audit --no-fund)")
+    if not os.access(args.chromium, os.X_OK):
+        problems.append(f"chromium not found at {args.chromium} (apt-get install -y chromium)")
+    if problems:
+        print(f"FAIL {label}: setup: {'; '.join(problems)}")
+        return 1
+
+    try:
+        cfg = harness.config_from_args(args, tcp=True)
+        server = harness.server_from_args(args, cfg)
+    except Exception as exc:  # noqa: BLE001
+        print(f"FAIL {label}: setup: {exc}")
+        return 1
+
+    env = dict(os.environ)
+    env["FERRY_TEST_CREDENTIAL"] = cfg.users[harness.DEFAULT_USER]
+    env["CHROMIUM_BIN"] = args.chromium
+    # Chromium's profile and playwright's artifacts go under TMPDIR: give them a private one that
+    # is removed even when node had to be killed before it could clean up after itself.
+    tmp = harness.TempDir(prefix="ferry-it-browser-")
+    env["TMPDIR"] = str(tmp.path)
+    try:
+        with server:
+            turn_url = f"turn:127.0.0.1:{cfg.port}?transport={args.transport}"
+            cmd = [node, str(SCRIPT), "--turn-url", turn_url, "--username", harness.DEFAULT_USER,
+                   "--timeout", str(int(args.timeout)), "--chromium", args.chromium,
+                   "--expect-relay-address", cfg.relay_addresses[0],
+                   "--expect-relay-ports", f"{cfg.relay_min}-{cfg.relay_max}"]
+            if args.verbose:
+                cmd.append("--verbose")
+            # The script has its own watchdog at timeout+20s; this outer bound is a backstop.
+            r = harness.run_client(cmd, timeout=args.timeout + 45, env=env, cwd=str(BROWSER_DIR),
+                                  line_buffered=False)
+            print(r.output.rstrip())
+            ok = (not r.timed_out and r.returncode == 0
+                  and any(l.startswith("PASS ") for l in r.output.splitlines()))
+            if not server.alive():
+                print(f"  {args.server} exited (status {server.proc.returncode}) during the test")
+                ok = False
+            if args.show_server_log or not ok:
+                server.dump_log("server log")
+    except Exception as exc:  # noqa: BLE001
+        print(f"FAIL {label}: {exc}")
+        return 1
+    finally:
+        tmp.stop()
+
+    if ok:
+        print(f"PASS {label}")
+        return 0
+    why = "timed out" if r.timed_out else f"node exit status {r.returncode}"
+    print(f"FAIL {label}: {why}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
