@@ -219,7 +219,8 @@ stun::Result<Bytes> TurnClient::send_indication(MutableBytes out, const Transpor
 }
 
 stun::Result<Bytes> TurnClient::channel_data(MutableBytes out, uint16_t channel, Bytes data, bool pad) {
-  if (!stun::valid_channel_number(channel)) return stun::Error::BadChannelNumber;
+  // Framing allows the RFC 5766 range; whether a number is acceptable is the server's call (§12).
+  if (!stun::valid_channel_number(channel, stun::kMaxChannelRfc5766)) return stun::Error::BadChannelNumber;
   if (data.size() > 0xFFFF) return stun::Error::BadLength;
   const size_t size = stun::kChannelDataHeaderSize + data.size();
   if (out.size() < (pad ? stun::padded4(size) : size)) return stun::Error::NoSpace;

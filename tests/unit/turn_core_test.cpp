@@ -1561,5 +1561,44 @@ TEST_F(TurnCoreTest, ClientDiscardsTamperedAndUnsolicitedResponses) {
   EXPECT_EQ(dup.outcome, Outcome::Discarded);
 }
 
+
+// Issue 3 "bad input": a flood of unauthenticated Allocates from many spoofed sources and bad
+// integrity from one source each get their RFC answer and leave no state behind (stateless nonces).
+TEST_F(TurnCoreTest, AllocateFloodFromSpoofedSourcesLeavesNoState) {
+  constexpr int kSources = 5000;
+  for (int i = 0; i < kSources; ++i) {
+    TurnClient c = alice();
+    auto req = c.allocate_request(buf);
+    ASSERT_TRUE(req.ok());
+    server().on_client_packet(tuple(i), *req);
+  }
+  EXPECT_EQ(io.to_client.size(), static_cast<size_t>(kSources));  // one bounded 401 each
+  for (const auto& sent : io.to_client) EXPECT_LT(sent.bytes.size(), 200u);
+  EXPECT_EQ(server().stats().errors_sent[401].get(), static_cast<uint64_t>(kSources));
+  // Wrong passwords from one source: 401 each time, still nothing kept.
+  TurnClient mallory(creds("alice", "not-the-password"));
+  for (int i = 0; i < 20; ++i) {
+    Response r = allocate(mallory, tuple(1));
+    EXPECT_EQ(r.error_code, code::Unauthenticated);
+  }
+  expect_nothing_allocated();
+  EXPECT_EQ(server().allocation_count(), 0u);
+}
+
+// libwebrtc and coturn's clients pick channel numbers from RFC 5766's 0x4000-0x7FFF; the server
+// accepts them when configured for it (the shipped default) and relays ChannelData on them.
+TEST_F(TurnCoreTest, Rfc5766ChannelNumbersAcceptedWhenConfigured) {
+  config.max_channel_number = turn::ChannelNumber::kMaxRfc5766;
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  const TransportAddress peer = *TransportAddress::parse("192.0.2.7:9000");
+  EXPECT_EQ(bind(c, tuple(1), 0x56CB, peer).outcome, Outcome::Success);
+  EXPECT_EQ(bind(c, tuple(1), 0x8000, peer).error_code, code::BadRequest);  // not ChannelData at all
+  io.to_peer.clear();
+  send_channel_data(tuple(1), 0x56CB, "hello");
+  ASSERT_EQ(io.to_peer.size(), 1u);
+  EXPECT_EQ(io.to_peer[0].peer, peer);
+}
+
 }  // namespace
 }  // namespace ferry::turn
