@@ -83,7 +83,7 @@ void build_app(CLI::App& app, Flags& f) {
   app.add_option("--log-format", f.log_format, "Log format on stderr: text, or json with one object per line (log.format).")
       ->type_name("text|json");
   app.add_option("--http-address", f.http_address,
-                 "Address of the metrics and health HTTP endpoint, IP:PORT, or off (or \"\") to turn it off (http.address).")
+                 "Address of the metrics and health HTTP endpoint, IP:PORT, or off (or \"\") to turn it off (http.address). Not served yet: the endpoint is still to come.")
       ->type_name("IP:PORT");
   app.add_option("--workers", f.workers, "Worker threads; 0 means one per CPU core (workers).")->type_name("N");
   app.add_option("--allow-peer", f.allow_peer,

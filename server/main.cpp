@@ -10,13 +10,16 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include "auth/chained_store.h"
 #include "auth/nonce.h"
+#include "auth/shared_secret.h"
 #include "auth/static_users.h"
 #include "server/cli.h"
 #include "server/config.h"
 #include "server/local_addresses.h"
 #include "server/log.h"
 #include "server/worker_pool.h"
+#include "turn/clock.h"
 #include "turn/peer_policy.h"
 
 namespace {
@@ -95,8 +98,6 @@ auth::StaticUsers static_users(const Config& config) {
 }
 
 void warn_unsupported(const Config& config) {
-  if (!config.auth.shared_secrets.empty())
-    spdlog::warn("auth.shared_secrets: shared-secret credentials are not supported yet; ignored");
   if (!config.database.url.empty()) spdlog::warn("database: PostgreSQL credentials are not supported yet; ignored");
   for (const auto& l : config.listeners) {
     if (l.transport == server::Transport::Tls || l.transport == server::Transport::Dtls)
@@ -173,8 +174,17 @@ int main(int argc, char** argv) {
     pool_settings.workers = ports;
   }
   auto users = std::make_shared<const auth::StaticUsers>(static_users(config));
-  // Each worker gets its own copy: nothing is shared between loops.
-  pool_settings.make_credentials = [users] { return std::make_unique<auth::StaticUsers>(*users); };
+  std::vector<std::string> secrets;
+  for (const auto& s : config.auth.shared_secrets) secrets.push_back(s.secret);
+  // Each worker gets its own stores: nothing is shared between loops. Static users are asked
+  // first, then shared-secret (TURN REST API) usernames "<expiry>:<user>".
+  pool_settings.make_credentials = [users, secrets, realm = config.realm]() -> std::unique_ptr<auth::CredentialStore> {
+    static const turn::SteadyClock clock;  // lives as long as the process; the stores only read it
+    auto chain = std::make_unique<auth::ChainedStore>();
+    chain->add(std::make_shared<auth::StaticUsers>(*users));
+    if (!secrets.empty()) chain->add(std::make_shared<auth::SharedSecretStore>(realm, clock, secrets));
+    return chain;
+  };
 
   server::WorkerPool pool(std::move(pool_settings));
   if (auto err = pool.start()) {
@@ -183,9 +193,10 @@ int main(int argc, char** argv) {
   }
   for (const auto& l : pool.listeners())
     spdlog::info("listening on {} {}", server::to_string(l.transport), l.address.to_string());
-  spdlog::info("ferry {} running with {} worker{}, relay ports {}-{}, {} user{}", FERRY_VERSION, pool.size(),
-               pool.size() == 1 ? "" : "s", config.relay.port_min, config.relay.port_max, config.auth.users.size(),
-               config.auth.users.size() == 1 ? "" : "s");
+  spdlog::info("ferry {} running with {} worker{}, relay ports {}-{}, {} user{}, {} shared secret{}", FERRY_VERSION,
+               pool.size(), pool.size() == 1 ? "" : "s", config.relay.port_min, config.relay.port_max,
+               config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets.size(),
+               secrets.size() == 1 ? "" : "s");
 
   wait_for_signal();
   pool.stop();

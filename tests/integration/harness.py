@@ -52,6 +52,7 @@ PORT_HIGH = 32000  # inclusive upper bound for anything we pick; stays below 327
 DEFAULT_REALM = "ferry.test"
 DEFAULT_USER = "alice"
 DEFAULT_PASSWORD = "secret"
+DEFAULT_SHARED_SECRET = "it-shared-secret"  # test-only TURN REST API secret
 
 COTURN_BIN = "/usr/bin/turnserver"
 
@@ -468,6 +469,8 @@ class ServerConfig:
     tcp: bool = True  # also listen on TCP
     ipv6_tcp: bool = False  # TCP on ::1 as well (coturn always does this when listening on ::1)
     peers_allow: list[str] = field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # TURN REST API secrets (ferry: auth.shared_secrets); usernames are "<expiry>:<user>".
+    shared_secrets: list[str] = field(default_factory=lambda: [DEFAULT_SHARED_SECRET])
     log_level: str = "info"
 
     @property
@@ -496,6 +499,8 @@ class ServerConfig:
         lines.append("auth:")
         lines.append("  users: [" + ", ".join(
             f"{{name: {q(u)}, password: {q(p)}}}" for u, p in self.users.items()) + "]")
+        if self.shared_secrets:
+            lines.append("  shared_secrets: [" + ", ".join(q(s) for s in self.shared_secrets) + "]")
         lines.append("peers:")
         lines.append("  allow: [" + ", ".join(q(p) for p in self.peers_allow) + "]")
         lines.append(f"log: {{level: {self.log_level}}}")

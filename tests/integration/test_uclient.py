@@ -38,6 +38,9 @@ SCENARIOS = {
     "udp-channel-m5": ["-m", "5"],
     "udp-send-m1": ["-m", "1", "-s"],
     "udp-send-m5": ["-m", "5", "-s"],
+    # TURN REST API credentials (-W): uclient derives "<timestamp>:<user>" and its password from the
+    # shared secret, checked by ferry's shared-secret store. Not run against coturn (lt-cred only).
+    "udp-rest-m1": ["-m", "1", "-W", "SECRET"],
     "tcp-channel-m1": ["-t", "-m", "1"],
     "tcp-send-m5": ["-t", "-m", "5", "-s"],
 }
@@ -52,7 +55,12 @@ RTT_RE = re.compile(r"Average round trip delay ([\d.]+) ms")
 def run_scenario(name, uclient, cfg, peer_port, args):
     extra = SCENARIOS[name]
     m = int(extra[extra.index("-m") + 1])
-    cmd = [uclient, "-u", harness.DEFAULT_USER, "-w", cfg.users[harness.DEFAULT_USER],
+    if "-W" in extra:  # shared secret instead of a password
+        extra = [cfg.shared_secrets[0] if x == "SECRET" else x for x in extra]
+        creds = ["-u", harness.DEFAULT_USER]
+    else:
+        creds = ["-u", harness.DEFAULT_USER, "-w", cfg.users[harness.DEFAULT_USER]]
+    cmd = [uclient, *creds,
            "-p", str(cfg.port), "-e", "127.0.0.1", "-r", str(peer_port),
            "-n", str(args.n), "-l", str(args.l), *extra, "127.0.0.1"]
     # The password appears in uclient's argv: it has no other way to take it.  Test-only creds.
@@ -86,7 +94,7 @@ def run_scenario(name, uclient, cfg, peer_port, args):
         lost and lost.group(0),
         (RTT_RE.search(r.output) or [None])[0] if RTT_RE.search(r.output) else None,
     ] if x)
-    shown = " ".join(extra)
+    shown = " ".join("<secret>" if x in cfg.shared_secrets else x for x in extra)
     if problems:
         print(f"  FAIL {name} ({shown}): {'; '.join(problems)}")
         tail = r.output.strip().splitlines()[-25:]
@@ -118,6 +126,8 @@ def main():
         names = TCP_SCENARIOS
     else:
         names = UDP_SCENARIOS + (TCP_SCENARIOS if args.tcp else [])
+    if args.server == "coturn":  # the reference runs lt-cred users only
+        names = [n for n in names if "rest" not in n]
     label = f"{NAME} [{args.server}]"
 
     try:
