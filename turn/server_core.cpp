@@ -878,25 +878,22 @@ void ServerCore::on_peer_packet(RelayId relay, const TransportAddress& peer, uin
 
 // ---- lifetimes -----------------------------------------------------------------------------------------
 
-void ServerCore::destroy(Allocation& a) {
+void ServerCore::destroy(Allocation& a, bool connection_gone) {
   const FiveTuple tuple = a.tuple;
   if (a.v4) close_leg(*a.v4);
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
-  const bool stream = is_stream(tuple.transport);
   allocations_.erase(tuple);  // `a` is gone after this
-  if (stream) io_.allocation_closed(tuple);
+  // A stream's allocation and its connection end together (RFC 8656 §3.1): tell the shell, unless
+  // the connection is what ended.
+  if (is_stream(tuple.transport) && !connection_gone) io_.allocation_closed(tuple);
 }
 
 void ServerCore::on_client_closed(const FiveTuple& client) {
   auto it = allocations_.find(client);
   if (it == allocations_.end()) return;
   stats_.allocations_deleted.add();
-  Allocation& a = *it->second;
-  if (a.v4) close_leg(*a.v4);
-  if (a.v6) close_leg(*a.v6);
-  if (auto u = per_user_.find(a.username); u != per_user_.end() && --u->second == 0) per_user_.erase(u);
-  allocations_.erase(it);
+  destroy(*it->second, /*connection_gone=*/true);
 }
 
 void ServerCore::tick() {

@@ -119,7 +119,7 @@ class ServerCore {
   std::string nonce_for(const FiveTuple& t) const;
   bool peer_allowed(const stun::TransportAddress& peer) const;
   void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
-  void destroy(Allocation& a);
+  void destroy(Allocation& a, bool connection_gone = false);
   std::optional<RelayLeg> open_leg(stun::Family family, bool dont_fragment, bool even_port, bool reserve_next,
                                    std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
   void close_leg(RelayLeg& leg);
