@@ -389,7 +389,6 @@ std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool dont_frag
       if (token) {
         auto it = reservations_.find(*token);
         if (it == reservations_.end() || it->second.first != i) break;
-        port = it->second.second;
         ReservationToken t;
         for (int k = 0; k < 8; ++k) t[k] = static_cast<uint8_t>(*token >> (56 - 8 * k));
         port = pool.redeem(t, clock_.now());
@@ -421,18 +420,12 @@ std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool dont_frag
       }
       relay_owner_[leg.id] = nullptr;
       free_relays_.push_back(leg.id);
-      if (pair) {
-        // Give back the reserved port too; the pool expires the reservation on its own otherwise.
-        pool.redeem(pair->token, clock_.now());
-        pool.release(pair->reserved_port);
-      }
-      if (r == OpenRelayResult::NoResources) {
-        pool.release(*port);
-        return std::nullopt;
-      }
-      // Port taken by another process: give it back and try another random one.
+      // Give the port back (and the reserved one: release() drops its reservation too).
       pool.release(*port);
-      if (token) break;
+      if (pair) pool.release(pair->reserved_port);
+      if (r == OpenRelayResult::NoResources) return std::nullopt;
+      if (token) break;  // a redeemed port is the only one the client may have
+      // Otherwise the port was taken by another process: try another random one.
     }
   }
   return std::nullopt;
