@@ -32,7 +32,8 @@ def check(cond: bool, what: str, detail: str = "") -> None:
 
 def loadgen(args, env, *extra: str, expect_json: bool = True):
     cmd = [args.loadgen, "--json", *extra]
-    r = harness.run_client(cmd, timeout=60, env=env)
+    # No stdbuf: the tool flushes its own output, and stdbuf's LD_PRELOAD upsets ASan builds.
+    r = harness.run_client(cmd, timeout=60, env=env, line_buffered=False)
     report = None
     for line in reversed(r.output.splitlines()):
         if line.startswith("{"):
