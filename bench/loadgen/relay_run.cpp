@@ -3,8 +3,9 @@
 //
 // Pacing: with --rate R the senders keep to R packets/s over all streams (open loop, for latency
 // at a given load). With --rate 0 they keep at most --window packets in flight (closed loop, for
-// the maximum rate): in flight = sent - max(received, sent 50 ms ago), so a packet the server
-// dropped stops counting after 50 ms instead of stalling the window forever.
+// the maximum rate): in flight = sent - max(received or known lost, sent 50 ms ago). The sink
+// knows a packet lost as soon as a later one of its stream arrives; the 50 ms catch the last
+// packets of a stream, so a drop never stalls the window for long.
 #include <unistd.h>
 
 #include <algorithm>
@@ -114,7 +115,7 @@ void send_loop(std::vector<Stream*> streams, const SendPlan& plan, std::atomic<u
     } else {
       const uint64_t sent = sent_all.load(std::memory_order_relaxed);
       history.note(now, sent);
-      const uint64_t settled = std::max(sink.received_total(), history.sent_before(now - kLossTimeoutNs));
+      const uint64_t settled = std::max(sink.settled_total(), history.sent_before(now - kLossTimeoutNs));
       const uint64_t in_flight = sent > settled ? sent - settled : 0;
       budget = static_cast<int64_t>(plan.window) - static_cast<int64_t>(in_flight);
       if (budget <= 0) {

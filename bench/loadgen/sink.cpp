@@ -9,7 +9,7 @@
 namespace ferry::bench {
 
 Sink::Sink(int fd, uint32_t streams, size_t max_datagram)
-    : fd_(fd), max_datagram_(max_datagram), per_stream_(streams, 0) {}
+    : fd_(fd), max_datagram_(max_datagram), per_stream_(streams, 0), next_seq_(streams, 0) {}
 
 Sink::~Sink() {
   if (thread_.joinable()) stop();
@@ -41,7 +41,7 @@ void Sink::run() {
       const int n = batch.receive(fd_);
       if (n <= 0) break;
       const uint64_t now = now_ns();  // one clock read per batch: the batch arrived together
-      uint64_t counted = 0;
+      uint64_t counted = 0, skipped = 0;
       for (int i = 0; i < n; ++i) {
         const auto stamp = read_stamp(batch.slot(i), batch.length(i));
         if (!stamp || stamp->stream >= per_stream_.size()) {
@@ -50,6 +50,11 @@ void Sink::run() {
         }
         ++counted;
         ++per_stream_[stamp->stream];
+        uint64_t& next = next_seq_[stamp->stream];
+        if (stamp->seq >= next) {
+          skipped += stamp->seq - next;
+          next = stamp->seq + 1;
+        }
         if (stamp->sent_ns >= measure_from_) {
           ++result_.received;
           result_.bytes += batch.length(i);
@@ -57,6 +62,7 @@ void Sink::run() {
         }
       }
       received_total_.fetch_add(counted, std::memory_order_relaxed);
+      if (skipped != 0) skipped_total_.fetch_add(skipped, std::memory_order_relaxed);
     }
   }
 }

@@ -2,6 +2,10 @@
 // counts stamped packets, per stream and in total, and records their one-way latency (sender and
 // sink share the process's monotonic clock). Packets sent before the end of the warm-up are
 // counted only in `received_total`, which also drives the sender's window.
+//
+// A stream's packets arrive in order (one socket to one server thread and back), so a sequence
+// number beyond the next expected one means the ones between were lost: `settled_total` counts
+// them at once, and the sender's window does not wait for a timeout to forget them.
 #pragma once
 
 #include <atomic>
@@ -34,8 +38,12 @@ class Sink {
   void start(uint64_t measure_from_ns, uint64_t hard_deadline_ns);
   SinkResult stop();  // joins the thread
 
-  // Stamped packets received so far, any time (relaxed: the sender only needs a recent value).
+  // Stamped packets received so far, and those plus the ones known lost (relaxed: the sender
+  // only needs a recent value).
   uint64_t received_total() const { return received_total_.load(std::memory_order_relaxed); }
+  uint64_t settled_total() const {
+    return received_total_.load(std::memory_order_relaxed) + skipped_total_.load(std::memory_order_relaxed);
+  }
 
  private:
   void run();
@@ -43,10 +51,12 @@ class Sink {
   int fd_;
   size_t max_datagram_;
   std::vector<uint32_t> per_stream_;
+  std::vector<uint64_t> next_seq_;  // per stream: the sequence number expected next
   uint64_t measure_from_ = 0;
   uint64_t hard_deadline_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> received_total_{0};
+  std::atomic<uint64_t> skipped_total_{0};  // sequence numbers jumped over: lost on the way
   SinkResult result_;
   std::thread thread_;
 };
