@@ -59,6 +59,7 @@ struct SendPlan {
   double rate = 0;            // this thread's share, packets/s; 0 = window
   uint32_t window = 0;
   uint32_t batch = 32;
+  uint32_t min_burst = 1;     // window mode: send only when this many fit
 };
 
 // (time, sent) samples, one per millisecond at most, to find how many packets had been sent
@@ -118,7 +119,9 @@ void send_loop(std::vector<Stream*> streams, const SendPlan& plan, std::atomic<u
       const uint64_t settled = std::max(sink.settled_total(), history.sent_before(now - kLossTimeoutNs));
       const uint64_t in_flight = sent > settled ? sent - settled : 0;
       budget = static_cast<int64_t>(plan.window) - static_cast<int64_t>(in_flight);
-      if (budget <= 0) {
+      // Wait until a whole burst fits: a packet or two per sendmmsg would make the generator,
+      // not the server, what is measured.
+      if (budget < static_cast<int64_t>(plan.min_burst)) {
         sleep_ns(20'000);
         continue;
       }
@@ -269,6 +272,7 @@ nlohmann::json run_relay(const Options& o) {
   plan.end = plan.measure_from + seconds_to_ns(o.duration);
   plan.window = std::max<uint32_t>(o.window, 1);
   plan.batch = std::clamp<uint32_t>(o.batch, 1, 1024);
+  plan.min_burst = std::clamp<uint32_t>(plan.window / 4, 1, plan.batch);
   const uint32_t threads = std::clamp<uint32_t>(o.sender_threads, 1, std::max<size_t>(streams.size(), 1));
   plan.rate = o.rate / threads;
   std::atomic<uint64_t> sent_all{0};
