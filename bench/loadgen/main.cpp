@@ -73,7 +73,7 @@ int main(int argc, char** argv) {
                  "(to bench/forwarder); binding: Binding requests/s; allocate: authenticated Allocates/s of --count new "
                  "clients")
       ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
-      ->default_str("relay");
+      ->option_text("relay|raw|binding|allocate (default relay)");
   app.add_option("--target", target, "Server (or forwarder) IP:PORT, e.g. 127.0.0.1:3478")->required();
   app.add_flag("--allow-remote", o.allow_remote, "Allow a target or sink outside 127.0.0.0/8 and ::1");
   app.add_option("--user", o.user, "Long-term credential username (relay, allocate)");
@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
       ->default_str("1");
   app.add_option("--framing", o.framing, "relay: channel (ChannelData) or send (Send indications)")
       ->transform(CLI::CheckedTransformer(framings, CLI::ignore_case))
-      ->default_str("channel");
+      ->option_text("channel|send (default channel)");
   app.add_option("-s,--size", o.size, "Payload bytes per packet (at least 24: the stamp)")
       ->check(CLI::Range(24, 65000))
       ->default_str("100");
