@@ -34,6 +34,7 @@ struct Flags {
   std::string workers;
   std::vector<std::string> allow_peer;
   std::vector<std::string> deny_peer;
+  std::vector<std::string> set;  // KEY=VALUE for any single-value key
   bool version = false;
 };
 
@@ -91,6 +92,10 @@ void build_app(CLI::App& app, Flags& f) {
       ->type_name("CIDR");
   app.add_option("--deny-peer", f.deny_peer, "Refuse relaying to this address or CIDR; repeat for more. Added to peers.deny.")
       ->type_name("CIDR");
+  app.add_option("--set", f.set,
+                 "Set any single-value key of the config file, e.g. --set limits.max_lifetime=1800 or "
+                 "--set database.pool_size=4; repeat for more. Applied after the other flags. Not for secrets.")
+      ->type_name("KEY=VALUE");
   app.add_flag("-V,--version", f.version, "Print the version and exit.");
   app.footer(env_footer());
 }
@@ -161,6 +166,13 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
   if (!f.deny_peer.empty()) {
     c.peers.deny.insert(c.peers.deny.end(), f.deny_peer.begin(), f.deny_peer.end());
     c.origins["peers.deny"] = "--deny-peer";
+  }
+  for (const auto& kv : f.set) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return fail("--set", "must be KEY=VALUE (got '" + kv + "')");
+    const std::string key = kv.substr(0, eq);
+    if (key == "database.url") return fail("--set", key + ": " + secrets_hint());
+    if (auto d = set_config_value(c, key, kv.substr(eq + 1), "--set " + key); !d.empty()) return fail("--set " + key, d);
   }
   return std::nullopt;
 }

@@ -371,6 +371,11 @@ const std::vector<ScalarField>& scalar_fields() {
          c.database.url_file = path;
          return "";
        }},
+      FERRY_UINT("database.pool_size", database.pool_size, 1, 64),
+      FERRY_UINT("database.cache_ttl", database.cache_ttl, 1, 86400),
+      FERRY_UINT("database.negative_cache_ttl", database.negative_cache_ttl, 0, 3600),
+      FERRY_UINT("database.max_stale", database.max_stale, 0, 30 * 86400),
+      FERRY_UINT("database.secrets_refresh", database.secrets_refresh, 1, 86400),
   };
   return fields;
 }
@@ -1092,6 +1097,11 @@ std::string dump_effective(const Config& c) {
   out << YAML::Key << "database" << YAML::Value << YAML::BeginMap;
   if (!c.database.url_file.empty()) scalar("url_file", "database.url_file", c.database.url_file);
   else scalar("url", "database.url", mask_database_url(c.database.url));
+  scalar("pool_size", "database.pool_size", c.database.pool_size);
+  scalar("cache_ttl", "database.cache_ttl", c.database.cache_ttl);
+  scalar("negative_cache_ttl", "database.negative_cache_ttl", c.database.negative_cache_ttl);
+  scalar("max_stale", "database.max_stale", c.database.max_stale);
+  scalar("secrets_refresh", "database.secrets_refresh", c.database.secrets_refresh);
   out << YAML::EndMap;
 
   out << YAML::EndMap;

@@ -118,6 +118,11 @@ struct HttpConfig {
 struct DatabaseConfig {
   std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
   std::string url_file;  // where `url` was read from, if it was
+  uint32_t pool_size = 2;            // query connections per worker (each worker LISTENs on one more)
+  uint32_t cache_ttl = 60;           // seconds a looked-up user is served without asking again
+  uint32_t negative_cache_ttl = 10;  // seconds an unknown username is remembered
+  uint32_t max_stale = 86400;        // seconds a cached user keeps working while the database is down
+  uint32_t secrets_refresh = 60;     // seconds between reloads of shared secrets (their expiry)
 };
 
 struct Config {
@@ -138,7 +143,7 @@ struct Config {
   std::map<std::string, std::string> origins;
 
   Config();  // the embedded defaults
-  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty(); }
+  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty() || !database.url.empty(); }
 };
 
 struct ConfigError {

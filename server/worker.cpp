@@ -10,11 +10,13 @@ std::string describe(const ListenerConfig& l) {
 }
 }  // namespace
 
-Worker::Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> credentials)
-    : settings_(std::move(settings)), credentials_(std::move(credentials)) {
+Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) : settings_(std::move(settings)) {
   uv_loop_init(&loop_);
   stop_.data = this;
   uv_async_init(&loop_, &stop_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->close_handles(); });
+  tasks_async_.data = this;
+  uv_async_init(&loop_, &tasks_async_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->run_tasks(); });
+  credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
   tick_.data = this;
   uv_timer_init(&loop_, &tick_);
 
@@ -24,7 +26,7 @@ Worker::Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> c
   const ReceiveArea relay_area{receive_buffer_.get(), head + kMaxDatagram + tail, head, tail};
   relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
   tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp);
-  core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, *credentials_, settings_.policy);
+  core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
 }
 
 Worker::~Worker() {
@@ -32,6 +34,7 @@ Worker::~Worker() {
   // on its way out then find empty slots.
   if (!handles_closed_) close_handles();
   core_.reset();
+  credentials_.reset();  // closes its database handles; the loop run below frees them
   relays_.reset();
   tcp_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks that free the handles
@@ -68,12 +71,15 @@ std::optional<std::string> Worker::bind() {
 
 void Worker::run() {
   if (!handles_closed_) {
+    credentials_->start(*core_);
+    database_ready_.store(credentials_->database_ready(), std::memory_order_relaxed);
     uv_timer_start(
         &tick_,
         [](uv_timer_t* t) {
           auto* w = static_cast<Worker*>(t->data);
           w->core_->tick();
           w->tcp_->sweep_idle();
+          w->database_ready_.store(w->credentials_->database_ready(), std::memory_order_relaxed);
         },
         kTickMs, kTickMs);
   }
@@ -84,15 +90,35 @@ void Worker::stop() {
   if (!stop_requested_.exchange(true)) uv_async_send(&stop_);
 }
 
+void Worker::post(std::function<void(Worker&)> task) {
+  {
+    std::lock_guard lock(tasks_mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  if (!stop_requested_.load()) uv_async_send(&tasks_async_);
+}
+
+void Worker::run_tasks() {
+  std::vector<std::function<void(Worker&)>> tasks;
+  {
+    std::lock_guard lock(tasks_mutex_);
+    tasks.swap(tasks_);
+  }
+  if (handles_closed_) return;
+  for (auto& t : tasks) t(*this);
+}
+
 void Worker::close_handles() {
   if (handles_closed_) return;
   handles_closed_ = true;
+  credentials_->stop();
   for (UdpSocket* s : udp_listeners_) s->close();
   udp_listeners_.clear();
   tcp_->close();
   relays_->close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&tasks_async_), nullptr);
 }
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,11 +13,11 @@
 
 #include <uv.h>
 
-#include "auth/credential_store.h"
 #include "server/config.h"
 #include "server/relay_sockets.h"
 #include "server/tcp_listener.h"
 #include "server/udp_socket.h"
+#include "server/worker_credentials.h"
 #include "turn/clock.h"
 #include "turn/server_core.h"
 #include "turn/server_stats.h"
@@ -40,7 +42,7 @@ struct ShellStats {
 
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
  public:
-  Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> credentials);
+  Worker(WorkerSettings settings, const CredentialSettings& credentials);
   ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -54,6 +56,15 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void run();
   // From any thread: closes every socket and makes run() return.
   void stop();
+  // From any thread: runs `task` on this worker's loop thread, soon (the control path's way in:
+  // configuration reloads, drain; never per packet). Dropped once the worker is stopping.
+  void post(std::function<void(Worker&)> task);
+
+  // On the loop thread (from a posted task): new static users and secrets.
+  void reload_credentials(const CredentialSettings& settings) { credentials_->reload(settings); }
+  turn::ServerCore& core() { return *core_; }
+  // Whether the database (if any) is reachable; read from any thread.
+  bool database_ready() const { return database_ready_.load(std::memory_order_relaxed); }
 
   const turn::ServerCore& core() const { return *core_; }
   const ShellStats& stats() const { return stats_; }
@@ -85,17 +96,22 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   bool holds_allocation(const turn::FiveTuple& client) const override;
 
   void close_handles();  // on the loop thread
+  void run_tasks();      // on the loop thread
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
   uv_async_t stop_{};
+  uv_async_t tasks_async_{};
+  std::mutex tasks_mutex_;
+  std::vector<std::function<void(Worker&)>> tasks_;
+  std::atomic<bool> database_ready_{true};
   uv_timer_t tick_{};
   bool handles_closed_ = false;
   std::atomic<bool> stop_requested_{false};
 
   WorkerSettings settings_;
   turn::SteadyClock clock_;
-  std::unique_ptr<auth::CredentialStore> credentials_;
+  std::unique_ptr<WorkerCredentials> credentials_;
   // One receive buffer for every socket of this loop, with the core's framing margins.
   static constexpr size_t kMaxDatagram = 65536;
   std::unique_ptr<uint8_t[]> receive_buffer_;

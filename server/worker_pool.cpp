@@ -57,7 +57,7 @@ std::optional<std::string> WorkerPool::start() {
     s.core.port_max = share.max;
     if (total.max_allocations != 0) s.core.max_allocations = (total.max_allocations + n - 1) / n;
     s.core.seed = total.seed ^ (0x9E3779B97F4A7C15ull * (i + 1));  // distinct port choices per worker
-    auto w = std::make_unique<Worker>(std::move(s), settings_.make_credentials());
+    auto w = std::make_unique<Worker>(std::move(s), settings_.credentials);
     if (auto err = w->bind()) {
       workers_.clear();
       return err;

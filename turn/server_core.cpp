@@ -927,6 +927,47 @@ size_t ServerCore::close_user(std::string_view username) {
   return victims.size();
 }
 
+size_t ServerCore::revalidate_users() {
+  std::vector<std::string> users;
+  for (auto& [tuple, a] : allocations_) users.push_back(a->username);
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  size_t closed = 0;
+  std::weak_ptr<bool> alive = alive_;
+  for (const auto& username : users) {
+    auto immediate = credentials_.lookup(username, config_.realm, [this, alive, username](auth::LookupResult r) {
+      if (!alive.expired()) close_unvouched(username, r);
+    });
+    if (immediate) closed += close_unvouched(username, *immediate);
+  }
+  return closed;
+}
+
+size_t ServerCore::close_unvouched(const std::string& username, const auth::LookupResult& r) {
+  if (r.status == auth::LookupStatus::Unavailable) return 0;
+  auto vouches = [&](const Allocation& a) {
+    if (r.status != auth::LookupStatus::Found || !r.credential) return false;
+    const auth::Credential& c = *r.credential;
+    auto matches = [&](const stun::Key& md5, const std::optional<stun::Key>& sha) {
+      return a.key == md5 || (sha && a.key == *sha);
+    };
+    if (matches(c.key_md5, c.key_sha256)) return true;
+    for (const auto& alt : c.alternates) {
+      if (matches(alt.key_md5, alt.key_sha256)) return true;
+    }
+    return false;
+  };
+  std::vector<Allocation*> victims;
+  for (auto& [tuple, a] : allocations_) {
+    if (a->username == username && !vouches(*a)) victims.push_back(a.get());
+  }
+  for (Allocation* a : victims) {
+    stats_.allocations_deleted.add();
+    destroy(*a);
+  }
+  return victims.size();
+}
+
 // ---- responses -------------------------------------------------------------------------------------------
 
 MessageBuilder ServerCore::start_response(const MessageView& req, Class cls) {

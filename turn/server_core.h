@@ -78,6 +78,11 @@ class ServerCore {
   void tick();
   // Ends the allocations of a user (revocation). Returns how many were closed.
   size_t close_user(std::string_view username);
+  // Looks up the user of every allocation again and closes the allocations whose key the store no
+  // longer vouches for: user deleted or disabled, password changed, shared secret revoked. A user
+  // the store cannot answer for now (database down) keeps its allocations. Answers may come later;
+  // returns how many allocations were closed at once.
+  size_t revalidate_users();
 
   size_t allocation_count() const { return allocations_.size(); }
   const Allocation* find_allocation(const FiveTuple& t) const;
@@ -123,6 +128,7 @@ class ServerCore {
   std::optional<RelayLeg> open_leg(stun::Family family, bool dont_fragment, bool even_port, bool reserve_next,
                                    std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
   void close_leg(RelayLeg& leg);
+  size_t close_unvouched(const std::string& username, const auth::LookupResult& r);
   RelayId new_relay_slot(Allocation* owner);
   uint32_t lifetime_for(std::optional<uint32_t> requested) const;
 

@@ -472,6 +472,8 @@ class ServerConfig:
     # TURN REST API secrets (ferry: auth.shared_secrets); usernames are "<expiry>:<user>".
     shared_secrets: list[str] = field(default_factory=lambda: [DEFAULT_SHARED_SECRET])
     log_level: str = "info"
+    workers: int = 0  # ferry: 0 = one per CPU
+    extra_yaml: str = ""  # appended to ferry.yaml as is (top-level keys)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -505,6 +507,10 @@ class ServerConfig:
         lines.append("  allow: [" + ", ".join(q(p) for p in self.peers_allow) + "]")
         lines.append(f"log: {{level: {self.log_level}}}")
         lines.append('http: {address: ""}')
+        if self.workers:
+            lines.append(f"workers: {self.workers}")
+        if self.extra_yaml:
+            lines.append(self.extra_yaml.rstrip("\n"))
         return "\n".join(lines) + "\n"
 
     # -- coturn ------------------------------------------------------------------------------
@@ -570,7 +576,7 @@ class Server:
     """A running ferry or coturn instance on loopback. Use as a context manager."""
 
     def __init__(self, kind: str, config: ServerConfig, binary: str | None = None,
-                 keep_workdir: bool = False, ready_timeout: float = 15.0):
+                 keep_workdir: bool = False, ready_timeout: float = 15.0, env: dict | None = None):
         if kind not in ("ferry", "coturn"):
             raise ValueError(f"unknown server kind {kind!r}")
         self.kind = kind
@@ -578,10 +584,12 @@ class Server:
         self.binary = binary or (find_ferry_binary() if kind == "ferry" else COTURN_BIN)
         if not self.binary:
             raise ServerError("ferry binary not found: pass --bin PATH or set FERRY_BIN")
+        self.binary = os.path.abspath(self.binary) if os.sep in self.binary else self.binary  # cwd changes
         if not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
             raise ServerError(f"server binary {self.binary} is not an executable file")
         self.keep_workdir = keep_workdir
         self.ready_timeout = ready_timeout
+        self.env = env  # extra environment (e.g. FERRY_DATABASE_URL: secrets stay out of argv)
         self.workdir: Path | None = None
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -601,7 +609,11 @@ class Server:
         self.log_path = self.workdir / f"{self.kind}.log"
         self._log = open(self.log_path, "wb")
         log(f"starting {self.kind}: {self._printable_cmd()}")
-        self.proc = _spawn(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        env = None
+        if self.env:
+            env = dict(os.environ)
+            env.update(self.env)
+        self.proc = _spawn(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
         _live.append(self)
         try:
             self.wait_ready(self.ready_timeout)

@@ -551,6 +551,20 @@ TEST(Cli, EveryFlag) {
   EXPECT_EQ(c.peers.deny, (std::vector<std::string>{"192.168.0.0/16", "10.0.0.0/8", "fc00::/7"}));  // added
 }
 
+TEST(Cli, SetAnySingleValueKey) {
+  auto r = run({"--set", "limits.max_lifetime=1800", "--set", "database.pool_size=4", "--realm", "x"},
+               {{"FERRY_LIMITS_MAX_LIFETIME", "900"}});
+  const Config& c = config_of(r);
+  EXPECT_EQ(c.limits.max_lifetime, 1800u);  // --set beats the environment
+  EXPECT_EQ(c.database.pool_size, 4u);
+  EXPECT_EQ(c.origins.at("limits.max_lifetime"), "--set limits.max_lifetime");
+  EXPECT_THAT(exit_of(run({"--set", "limits.max_lifetime"})).text, HasSubstr("--set: must be KEY=VALUE"));
+  EXPECT_THAT(exit_of(run({"--set", "limits.nope=1"})).text, HasSubstr("--set limits.nope: not a setting"));
+  EXPECT_THAT(exit_of(run({"--set", "limits.max_lifetime=forever"})).text, HasSubstr("--set limits.max_lifetime: "));
+  // The database URL may hold a password: never from argv.
+  EXPECT_THAT(exit_of(run({"--set", "database.url=postgresql://u:pw@h/db"})).text, HasSubstr("never taken as flags"));
+}
+
 TEST(Cli, EmptyHttpAddressDisables) {
   EXPECT_FALSE(config_of(run({"--http-address", ""})).http.address.has_value());
   EXPECT_FALSE(config_of(run({"--http-address="})).http.address.has_value());

@@ -112,6 +112,7 @@ class AsyncStore final : public auth::CredentialStore {
  public:
   explicit AsyncStore(auth::CredentialStore& inner) : inner_(inner) {}
   std::optional<auth::LookupResult> lookup(std::string_view username, std::string_view realm, Callback done) override {
+    if (!defer) return inner_.lookup(username, realm, nullptr);
     queued_.push_back({std::string(username), std::string(realm), std::move(done)});
     return std::nullopt;
   }
@@ -119,6 +120,7 @@ class AsyncStore final : public auth::CredentialStore {
     return inner_.username_for_hash(h, realm);
   }
   size_t queued() const { return queued_.size(); }
+  bool defer = true;  // false: answer at once, like a warm cache
   // Answers every queued lookup, as a database reply arriving on the loop would.
   void answer_all() {
     auto q = std::move(queued_);
@@ -1467,6 +1469,35 @@ TEST_F(TurnCoreTest, CloseUserClosesOnlyThatUsersAllocations) {
   EXPECT_EQ(server().close_user("nobody"), 0u);
   // Alice's old 5-tuple has no allocation now.
   expect_error(refresh(a1, tuple(1)), code::AllocationMismatch);
+}
+
+TEST_F(TurnCoreTest, RevalidateClosesAllocationsTheStoreNoLongerVouchesFor) {
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  EXPECT_EQ(server().revalidate_users(), 0u);  // nothing changed
+  EXPECT_EQ(server().allocation_count(), 2u);
+  users.add_password("alice", "new-password");  // a new key: the old allocation is no longer vouched for
+  users.remove("bob");
+  EXPECT_EQ(server().revalidate_users(), 2u);
+  EXPECT_EQ(server().allocation_count(), 0u);
+  EXPECT_TRUE(io.open.empty());
+}
+
+TEST_F(TurnCoreTest, RevalidateWithAnAsyncStoreClosesWhenTheAnswerComes) {
+  AsyncStore async(users);
+  store = &async;
+  async.defer = false;
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  async.defer = true;
+  users.remove("alice");
+  EXPECT_EQ(server().revalidate_users(), 0u);  // answers pending
+  EXPECT_EQ(server().allocation_count(), 2u);
+  async.answer_all();
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_NE(server().find_allocation(tuple(2)), nullptr);
 }
 
 TEST_F(TurnCoreTest, StreamClientClosingEndsItsAllocation) {

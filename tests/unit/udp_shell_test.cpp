@@ -55,11 +55,10 @@ class ShellTest : public ::testing::Test {
     s.base.core.port_min = 26000;
     s.base.core.port_max = 26099;
     s.base.core.nonce_key = auth::random_key();
-    s.make_credentials = [] {
-      auto users = std::make_unique<auth::StaticUsers>("ferry.test");
-      users->add_password("alice", "secret");
-      return users;
-    };
+    auto users = std::make_shared<auth::StaticUsers>("ferry.test");
+    users->add_password("alice", "secret");
+    s.credentials.realm = "ferry.test";
+    s.credentials.users = users;
     pool_ = std::make_unique<WorkerPool>(std::move(s));
     auto err = pool_->start();
     ASSERT_FALSE(err.has_value()) << *err;
@@ -240,7 +239,7 @@ TEST_F(ShellTest, BindFailureNamesTheListener) {
   s.workers = 1;
   s.base.listeners = {ListenerConfig{udp_, Transport::Udp}};
   s.base.core.relays = {turn::RelayAddress{loopback(), std::nullopt}};
-  s.make_credentials = [] { return std::make_unique<auth::StaticUsers>("ferry"); };
+  s.credentials.realm = "ferry";
   WorkerPool second(std::move(s));
   auto err = second.start();
   ASSERT_TRUE(err.has_value());
