@@ -14,7 +14,7 @@
 #   FERRY_TEST_QUICK=1        release stage only (skip asan and fuzz) for local iteration
 #   FERRY_TEST_STAGES="..."   explicit stage list, e.g. "release asan" (overrides QUICK)
 #   FERRY_ASAN_LABELS=regex   ctest label regex for the asan stage (default: unit|integration)
-#   FERRY_FUZZ_SECONDS=N      seconds per fuzz target in the fuzz stage (default 20)
+#   FERRY_FUZZ_SECONDS=N      seconds per fuzz target in the fuzz stage (default 30)
 #   FERRY_CTEST_ARGS="..."    extra arguments for every ctest run (e.g. "-R Stun")
 #   FERRY_CTEST_TIMEOUT=N     default per-test timeout for tests that set none (default 300)
 #   FERRY_BUILD_ROOT=dir      where the build directories go (default: build)
@@ -33,7 +33,7 @@ cd "$ROOT" || exit 1
 JOBS=${JOBS:-2}
 BUILD_ROOT=${FERRY_BUILD_ROOT:-build}
 ASAN_LABELS=${FERRY_ASAN_LABELS:-unit|integration}
-FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-20}
+FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-30}
 CTEST_TIMEOUT=${FERRY_CTEST_TIMEOUT:-300}
 read -r -a CTEST_EXTRA <<<"${FERRY_CTEST_ARGS:-}"
 SHARED_DIR=${FERRY_SHARED_DIR:-$ROOT/../shared}

@@ -80,6 +80,7 @@ turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::Relay
   c.max_channel_number = config.relay.strict_channel_numbers ? turn::ChannelNumber::kMax : turn::ChannelNumber::kMaxRfc5766;
   c.bandwidth_per_allocation = config.limits.bandwidth_per_allocation;
   c.userhash = config.auth.userhash;
+  c.unauth_requests_per_second = config.limits.unauth_requests_per_second;
   c.nonce_key = auth::random_key();  // one key for all workers: a nonce from one is valid at another
   c.seed = random_seed();
   return c;

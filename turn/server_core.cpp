@@ -49,6 +49,20 @@ ServerCore::ServerCore(ServerCoreConfig config, const Clock& clock, Io& io, auth
     policy_.add_own_address(r.local);
     if (r.external) policy_.add_own_address(*r.external);
   }
+  if (config_.unauth_requests_per_second != 0) {
+    const uint64_t rate = config_.unauth_requests_per_second;
+    unauth_buckets_.assign(kUnauthBuckets, TokenBucket(rate, 2 * rate, clock_.now()));
+  }
+}
+
+bool ServerCore::unauthenticated_answer_allowed(const FiveTuple& to) {
+  if (unauth_buckets_.empty() || is_stream(to.transport)) return true;  // a stream's source is not spoofed
+  stun::TransportAddress ip = to.client;
+  ip.port = 0;
+  const size_t slot = (stun::TransportAddressHash{}(ip) ^ config_.seed) * 0x9E3779B97F4A7C15ull >> 52;
+  if (unauth_buckets_[slot % kUnauthBuckets].try_consume(1, clock_.now())) return true;
+  stats_.drop(DropReason::RateLimited);
+  return false;
 }
 
 ServerCore::~ServerCore() {
@@ -180,6 +194,7 @@ std::string ServerCore::nonce_for(const FiveTuple& t) const {
 }
 
 void ServerCore::send_challenge(const FiveTuple& to, const MessageView& req, uint16_t c) {
+  if (!unauthenticated_answer_allowed(to)) return;
   auto b = start_response(req, Class::Error);
   b.add_error_code(c);
   b.add_text(attr::Realm, config_.realm);
@@ -989,6 +1004,7 @@ void ServerCore::finish_and_send(const FiveTuple& to, const MessageView& req, Me
 
 void ServerCore::send_error(const FiveTuple& to, const MessageView& req, uint16_t c, const Auth* auth,
                             std::string_view reason) {
+  if (auth == nullptr && !unauthenticated_answer_allowed(to)) return;
   auto b = start_response(req, Class::Error);
   b.add_error_code(c, reason);
   finish_and_send(to, req, b, auth);

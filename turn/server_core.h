@@ -52,6 +52,10 @@ struct ServerCoreConfig {
   std::optional<stun::TransportAddress> other_address;
   std::array<uint8_t, 32> nonce_key{};
   uint64_t seed = 0;  // for the relay port pools
+  // Answers given before authentication (401/438 challenges, 400, 420) per source IP over UDP/DTLS,
+  // whose source may be spoofed: beyond this rate they are dropped, so ferry cannot be used to
+  // reflect traffic at someone. 0: unlimited. Bursts of twice the rate are allowed.
+  uint32_t unauth_requests_per_second = 0;
 };
 
 class ServerCore {
@@ -129,6 +133,7 @@ class ServerCore {
                                    std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
   void close_leg(RelayLeg& leg);
   size_t close_unvouched(const std::string& username, const auth::LookupResult& r);
+  bool unauthenticated_answer_allowed(const FiveTuple& to);
   RelayId new_relay_slot(Allocation* owner);
   uint32_t lifetime_for(std::optional<uint32_t> requested) const;
 
@@ -145,6 +150,10 @@ class ServerCore {
   std::vector<RelayId> free_relays_;
   std::unordered_map<uint64_t, std::pair<size_t, uint16_t>> reservations_;  // token -> (pool, port)
   std::array<uint8_t, 2048> out_{};  // responses are built here
+  // Per-source buckets for unauthenticated answers, indexed by a keyed hash of the source IP: a
+  // fixed table (no allocation per source; sources that collide share a bucket).
+  static constexpr size_t kUnauthBuckets = 4096;
+  std::vector<TokenBucket> unauth_buckets_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
   uint64_t indication_counter_ = 0;
   ServerStats stats_;

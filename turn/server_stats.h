@@ -18,7 +18,7 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
-enum class DropReason : uint8_t { NoAllocation, NoPermission, Policy, Bandwidth, Malformed, NoChannel, Count };
+enum class DropReason : uint8_t { NoAllocation, NoPermission, Policy, Bandwidth, Malformed, NoChannel, RateLimited, Count };
 enum class AuthFailure : uint8_t { Missing, BadNonce, UnknownUser, BadIntegrity, StoreUnavailable, WrongUser, Count };
 enum class Direction : uint8_t { ClientToPeer, PeerToClient, Count };
 

@@ -10,6 +10,7 @@ on the same database (two workers each), real TURN clients:
     gets 401;
   * a shared-secret token from the database allocates; an expired one is refused; revoking the
     secret closes the token's allocation;
+  * a per-user allocation quota set with ferryctl applies (486);
   * PostgreSQL stopped: a cached user still allocates, relayed data still flows, an unknown user
     gets 500, ferry stays up and logs the outage once; PostgreSQL restarted: a new user works.
 Prints "FAIL <what>" for each failed check and a MEASURE line per figure.
@@ -309,6 +310,16 @@ def run_with_servers(args, pg, ctl, a: harness.Server, b: harness.Server) -> Non
     ct.close()
     code = can_allocate(sa, tok["username"], tok["credential"])
     check("token of a revoked secret refused", code == 401, f"got {code}")
+
+    # --- per-user quota from the database ---------------------------------------------------------
+    ctl.run("user", "quota", "bob", "--realm", REALM, "--max-allocations", "1", "--bandwidth", "0")
+    code = -2
+    if wait_for(lambda: can_allocate(sa, "bob", "bob-pw", local="127.0.0.2") == 486, 3):
+        code = 486
+    check("user quota from the database: a second allocation gets 486", code == 486)
+    ctl.run("user", "quota", "bob", "--realm", REALM, "--max-allocations", "0", "--bandwidth", "0")
+    check("quota lifted: bob allocates again",
+          wait_for(lambda: can_allocate(sa, "bob", "bob-pw", local="127.0.0.2") == 0, 3))
 
     # --- PostgreSQL goes away ----------------------------------------------------------------------
     cbob_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

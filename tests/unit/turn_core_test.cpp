@@ -1631,5 +1631,97 @@ TEST_F(TurnCoreTest, Rfc5766ChannelNumbersAcceptedWhenConfigured) {
   EXPECT_EQ(io.to_peer[0].peer, peer);
 }
 
+// ================================ relay policy matrix (issue 8) ================================
+// Every address class refused by default, through every way a client can name a peer: the
+// CreatePermission and ChannelBind are answered 403 and install nothing, and a Send indication to
+// the peer relays nothing (indications get no answer; the drop is counted as policy).
+
+TEST_F(TurnCoreTest, RelayPolicyMatrixRefusesEveryDefaultDeniedClass) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;  // a dual allocation, so IPv6 peers are refused by policy, not 443
+  allocate_ok(c, tuple(1), o);
+  const struct {
+    const char* cls;
+    const char* peer;
+  } kDenied[] = {
+      {"loopback v4", "127.0.0.1:9"},
+      {"loopback v4 (other)", "127.10.20.30:9"},
+      {"unspecified v4", "0.0.0.0:9"},
+      {"this network", "0.1.2.3:9"},
+      {"RFC 1918 10/8", "10.1.2.3:9"},
+      {"RFC 1918 172.16/12", "172.16.5.4:9"},
+      {"RFC 1918 192.168/16", "192.168.1.1:9"},
+      {"RFC 6598 shared", "100.64.0.1:9"},
+      {"link-local v4 (cloud metadata)", "169.254.169.254:80"},
+      {"multicast v4", "224.0.0.251:9"},
+      {"broadcast", "255.255.255.255:9"},
+      {"reserved 240/4", "240.0.0.1:9"},
+      {"loopback v6", "[::1]:9"},
+      {"unspecified v6", "[::]:9"},
+      {"link-local v6", "[fe80::1]:9"},
+      {"ULA", "[fd00::1]:9"},
+      {"multicast v6", "[ff02::1]:9"},
+      {"IPv4-mapped loopback", "[::ffff:127.0.0.1]:9"},
+      {"IPv4-mapped private", "[::ffff:10.0.0.1]:9"},
+      {"IPv4-compatible loopback", "[::127.0.0.1]:9"},
+      {"NAT64 of private", "[64:ff9b::a00:1]:9"},
+      {"NAT64 of loopback", "[64:ff9b::7f00:1]:9"},
+      {"6to4 of private", "[2002:a00:1::1]:9"},
+      {"server's own relay v4", "198.51.100.10:9"},
+      {"server's own relay v6", "[2001:db8::10]:9"},
+  };
+  uint16_t channel = 0x4000;
+  for (const auto& d : kDenied) {
+    SCOPED_TRACE(std::string(d.cls) + " " + d.peer);
+    const TransportAddress peer = addr(d.peer);
+    expect_error(permit(c, tuple(1), {peer}), code::Forbidden);
+    expect_error(bind(c, tuple(1), channel++, peer), code::Forbidden);
+    const uint64_t policy_drops = server().stats().dropped[static_cast<size_t>(DropReason::Policy)].get();
+    send_indication(c, tuple(1), peer, "probe");
+    EXPECT_TRUE(io.to_peer.empty());
+    EXPECT_GT(server().stats().dropped[static_cast<size_t>(DropReason::Policy)].get() +
+                  server().stats().dropped[static_cast<size_t>(DropReason::NoPermission)].get(),
+              policy_drops);
+  }
+  const Allocation* a = server().find_allocation(tuple(1));
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->permissions.size(), 0u);
+  EXPECT_TRUE(io.to_peer.empty());
+  // And a public peer still works, so the refusals above were the policy's doing.
+  EXPECT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  send_indication(c, tuple(1), kPeer, "ok");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+}
+
+TEST_F(TurnCoreTest, UnauthenticatedAnswersAreRateLimitedPerSourceIp) {
+  config.unauth_requests_per_second = 5;  // bursts of 10
+  auto challenges = [&](const FiveTuple& t, int n) {
+    int answered = 0;
+    for (int i = 0; i < n; ++i) {
+      TurnClient c = alice();
+      auto req = c.allocate_request(buf);
+      io.to_client.clear();
+      server().on_client_packet(t, *req);
+      answered += static_cast<int>(io.to_client.size());
+    }
+    return answered;
+  };
+  FiveTuple spoofed = tuple(1);
+  EXPECT_EQ(challenges(spoofed, 30), 10);
+  spoofed.client.port = 9;  // another port of the same IP shares its bucket
+  EXPECT_EQ(challenges(spoofed, 5), 0);
+  EXPECT_EQ(challenges(tuple(2), 10), 10);  // another source is not affected
+  EXPECT_EQ(challenges(tuple(3, Transport::Tcp), 30), 30);  // a stream's source cannot be spoofed
+  EXPECT_EQ(server().stats().dropped[static_cast<size_t>(DropReason::RateLimited)].get(), 25u);
+  clock.advance(std::chrono::seconds(1));
+  EXPECT_EQ(challenges(tuple(1), 30), 5);
+  // An authenticated client is not held back by the limit on its challenges.
+  TurnClient c = alice();
+  clock.advance(std::chrono::seconds(2));
+  allocate_ok(c, tuple(1));
+}
+
 }  // namespace
 }  // namespace ferry::turn
