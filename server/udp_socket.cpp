@@ -14,7 +14,8 @@ UdpSocket* UdpSocket::open(uv_loop_t* loop, const stun::TransportAddress& local,
   }
   auto* s = new UdpSocket();
   s->handle_.data = s;
-  int rc = uv_udp_init(loop, &s->handle_);
+  // AF_UNSPEC: no socket of libuv's own, the one above is adopted by uv_udp_open.
+  int rc = uv_udp_init_ex(loop, &s->handle_, AF_UNSPEC | UV_UDP_RECVMMSG);
   if (rc != 0) {
     ::close(fd);
     delete s;
@@ -33,6 +34,8 @@ UdpSocket* UdpSocket::open(uv_loop_t* loop, const stun::TransportAddress& local,
 }
 
 int UdpSocket::start(const ReceiveArea& area, DatagramHandler& handler, uint32_t tag) {
+  // libuv 1.44 in recvmmsg mode cuts the buffer into 64 KiB chunks; with none it would spin.
+  if (area.size < area.headroom + area.tailroom + kReceiveChunk) return UV_EINVAL;
   area_ = area;
   handler_ = &handler;
   tag_ = tag;
@@ -45,18 +48,26 @@ void UdpSocket::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
   buf->len = a.size - a.headroom - a.tailroom;
 }
 
-void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t*, const sockaddr* addr, unsigned flags) {
+void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) {
   auto* s = static_cast<UdpSocket*>(handle->data);
-  if (s->closing_) return;
+  if (s->closing_) return;  // libuv still hands over the rest of a batch read before uv_close
   if (nread < 0) {
     s->handler_->on_receive_error(*s, static_cast<int>(nread));
     return;
   }
-  // nread == 0 with no address: the socket ran dry. A truncated datagram is useless to relay.
+  // nread == 0 with no address: the socket ran dry, or the end of a batch (UV_UDP_MMSG_FREE).
+  // A truncated datagram is useless to relay.
   if (addr == nullptr || (flags & UV_UDP_PARTIAL)) return;
+  const ReceiveArea& a = s->area_;
+  // The datagram is at buf->base: the area's start, or the start of chunk k of a batch.
+  uint8_t* storage = reinterpret_cast<uint8_t*>(buf->base) - a.headroom;
+  const auto len = static_cast<size_t>(nread);
+  // Its tailroom must not reach into the next chunk, whose datagram is not handled yet. Only a
+  // datagram within a few bytes of 64 KiB could; none of those is a TURN message.
+  if ((flags & UV_UDP_MMSG_CHUNK) && len + a.tailroom > kReceiveChunk) return;
   auto from = stun::TransportAddress::from_sockaddr(addr);
   if (!from) return;
-  s->handler_->on_datagram(*s, *from, s->area_.storage, static_cast<size_t>(nread));
+  s->handler_->on_datagram(*s, *from, storage, len);
 }
 
 int UdpSocket::send(const stun::TransportAddress& to, stun::Bytes bytes) {

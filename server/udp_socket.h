@@ -1,6 +1,10 @@
 // One UDP socket on a libuv loop: bound by hand (SO_REUSEPORT, DONT-FRAGMENT), read into a buffer
 // the loop's owner lends it, written synchronously with uv_udp_try_send. Nothing is allocated per
 // datagram in either direction.
+//
+// Reads are batched: with UV_UDP_RECVMMSG libuv fills up to 20 datagrams per recvmmsg call, one per
+// 64 KiB chunk of the lent buffer, then hands them to the callback one after the other. A buffer
+// of kBatchReceiveBytes gets the full batch; one of 64 KiB still works, a datagram per call.
 #pragma once
 
 #include <cstddef>
@@ -26,9 +30,11 @@ class DatagramHandler {
   virtual void on_receive_error(UdpSocket& /*socket*/, int /*uv_error*/) {}
 };
 
-// A receive buffer shared by every socket of one loop: libuv hands each datagram to its callback
-// before reading the next, so one buffer per loop suffices. The socket reads into
-// [headroom, size - tailroom) and leaves the margins for in-place framing.
+// A receive buffer shared by every socket of one loop: libuv hands a batch's datagrams to the
+// callback before reading the next batch, so one buffer per loop suffices. The socket reads into
+// [headroom, size - tailroom), at least kReceiveChunk bytes, and leaves the margins for in-place
+// framing. In a batch, datagram k sits at the start of chunk k; its headroom is the end of chunk
+// k-1, whose datagram has been handled by then, and its tailroom is inside chunk k.
 struct ReceiveArea {
   uint8_t* storage = nullptr;
   size_t size = 0;
@@ -38,6 +44,9 @@ struct ReceiveArea {
 
 class UdpSocket {
  public:
+  static constexpr size_t kReceiveChunk = 64 * 1024;  // libuv's chunk per datagram (UV__UDP_DGRAM_MAXSIZE)
+  static constexpr size_t kBatchReceiveBytes = 20 * kReceiveChunk;  // libuv's largest batch (UV__MMSG_MAXWIDTH)
+
   // A bound socket on `loop`, or nullptr with *error set to a libuv error code.
   static UdpSocket* open(uv_loop_t* loop, const stun::TransportAddress& local, const SocketOptions& options,
                          int* error);

@@ -22,8 +22,9 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
 
   constexpr size_t head = turn::ServerCore::kPeerHeadroom;
   constexpr size_t tail = turn::ServerCore::kPeerTailroom;
-  receive_buffer_ = std::make_unique<uint8_t[]>(head + kMaxDatagram + tail);
-  const ReceiveArea relay_area{receive_buffer_.get(), head + kMaxDatagram + tail, head, tail};
+  // Not zeroed: the pages stay untouched (out of RSS) until datagrams land in them.
+  receive_buffer_ = std::make_unique_for_overwrite<uint8_t[]>(head + kReceiveBytes + tail);
+  const ReceiveArea relay_area{receive_buffer_.get(), head + kReceiveBytes + tail, head, tail};
   relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
   tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp);
   core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
@@ -46,7 +47,7 @@ SocketOptions Worker::listener_options() const {
 }
 
 std::optional<std::string> Worker::bind() {
-  const ReceiveArea client_area{receive_buffer_.get(), kMaxDatagram, 0, 0};
+  const ReceiveArea client_area{receive_buffer_.get(), kReceiveBytes, 0, 0};
   for (const ListenerConfig& l : settings_.listeners) {
     ListenerConfig bound = l;
     int rc = 0;

@@ -1,0 +1,54 @@
+// The peer every allocation relays to: one UDP socket read with recvmmsg on its own thread. It
+// counts stamped packets, per stream and in total, and records their one-way latency (sender and
+// sink share the process's monotonic clock). Packets sent before the end of the warm-up are
+// counted only in `received_total`, which also drives the sender's window.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "bench/loadgen/latency_histogram.h"
+
+namespace ferry::bench {
+
+struct SinkResult {
+  uint64_t received = 0;  // stamped packets sent at or after measure_from
+  uint64_t bytes = 0;     // their payload bytes
+  uint64_t received_total = 0;
+  uint64_t foreign = 0;   // datagrams without a stamp (or from an unknown stream)
+  uint64_t streams_seen = 0;
+  LatencyHistogram latency;
+};
+
+class Sink {
+ public:
+  // Takes ownership of `fd`. `streams` sizes the per-stream table.
+  Sink(int fd, uint32_t streams, size_t max_datagram);
+  ~Sink();
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+
+  // Starts the thread; it stops by itself at `hard_deadline_ns` at the latest.
+  void start(uint64_t measure_from_ns, uint64_t hard_deadline_ns);
+  SinkResult stop();  // joins the thread
+
+  // Stamped packets received so far, any time (relaxed: the sender only needs a recent value).
+  uint64_t received_total() const { return received_total_.load(std::memory_order_relaxed); }
+
+ private:
+  void run();
+
+  int fd_;
+  size_t max_datagram_;
+  std::vector<uint32_t> per_stream_;
+  uint64_t measure_from_ = 0;
+  uint64_t hard_deadline_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> received_total_{0};
+  SinkResult result_;
+  std::thread thread_;
+};
+
+}  // namespace ferry::bench

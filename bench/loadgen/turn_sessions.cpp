@@ -1,0 +1,201 @@
+#include "bench/loadgen/turn_sessions.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+#include "bench/loadgen/clock.h"
+#include "bench/loadgen/text.h"
+#include "stun/constants.h"
+
+namespace ferry::bench {
+
+using client::Outcome;
+
+std::string_view to_string(Step s) {
+  switch (s) {
+    case Step::Allocate: return "Allocate";
+    case Step::Permission: return "CreatePermission";
+    case Step::ChannelBind: return "ChannelBind";
+    case Step::Delete: return "Refresh(0)";
+  }
+  return "?";
+}
+
+namespace {
+
+constexpr uint16_t kAllocationMismatch = 437;  // RFC 8656 §18: no allocation for this 5-tuple
+
+}  // namespace
+
+void SessionDriver::transmit(Session& s) {
+  // Errors (ECONNREFUSED after an ICMP from a dead server, a full buffer) look like loss: the RTO
+  // resends and eventually gives up.
+  (void)::send(s.fd, s.request.data(), s.request.size(), MSG_DONTWAIT);
+  ++s.transmissions;
+  s.deadline_ns = now_ns() + s.rto_ns;
+}
+
+bool SessionDriver::send_step(Session& s, DriveResult& r) {
+  std::array<uint8_t, 1500> buf;
+  stun::Result<stun::Bytes> built = stun::Error::NoSpace;
+  switch (s.steps[s.next]) {
+    case Step::Allocate: {
+      client::AllocateOptions o;
+      o.lifetime = params_.lifetime;
+      built = s.client->allocate_request(buf, o);
+      break;
+    }
+    case Step::Permission: built = s.client->create_permission_request(buf, {params_.peer}); break;
+    case Step::ChannelBind: built = s.client->channel_bind_request(buf, params_.channel, params_.peer); break;
+    case Step::Delete: built = s.client->refresh_request(buf, 0u); break;
+  }
+  if (!built) {
+    fail(s, cat("building ", to_string(s.steps[s.next]), ": ", stun::to_string(built.error())), r);
+    return false;
+  }
+  s.request.assign(built->begin(), built->end());
+  s.txid = s.client->last_transaction_id();
+  s.step_started_ns = now_ns();
+  s.rto_ns = params_.rto_ns;
+  s.transmissions = 0;
+  ++r.requests;
+  transmit(s);
+  return true;
+}
+
+void SessionDriver::fail(Session& s, std::string why, DriveResult& r) {
+  s.failed = true;
+  s.error = std::move(why);
+  ++r.failed;
+  ++r.errors[s.error];
+}
+
+bool SessionDriver::on_datagram(Session& s, stun::Bytes packet, uint64_t now, DriveResult& r,
+                                const StepDone& step_done) {
+  if (client::classify(packet) != client::PacketKind::Stun) return false;  // stray data
+  client::Response resp = s.client->on_response(packet);
+  const Step step = s.steps[s.next];
+  switch (resp.outcome) {
+    case Outcome::Discarded: return false;  // a duplicate answer to a retransmission, or garbage
+    case Outcome::Retry: {
+      std::array<uint8_t, 1500> buf;
+      auto built = s.client->retry(buf, resp.transaction_id);
+      if (!built) {
+        fail(s, cat(to_string(step), ": retry: ", stun::to_string(built.error())), r);
+        return true;
+      }
+      ++r.auth_retries;
+      ++r.requests;
+      s.request.assign(built->begin(), built->end());
+      s.txid = s.client->last_transaction_id();
+      s.rto_ns = params_.rto_ns;
+      s.transmissions = 0;
+      transmit(s);
+      return false;
+    }
+    case Outcome::Error:
+      if (step == Step::Delete && resp.error_code == kAllocationMismatch) {
+        s.allocated = false;  // already gone (expired): nothing left to delete
+        break;
+      }
+      fail(s, cat(to_string(step), ": ", std::to_string(resp.error_code), " ", resp.reason), r);
+      return true;
+    case Outcome::Success:
+      if (step == Step::Allocate) {
+        s.allocated = true;
+        if (!resp.relayed.empty()) s.relayed = resp.relayed.front();
+      }
+      if (step == Step::Delete) s.allocated = false;
+      break;
+  }
+  if (step_done) step_done(s, step, now, now - s.step_started_ns);
+  ++s.next;
+  if (s.next == s.steps.size()) {
+    ++r.completed;
+    return true;
+  }
+  return !send_step(s, r);
+}
+
+DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepDone& step_done,
+                                 uint64_t start_until_ns, uint64_t hard_deadline_ns) {
+  DriveResult r;
+  std::vector<Session*> active;
+  std::vector<pollfd> fds;
+  bool more = true;
+  std::array<uint8_t, 2048> buf;
+  auto finish = [&](size_t i) {
+    Session* s = active[i];
+    active[i] = active.back();
+    active.pop_back();
+    done(*s);
+  };
+  // Bounded by hard_deadline_ns: every pass through the loop waits at most 20 ms.
+  while (true) {
+    uint64_t now = now_ns();
+    if (now >= hard_deadline_ns) break;
+    while (more && active.size() < params_.concurrency && now < start_until_ns) {
+      Session* s = next();
+      if (s == nullptr) {
+        more = false;
+        break;
+      }
+      s->next = 0;
+      if (s->steps.empty()) {
+        ++r.completed;
+        done(*s);
+        continue;
+      }
+      if (send_step(*s, r)) {
+        active.push_back(s);
+      } else {
+        done(*s);
+      }
+    }
+    if (active.empty() && (!more || now >= start_until_ns)) break;
+
+    uint64_t wake = hard_deadline_ns;
+    fds.resize(active.size());
+    for (size_t i = 0; i < active.size(); ++i) {
+      fds[i] = pollfd{active[i]->fd, POLLIN, 0};
+      wake = std::min(wake, active[i]->deadline_ns);
+    }
+    const int timeout_ms = wake <= now ? 0 : static_cast<int>(std::min<uint64_t>((wake - now) / 1'000'000 + 1, 20));
+    const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
+    now = now_ns();
+    // Walk backwards so finish(i) (swap with the last) never skips an unvisited session.
+    for (size_t i = active.size(); i-- > 0;) {
+      Session& s = *active[i];
+      bool finished = false;
+      if (ready > 0 && (fds[i].revents & (POLLIN | POLLERR))) {
+        for (int n = 0; n < 16 && !finished; ++n) {  // a few datagrams per pass, then the others
+          const ssize_t got = ::recv(s.fd, buf.data(), buf.size(), MSG_DONTWAIT);
+          if (got < 0) break;  // EAGAIN, or ECONNREFUSED (ICMP): the RTO deals with it
+          finished = on_datagram(s, stun::Bytes(buf.data(), static_cast<size_t>(got)), now, r, step_done);
+        }
+      }
+      if (!finished && s.deadline_ns <= now) {
+        if (s.transmissions >= params_.transmissions) {
+          fail(s, cat(to_string(s.steps[s.next]), ": timeout"), r);
+          finished = true;
+        } else {
+          ++r.retransmissions;
+          s.rto_ns *= 2;
+          transmit(s);
+        }
+      }
+      if (finished) finish(i);
+    }
+  }
+  for (size_t i = active.size(); i-- > 0;) {
+    fail(*active[i], cat(to_string(active[i]->steps[active[i]->next]), ": deadline"), r);
+    finish(i);
+  }
+  return r;
+}
+
+}  // namespace ferry::bench

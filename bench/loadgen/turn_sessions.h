@@ -1,0 +1,86 @@
+// Many TURN sessions at once, each one UDP socket and one sans-I/O TurnClient (client/), driven
+// through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh(LIFETIME 0). The
+// client handles the 401/438 challenges (RFC 8489 §9.2); this driver owns the sockets, resends a
+// request's very bytes on its RTO (§6.2.1, doubling) and keeps at most `concurrency` sessions busy.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/turn_client.h"
+#include "stun/transport_address.h"
+
+namespace ferry::bench {
+
+enum class Step : uint8_t { Allocate, Permission, ChannelBind, Delete };
+std::string_view to_string(Step s);
+
+struct Session {
+  int fd = -1;          // bound and connected to the server
+  uint32_t index = 0;   // the caller's name for it
+  std::unique_ptr<client::TurnClient> client;
+  std::vector<Step> steps;
+  size_t next = 0;      // index into steps of the request in flight
+  bool allocated = false;  // an Allocate succeeded and no Delete yet
+  bool failed = false;
+  std::string error;
+  stun::TransportAddress relayed;
+
+  // The request in flight.
+  std::vector<uint8_t> request;
+  stun::TransactionId txid{};
+  uint64_t step_started_ns = 0;  // first transmission of this step (before any 401)
+  uint64_t deadline_ns = 0;      // next retransmission
+  uint64_t rto_ns = 0;
+  uint32_t transmissions = 0;
+};
+
+struct SessionParams {
+  stun::TransportAddress peer;  // CreatePermission/ChannelBind target
+  uint16_t channel = 0x4000;
+  uint32_t lifetime = 600;
+  uint64_t rto_ns = 500'000'000;
+  uint32_t transmissions = 5;
+  uint32_t concurrency = 64;
+};
+
+struct DriveResult {
+  uint64_t completed = 0;  // sessions through every step
+  uint64_t failed = 0;
+  uint64_t requests = 0;   // first transmissions, auth retries included
+  uint64_t retransmissions = 0;
+  uint64_t auth_retries = 0;  // 401/438 answered with a new request
+  std::map<std::string, uint64_t> errors;  // "Allocate: 508 Insufficient Capacity" -> count
+};
+
+class SessionDriver {
+ public:
+  explicit SessionDriver(SessionParams params) : params_(std::move(params)) {}
+
+  // A session to start (socket ready, steps set), or nullptr when there are no more.
+  using Next = std::function<Session*()>;
+  // Called once per session, after its last step or its failure.
+  using Done = std::function<void(Session&)>;
+  // Called at each step's success; `latency_ns` runs from the step's first transmission.
+  using StepDone = std::function<void(Session&, Step, uint64_t now_ns, uint64_t latency_ns)>;
+
+  // Starts sessions until `start_until_ns` (and while next() has some) and runs them until they are
+  // done or `hard_deadline_ns` passes; sessions still busy then fail with "deadline".
+  DriveResult drive(const Next& next, const Done& done, const StepDone& step_done, uint64_t start_until_ns,
+                    uint64_t hard_deadline_ns);
+
+ private:
+  bool send_step(Session& s, DriveResult& r);
+  void transmit(Session& s);
+  // Handles one datagram from the server; true when the session is finished.
+  bool on_datagram(Session& s, stun::Bytes packet, uint64_t now, DriveResult& r, const StepDone& step_done);
+  void fail(Session& s, std::string why, DriveResult& r);
+
+  SessionParams params_;
+};
+
+}  // namespace ferry::bench
