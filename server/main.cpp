@@ -1,6 +1,7 @@
 // The ferry binary: configuration in, workers up, signals handled, workers down.
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "server/config.h"
 #include "server/local_addresses.h"
 #include "server/log.h"
+#include "server/transport_config.h"
 #include "server/worker_pool.h"
 #include "turn/clock.h"
 #include "turn/peer_policy.h"
@@ -99,11 +101,6 @@ auth::StaticUsers static_users(const Config& config) {
 
 void warn_unsupported(const Config& config) {
   if (!config.database.url.empty()) spdlog::warn("database: PostgreSQL credentials are not supported yet; ignored");
-  for (const auto& l : config.listeners) {
-    if (l.transport == server::Transport::Tls || l.transport == server::Transport::Dtls)
-      spdlog::warn("listener {} {}: {} is not supported yet; not listening", server::to_string(l.transport),
-                   l.address.to_string(), server::to_string(l.transport));
-  }
 }
 
 void log_relays(const std::vector<turn::RelayAddress>& relays) {
@@ -115,21 +112,31 @@ void log_relays(const std::vector<turn::RelayAddress>& relays) {
   }
 }
 
-// Runs until SIGINT or SIGTERM.
-void wait_for_signal() {
+// Runs until SIGINT or SIGTERM; SIGHUP calls `on_reload`.
+void wait_for_signal(std::function<void()> on_reload) {
   uv_loop_t* loop = uv_default_loop();
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   auto on_signal = [](uv_signal_t* s, int signum) {
     spdlog::info("got {}, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_stop(s->loop);
   };
   uv_signal_init(loop, &sigint);
   uv_signal_init(loop, &sigterm);
+  uv_signal_init(loop, &sighup);
+  sighup.data = &on_reload;
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_signal_start(
+      &sighup,
+      [](uv_signal_t* s, int) {
+        spdlog::info("got SIGHUP, reloading");
+        (*static_cast<std::function<void()>*>(s->data))();
+      },
+      SIGHUP);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
 }
@@ -166,6 +173,11 @@ int main(int argc, char** argv) {
   add_listener_addresses(base.policy, config, interfaces);
   base.core = core_config(config, std::move(resolved.relays));
   base.listeners = config.listeners;
+  if (auto err = server::configure_transports(config, base)) {
+    spdlog::error("{}", *err);
+    return 1;
+  }
+  const auto tls = base.tls;  // reloaded on SIGHUP; connections keep the certificate they started with
 
   const size_t ports = size_t{config.relay.port_max} - config.relay.port_min + 1;
   pool_settings.workers = server::worker_count(config.workers);
@@ -198,7 +210,9 @@ int main(int argc, char** argv) {
                config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets.size(),
                secrets.size() == 1 ? "" : "s");
 
-  wait_for_signal();
+  wait_for_signal([&tls] {
+    if (tls) tls->reload();
+  });
   pool.stop();
   spdlog::info("stopped");
   return 0;
