@@ -1,6 +1,7 @@
 // The tls and dtls listeners of a real worker on 127.0.0.1: Binding over TLS and DTLS with
-// OpenSSL clients on real sockets, the handshake deadline, the per-address connection limit and a
-// certificate reload that leaves an open connection alone.
+// OpenSSL clients on real sockets, an allocation relaying both ways and ending with its connection
+// or session, the handshake deadline, the per-address connection limit and a certificate reload
+// that leaves an open connection alone.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +14,8 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <functional>
+#include <string>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -23,6 +26,7 @@
 #include <openssl/x509.h>
 
 #include "auth/nonce.h"
+#include "client/turn_client.h"
 #include "auth/static_users.h"
 #include "server/worker_pool.h"
 #include "stun/attributes.h"
@@ -117,6 +121,7 @@ class TlsShellTest : public ::testing::Test {
     s.base.core.port_min = 26200;
     s.base.core.port_max = 26299;
     s.base.core.nonce_key = auth::random_key();
+    s.base.policy.allow(*turn::Cidr::parse("127.0.0.0/8"));  // the test's peer is on loopback
     s.make_credentials = [] {
       auto users = std::make_unique<auth::StaticUsers>("ferry.test");
       users->add_password("alice", "secret");
@@ -174,6 +179,104 @@ class TlsShellTest : public ::testing::Test {
   TransportAddress tls_addr_, dtls_addr_;
 };
 
+// A connected TLS or DTLS client: one STUN message or ChannelData frame per send and receive.
+struct SslPipe {
+  SSL* ssl = nullptr;
+  bool datagram = false;
+  bool send(stun::Bytes b) const { return SSL_write(ssl, b.data(), static_cast<int>(b.size())) == static_cast<int>(b.size()); }
+  std::optional<std::vector<uint8_t>> receive() const {
+    std::vector<uint8_t> m(2048);
+    if (datagram) {
+      const int n = SSL_read(ssl, m.data(), static_cast<int>(m.size()));
+      if (n <= 0) return std::nullopt;
+      m.resize(static_cast<size_t>(n));
+      return m;
+    }
+    size_t got = 0;
+    while (got < 20 || got < size_t{20} + stun::load_u16(m.data() + 2)) {  // STUN messages only here
+      const int n = SSL_read(ssl, m.data() + got, static_cast<int>(m.size() - got));
+      if (n <= 0) return std::nullopt;
+      got += static_cast<size_t>(n);
+    }
+    m.resize(got);
+    return m;
+  }
+};
+
+// An allocation over `pipe` with a permission for a UDP peer socket on loopback.
+struct Relay {
+  client::TurnClient tc{{.username = "alice", .password = "secret"}};
+  Fd peer{client_socket(SOCK_DGRAM)};
+  TransportAddress peer_addr;
+  TransportAddress relayed;
+};
+
+client::Response exchange(const SslPipe& pipe, client::TurnClient& tc, stun::Result<stun::Bytes> req) {
+  if (!req.ok() || !pipe.send(*req)) return {};
+  auto resp = pipe.receive();
+  return resp ? tc.on_response(stun::Bytes(resp->data(), resp->size())) : client::Response{};
+}
+
+void allocate(const SslPipe& pipe, Relay& r) {
+  std::array<uint8_t, 2048> buf{};
+  auto resp = exchange(pipe, r.tc, r.tc.allocate_request(buf));
+  ASSERT_EQ(resp.outcome, client::Outcome::Retry);
+  resp = exchange(pipe, r.tc, r.tc.retry(buf, resp.transaction_id));
+  ASSERT_EQ(resp.outcome, client::Outcome::Success) << resp.error_code << " " << resp.reason;
+  ASSERT_EQ(r.tc.relayed().size(), 1u);
+  r.relayed = r.tc.relayed()[0];
+  sockaddr_in sin{};
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(0x7F000001);
+  ASSERT_EQ(::bind(r.peer.fd, reinterpret_cast<sockaddr*>(&sin), sizeof sin), 0);
+  socklen_t len = sizeof sin;
+  ::getsockname(r.peer.fd, reinterpret_cast<sockaddr*>(&sin), &len);
+  r.peer_addr = loopback(ntohs(sin.sin_port));
+  ASSERT_EQ(exchange(pipe, r.tc, r.tc.create_permission_request(buf, {r.peer_addr})).outcome, client::Outcome::Success);
+}
+
+bool peer_send(const Relay& r, const std::string& data) {
+  sockaddr_storage to;
+  const unsigned to_len = r.relayed.to_sockaddr(to);
+  return ::sendto(r.peer.fd, data.data(), data.size(), 0, reinterpret_cast<sockaddr*>(&to), to_len) ==
+         static_cast<ssize_t>(data.size());
+}
+
+// The payload of the next Data indication on `pipe`, or nullopt.
+std::optional<std::string> client_receive(const SslPipe& pipe, const Relay& r) {
+  auto data = pipe.receive();
+  if (!data) return std::nullopt;
+  auto pd = r.tc.on_peer_data(stun::Bytes(data->data(), data->size()));
+  if (!pd) return std::nullopt;
+  return std::string(reinterpret_cast<const char*>(pd->data.data()), pd->data.size());
+}
+
+// Allocates (through the 401), permits a UDP peer on loopback and relays one message each way.
+void allocate_and_relay(const SslPipe& pipe) {
+  Relay r;
+  ASSERT_NO_FATAL_FAILURE(allocate(pipe, r));
+  std::array<uint8_t, 2048> buf{};
+  const std::string out = "to the peer";
+  auto ind = r.tc.send_indication(buf, r.peer_addr, stun::Bytes(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+  ASSERT_TRUE(ind.ok() && pipe.send(*ind));
+  char got[256];
+  sockaddr_storage from{};
+  socklen_t from_len = sizeof from;
+  const ssize_t n = ::recvfrom(r.peer.fd, got, sizeof got, 0, reinterpret_cast<sockaddr*>(&from), &from_len);
+  ASSERT_EQ(std::string(got, static_cast<size_t>(std::max<ssize_t>(n, 0))), out);
+  EXPECT_EQ(TransportAddress::from_sockaddr(reinterpret_cast<sockaddr*>(&from)), r.relayed);
+  ASSERT_TRUE(peer_send(r, "to the client"));
+  EXPECT_EQ(client_receive(pipe, r), "to the client");
+}
+
+bool eventually(const std::function<bool()>& f, int ms = 3000) {
+  for (int i = 0; i < ms / 20; ++i) {
+    if (f()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return f();
+}
+
 TEST_F(TlsShellTest, BindingOverTls) {
   start();
   TlsClient c;
@@ -209,6 +312,74 @@ TEST_F(TlsShellTest, BindingOverDtls) {
   SSL_shutdown(ssl);
   SSL_free(ssl);
   SSL_CTX_free(ctx);
+}
+
+TEST_F(TlsShellTest, AllocationOverTlsRelaysAndEndsWithTheConnection) {
+  start();
+  const turn::ServerStats& stats = pool_->worker(0).core().stats();
+  {
+    TlsClient c;
+    ASSERT_TRUE(c.connect(tls_addr_));
+    allocate_and_relay(SslPipe{c.ssl, false});
+    EXPECT_EQ(stats.allocations_created.get(), 1u);
+    EXPECT_EQ(stats.allocations_deleted.get(), 0u);
+    SSL_shutdown(c.ssl);
+  }  // the socket closes
+  EXPECT_TRUE(eventually([&] { return stats.allocations_deleted.get() == 1; }));
+}
+
+TEST_F(TlsShellTest, AllocationOverDtlsRelaysAndEndsWithTheSession) {
+  start();
+  const turn::ServerStats& stats = pool_->worker(0).core().stats();
+  SSL_CTX* ctx = SSL_CTX_new(DTLS_client_method());
+  Fd sock(client_socket(SOCK_DGRAM));
+  ASSERT_TRUE(connect_to(sock.fd, dtls_addr_));
+  BIO* bio = BIO_new_dgram(sock.fd, BIO_NOCLOSE);
+  sockaddr_storage peer;
+  dtls_addr_.to_sockaddr(peer);
+  BIO_ctrl(bio, BIO_CTRL_DGRAM_SET_CONNECTED, 0, &peer);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_bio(ssl, bio, bio);
+  ASSERT_EQ(SSL_connect(ssl), 1);
+  allocate_and_relay(SslPipe{ssl, true});
+  EXPECT_EQ(stats.allocations_created.get(), 1u);
+  SSL_shutdown(ssl);  // close_notify: the session and its allocation end
+  EXPECT_TRUE(eventually([&] { return stats.allocations_deleted.get() == 1; }));
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+}
+
+TEST_F(TlsShellTest, ASlowTlsReaderLosesWholeMessagesNotTheStream) {
+  ConnectionLimits limits;
+  limits.write_budget = 16 * 1024;
+  start(limits);
+  TlsClient c;
+  // A small receive buffer, so the server's socket fills quickly while we do not read.
+  const int small = 16 * 1024;
+  ::setsockopt(c.sock.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(c.connect(tls_addr_));
+  const SslPipe pipe{c.ssl, false};
+  Relay r;
+  ASSERT_NO_FATAL_FAILURE(allocate(pipe, r));
+  const std::string chunk(1000, 'p');
+  // More than the kernel buffers on both ends of a loopback connection can hold (a few MB).
+  for (int i = 0; i < 12000; ++i) {
+    if (!peer_send(r, chunk)) break;
+    if (i % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(2));  // let the worker keep up
+  }
+  ASSERT_TRUE(eventually([&] { return pool_->worker(0).connection_stats().write_budget_drops.get() > 0; }));
+  // What was queued still arrives as whole messages, and then new data does too.
+  ASSERT_TRUE(peer_send(r, "after the flood"));
+  bool seen = false;
+  for (int i = 0; i < 12000 && !seen; ++i) {
+    auto m = client_receive(pipe, r);
+    ASSERT_TRUE(m.has_value()) << "message " << i << " broke the framing";
+    seen = *m == "after the flood";
+    if (!seen) {
+      ASSERT_EQ(*m, chunk);
+    }
+  }
+  EXPECT_TRUE(seen);
 }
 
 TEST_F(TlsShellTest, SilentConnectionsCloseAtTheHandshakeDeadline) {
