@@ -35,6 +35,8 @@ struct Flags {
   std::vector<std::string> allow_peer;
   std::vector<std::string> deny_peer;
   std::vector<std::string> set;  // KEY=VALUE for any single-value key
+  std::string tls_cert;
+  std::string tls_key;
   bool version = false;
 };
 
@@ -49,6 +51,8 @@ std::string env_footer() {
       "variables such as FERRY_AUTH_SHARED_SECRETS and FERRY_DATABASE_URL.\n\n"
       "Environment variables:\n";
   for (const auto& [var, key] : environment_variables()) s += "  " + var + "  (" + key + ")\n";
+  s += "\nSignals: SIGINT and SIGTERM stop the server; SIGHUP reloads the TLS certificate and key (open\n"
+       "connections keep the certificate they started with; a file that fails to load keeps the old one).\n";
   s += "\nAn annotated example config is in examples/ferry.yaml. Exit status: 0 ok, 2 bad flags or config.";
   return s;
 }
@@ -96,6 +100,13 @@ void build_app(CLI::App& app, Flags& f) {
                  "Set any single-value key of the config file, e.g. --set limits.max_lifetime=1800 or "
                  "--set database.pool_size=4; repeat for more. Applied after the other flags. Not for secrets.")
       ->type_name("KEY=VALUE");
+  app.add_option("--tls-cert", f.tls_cert,
+                 "PEM certificate chain for the tls and dtls listeners (tls.cert); reloaded on SIGHUP and when the "
+                 "file changes.")
+      ->type_name("FILE");
+  app.add_option("--tls-key", f.tls_key,
+                 "PEM private key file for the tls and dtls listeners (tls.key); a path, the key stays in the file.")
+      ->type_name("FILE");
   app.add_flag("-V,--version", f.version, "Print the version and exit.");
   app.footer(env_footer());
 }
@@ -155,6 +166,10 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
     if (auto e = set("--log-format", "log.format", f.log_format)) return e;
   if (!f.workers.empty())
     if (auto e = set("--workers", "workers", f.workers)) return e;
+  if (!f.tls_cert.empty())
+    if (auto e = set("--tls-cert", "tls.cert", f.tls_cert)) return e;
+  if (!f.tls_key.empty())
+    if (auto e = set("--tls-key", "tls.key", f.tls_key)) return e;
   for (const auto& p : f.allow_peer)
     if (auto d = check_cidr(p); !d.empty()) return fail("--allow-peer", d);
   for (const auto& p : f.deny_peer)

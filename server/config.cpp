@@ -345,8 +345,21 @@ const std::vector<ScalarField>& scalar_fields() {
       FERRY_UINT("limits.default_lifetime", limits.default_lifetime, 1, 3600),
       FERRY_UINT("limits.max_lifetime", limits.max_lifetime, 1, 3600),
       FERRY_UINT("limits.unauth_requests_per_second", limits.unauth_requests_per_second, 0, 1000000),
+      FERRY_UINT("limits.max_connections", limits.max_connections, 0, UINT32_MAX),
+      FERRY_UINT("limits.max_connections_per_ip", limits.max_connections_per_ip, 0, UINT32_MAX),
+      FERRY_UINT("limits.handshake_timeout", limits.handshake_timeout, 1, 300),
+      FERRY_UINT("limits.connection_idle_timeout", limits.connection_idle_timeout, 1, 86400),
+      FERRY_UINT("limits.connection_write_budget", limits.connection_write_budget, 4096, 1ull << 30),
       {"tls.cert", [](Config& c, std::string_view t, std::string_view d) { return parse_path(c.tls.cert, t, d); }},
       {"tls.key", [](Config& c, std::string_view t, std::string_view d) { return parse_path(c.tls.key, t, d); }},
+      {"tls.ciphers", [](Config& c, std::string_view t, std::string_view) { c.tls.ciphers = std::string(t); return std::string(); }},
+      {"tls.ciphersuites", [](Config& c, std::string_view t, std::string_view) { c.tls.ciphersuites = std::string(t); return std::string(); }},
+      {"tls.min_version", [](Config& c, std::string_view t, std::string_view) -> std::string {
+         if (t != "1.2" && t != "1.3") return "must be 1.2 or 1.3 (got " + quote(t) + ")";
+         c.tls.min_version = std::string(t);
+         return "";
+       }},
+      FERRY_UINT("tls.reload_interval", tls.reload_interval, 0, 86400),
       {"log.level", [](Config& c, std::string_view t, std::string_view) -> std::string {
          auto l = parse_log_level(t);
          if (!l) return "must be one of trace, debug, info, warn, error, off (got " + quote(t) + ")";
@@ -1078,11 +1091,20 @@ std::string dump_effective(const Config& c) {
   scalar("default_lifetime", "limits.default_lifetime", c.limits.default_lifetime);
   scalar("max_lifetime", "limits.max_lifetime", c.limits.max_lifetime);
   scalar("unauth_requests_per_second", "limits.unauth_requests_per_second", c.limits.unauth_requests_per_second);
+  scalar("max_connections", "limits.max_connections", c.limits.max_connections);
+  scalar("max_connections_per_ip", "limits.max_connections_per_ip", c.limits.max_connections_per_ip);
+  scalar("handshake_timeout", "limits.handshake_timeout", c.limits.handshake_timeout);
+  scalar("connection_idle_timeout", "limits.connection_idle_timeout", c.limits.connection_idle_timeout);
+  scalar("connection_write_budget", "limits.connection_write_budget", c.limits.connection_write_budget);
   out << YAML::EndMap;
 
   out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
   scalar("cert", "tls.cert", c.tls.cert);
   scalar("key", "tls.key", c.tls.key);  // a path, not the key itself
+  scalar("ciphers", "tls.ciphers", c.tls.ciphers);
+  scalar("ciphersuites", "tls.ciphersuites", c.tls.ciphersuites);
+  scalar("min_version", "tls.min_version", c.tls.min_version);
+  scalar("reload_interval", "tls.reload_interval", c.tls.reload_interval);
   out << YAML::EndMap;
 
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;

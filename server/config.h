@@ -98,11 +98,21 @@ struct LimitsConfig {
   uint32_t default_lifetime = 600;        // seconds
   uint32_t max_lifetime = 3600;           // seconds, at most 3600
   uint32_t unauth_requests_per_second = 50;  // per source IP, 0 = unlimited
+  // TCP and TLS connections and DTLS sessions (issue 5: back-pressure and limits).
+  uint32_t max_connections = 10000;      // in total, 0 = unlimited
+  uint32_t max_connections_per_ip = 256;  // from one source IP, 0 = unlimited
+  uint32_t handshake_timeout = 10;        // seconds to finish TLS/DTLS and send a first message
+  uint32_t connection_idle_timeout = 300;  // seconds of silence before a connection without allocation closes
+  uint64_t connection_write_budget = 256 * 1024;  // bytes queued per connection before relayed data is dropped
 };
 
 struct TlsConfig {
   std::string cert;  // PEM file paths; both needed when a tls/dtls listener exists
   std::string key;
+  std::string ciphers;       // TLS 1.2 / DTLS 1.2 cipher list; "" = the built-in default
+  std::string ciphersuites;  // TLS 1.3 suites; "" = the built-in default
+  std::string min_version = "1.2";  // "1.2" or "1.3" (TLS over TCP; DTLS is always 1.2)
+  uint32_t reload_interval = 60;    // seconds between checks of the files for changes; 0 = SIGHUP only
 };
 
 struct LogConfig {

@@ -2,6 +2,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include "server/config.h"
 #include "server/local_addresses.h"
 #include "server/log.h"
+#include "server/transport_config.h"
 #include "server/worker_pool.h"
 #include "turn/clock.h"
 #include "turn/peer_policy.h"
@@ -133,14 +135,6 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
   return changed;
 }
 
-void warn_unsupported(const Config& config) {
-  for (const auto& l : config.listeners) {
-    if (l.transport == server::Transport::Tls || l.transport == server::Transport::Dtls)
-      spdlog::warn("listener {} {}: {} is not supported yet; not listening", server::to_string(l.transport),
-                   l.address.to_string(), server::to_string(l.transport));
-  }
-}
-
 void log_relays(const std::vector<turn::RelayAddress>& relays) {
   for (const auto& r : relays) {
     if (r.external)
@@ -157,6 +151,7 @@ struct Reloader {
   char** argv;
   Config current;
   server::WorkerPool* pool;
+  server::TlsCertificates* tls;  // null without tls/dtls listeners
 
   void reload() {
     auto parsed = server::parse_command_line(argc, argv, server::process_environment());
@@ -170,6 +165,7 @@ struct Reloader {
     for (const auto& key : restart_only_changes(current, next))
       spdlog::warn("reload: {} changed; it takes effect only after a restart", key);
     server::set_log_level(next.log.level);
+    if (tls != nullptr) tls->reload();  // certificate files; open connections keep theirs
     auto settings = std::make_shared<const server::CredentialSettings>(credential_settings(next));
     for (size_t i = 0; i < pool->size(); ++i) {
       pool->worker(i).post([settings](server::Worker& w) { w.reload_credentials(*settings); });
@@ -221,7 +217,6 @@ int main(int argc, char** argv) {
   const Config& config = run.config;
   server::setup_logging(config.log.level, config.log.format);
   for (const auto& w : run.warnings) spdlog::warn("{}", w);
-  warn_unsupported(config);
 
   // A client that resets its TCP connection must cost us an error code, not the process.
   std::signal(SIGPIPE, SIG_IGN);
@@ -241,6 +236,11 @@ int main(int argc, char** argv) {
   add_listener_addresses(base.policy, config, interfaces);
   base.core = core_config(config, std::move(resolved.relays));
   base.listeners = config.listeners;
+  if (auto err = server::configure_transports(config, base)) {
+    spdlog::error("{}", *err);
+    return 1;
+  }
+  const auto tls = base.tls;  // reloaded on SIGHUP; connections keep the certificate they started with
 
   const size_t ports = size_t{config.relay.port_max} - config.relay.port_min + 1;
   pool_settings.workers = server::worker_count(config.workers);
@@ -265,7 +265,7 @@ int main(int argc, char** argv) {
                config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets,
                secrets == 1 ? "" : "s", config.database.url.empty() ? "" : ", PostgreSQL users");
 
-  Reloader reloader{argc, argv, config, &pool};
+  Reloader reloader{argc, argv, config, &pool, tls.get()};
   wait_for_signal(reloader);
   pool.stop();
   spdlog::info("stopped");

@@ -26,7 +26,8 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   receive_buffer_ = std::make_unique_for_overwrite<uint8_t[]>(head + kReceiveBytes + tail);
   const ReceiveArea relay_area{receive_buffer_.get(), head + kReceiveBytes + tail, head, tail};
   relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
-  tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp);
+  tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
+                                       connection_stats_);
   core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
 }
 
@@ -37,6 +38,7 @@ Worker::~Worker() {
   core_.reset();
   credentials_.reset();  // closes its database handles; the loop run below frees them
   relays_.reset();
+  dtls_.reset();
   tcp_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks that free the handles
   uv_loop_close(&loop_);
@@ -58,11 +60,18 @@ std::optional<std::string> Worker::bind() {
         udp_listeners_.push_back(s);  // closed with the others, even if start failed
         bound.address = s->local();
       }
-    } else if (l.transport == Transport::Tcp) {
-      rc = tcp_->listen(l.address, listener_options());
+    } else if (l.transport == Transport::Tcp || l.transport == Transport::Tls) {
+      const bool tls = l.transport == Transport::Tls;
+      if (tls && !settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
+      rc = tcp_->listen(l.address, listener_options(), tls ? turn::Transport::Tls : turn::Transport::Tcp, settings_.tls);
       if (rc == 0) bound.address = tcp_->addresses().back();
-    } else {
-      continue;  // TLS/DTLS are not served by this shell yet; main() says so
+    } else {  // DTLS: UDP sockets of their own, read into the same buffer
+      if (!settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
+      if (!dtls_)
+        dtls_ = std::make_unique<DtlsListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tls,
+                                               settings_.tcp, limiter_, connection_stats_);
+      rc = dtls_->listen(l.address, listener_options(), client_area);
+      if (rc == 0) bound.address = dtls_->addresses().back();
     }
     if (rc != 0) return describe(l) + ": " + uv_strerror(rc);
     bound_.push_back(bound);
@@ -116,6 +125,7 @@ void Worker::close_handles() {
   for (UdpSocket* s : udp_listeners_) s->close();
   udp_listeners_.clear();
   tcp_->close();
+  if (dtls_) dtls_->close();
   relays_->close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
@@ -138,6 +148,10 @@ void Worker::on_frame(const turn::FiveTuple& from, stun::Bytes frame) { core_->o
 void Worker::send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) {
   if (turn::is_stream(to.transport)) {
     tcp_->send(to, bytes);  // counts its own drops
+    return;
+  }
+  if (to.transport == turn::Transport::Dtls) {
+    if (dtls_) dtls_->send(to, bytes);  // counts its own drops
     return;
   }
   for (UdpSocket* s : udp_listeners_) {

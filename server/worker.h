@@ -14,8 +14,11 @@
 #include <uv.h>
 
 #include "server/config.h"
+#include "server/connection_limits.h"
+#include "server/dtls_listener.h"
 #include "server/relay_sockets.h"
 #include "server/tcp_listener.h"
+#include "server/tls_context.h"
 #include "server/udp_socket.h"
 #include "server/worker_credentials.h"
 #include "turn/clock.h"
@@ -27,10 +30,11 @@ namespace ferry::server {
 struct WorkerSettings {
   turn::ServerCoreConfig core;  // with this worker's share of the relay port range
   turn::PeerPolicy policy;
-  std::vector<ListenerConfig> listeners;  // udp and tcp; others are skipped
+  std::vector<ListenerConfig> listeners;  // udp, tcp, tls and dtls
   bool reuse_port = false;                // set when several workers listen on the same ports
   uint32_t worker_count = 1;              // listeners steer clients by source IP among this many
-  TcpLimits tcp;
+  TcpLimits tcp;                          // TCP and TLS connections and DTLS sessions
+  std::shared_ptr<TlsCertificates> tls;   // for tls and dtls listeners; shared by all workers
 };
 
 // What the shell itself drops or fails on; the core counts the rest.
@@ -69,6 +73,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   const turn::ServerCore& core() const { return *core_; }
   const ShellStats& stats() const { return stats_; }
   uint64_t tcp_dropped_frames() const { return tcp_->dropped_frames(); }
+  uint64_t dtls_dropped_frames() const { return dtls_ ? dtls_->dropped_frames() : 0; }
+  const ConnectionStats& connection_stats() const { return connection_stats_; }
 
   // turn::Io
   void send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) override;
@@ -90,7 +96,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   // DatagramHandler (UDP listeners)
   void on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) override;
   void on_receive_error(UdpSocket&, int) override { stats_.receive_errors.add(); }
-  // StreamHandler (TCP)
+  // StreamHandler (TCP, TLS and DTLS)
   void on_frame(const turn::FiveTuple& from, stun::Bytes frame) override;
   void on_closed(const turn::FiveTuple& client) override;
   bool holds_allocation(const turn::FiveTuple& client) const override;
@@ -118,7 +124,10 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   std::unique_ptr<uint8_t[]> receive_buffer_;
   PeerReceiver peer_receiver_{*this};
   std::unique_ptr<RelaySockets> relays_;
+  ConnectionStats connection_stats_;
+  ConnectionLimiter limiter_{settings_.tcp};  // shared by tcp_ and dtls_
   std::unique_ptr<TcpListener> tcp_;
+  std::unique_ptr<DtlsListener> dtls_;  // made by bind() when a dtls listener is configured
   std::vector<UdpSocket*> udp_listeners_;
   std::vector<ListenerConfig> bound_;
   std::unique_ptr<turn::ServerCore> core_;

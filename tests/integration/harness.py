@@ -12,7 +12,10 @@ Main pieces:
     (UDP: STUN Binding request/response; TCP: the same over a TCP connection), stops it
     (SIGTERM to the group, then SIGKILL), removes its temp dir.
   * run_client() / BackgroundProcess: bounded client runs that never leave processes behind.
-  * stun_binding(): a minimal RFC 8489 Binding client returning the XOR-MAPPED-ADDRESS.
+  * stun_binding(): a minimal RFC 8489 Binding client returning the XOR-MAPPED-ADDRESS (over
+    UDP, TCP and TLS).
+  * make_test_certificate(): a throw-away self-signed certificate made with `openssl req`, for the
+    tls/dtls listeners (ServerConfig.tls_port, .dtls).
   * common_arguments() / server_from_args(): the --server/--bin/... command-line options every
     test script shares.
 
@@ -35,6 +38,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -427,6 +431,63 @@ def stun_binding_tcp(host: str, port: int, timeout: float = 2.0, local: str | No
                     return parse_binding_response(buf[:need], txid), s.getsockname()[:2]
 
 
+def insecure_tls_context() -> ssl.SSLContext:
+    """A TLS client context that accepts the tests' self-signed certificates."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def read_stun_message(s, deadline: float) -> bytes:
+    """Reads one STUN message from a stream socket (plain or TLS) before `deadline`."""
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no STUN message")
+        s.settimeout(left)
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+        if len(buf) >= 20:
+            need = 20 + struct.unpack("!H", buf[2:4])[0]
+            if len(buf) >= need:
+                return buf[:need]
+
+
+def stun_binding_over(s, timeout: float = 2.0):
+    """Binding request over an already connected stream socket. Returns the mapped (ip, port)."""
+    req, txid = _binding_request()
+    s.sendall(req)
+    return parse_binding_response(read_stun_message(s, time.monotonic() + timeout), txid)
+
+
+def stun_binding_tls(host: str, port: int, timeout: float = 2.0, local: str | None = None):
+    """Binding request over TLS (certificate not checked). Returns ((mapped), (local), tls version)."""
+    fam = _family(host)
+    with socket.socket(fam, socket.SOCK_STREAM) as raw:
+        raw.settimeout(timeout)
+        if local:
+            raw.bind((local, 0))
+        raw.connect((host, port))
+        with insecure_tls_context().wrap_socket(raw) as s:
+            mapped = stun_binding_over(s, timeout)
+            return mapped, s.getsockname()[:2], s.version()
+
+
+def make_test_certificate(directory: Path, name: str = "server", cn: str = "ferry.test") -> tuple[Path, Path]:
+    """A self-signed P-256 certificate and its key as PEM files in `directory` (cert, key)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(cert)],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"openssl req failed: {r.stderr.decode(errors='replace')}")
+    return cert, key
+
+
 def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
     """True once a UDP echo server (turnutils_peer) echoes a datagram back."""
     deadline = time.monotonic() + timeout
@@ -454,7 +515,7 @@ def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
 class Listener:
     address: str
     port: int
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls" | "dtls"
 
 
 @dataclass
@@ -474,6 +535,15 @@ class ServerConfig:
     log_level: str = "info"
     workers: int = 0  # ferry: 0 = one per CPU
     extra_yaml: str = ""  # appended to ferry.yaml as is (top-level keys)
+    # TLS on 127.0.0.1:tls_port (0: none) and DTLS on the same port number when dtls is set;
+    # both need cert_file and key_file (make_test_certificate()).
+    tls_port: int = 0
+    dtls: bool = False
+    cert_file: str | None = None
+    key_file: str | None = None
+    # Extra keys of ferry's limits: and tls: sections, e.g. {"max_connections_per_ip": 20}.
+    limits: dict = field(default_factory=dict)
+    tls: dict = field(default_factory=dict)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -484,6 +554,10 @@ class ServerConfig:
             out.append(Listener("::1", self.port, "udp"))
             if self.ipv6_tcp:
                 out.append(Listener("::1", self.port, "tcp"))
+        if self.tls_port:
+            out.append(Listener("127.0.0.1", self.tls_port, "tls"))
+            if self.dtls:
+                out.append(Listener("127.0.0.1", self.tls_port, "dtls"))
         return out
 
     # -- ferry -------------------------------------------------------------------------------
@@ -505,6 +579,15 @@ class ServerConfig:
             lines.append("  shared_secrets: [" + ", ".join(q(s) for s in self.shared_secrets) + "]")
         lines.append("peers:")
         lines.append("  allow: [" + ", ".join(q(p) for p in self.peers_allow) + "]")
+        if self.limits:
+            lines.append("limits:")
+            lines += [f"  {k}: {v}" for k, v in self.limits.items()]
+        if self.tls_port or self.tls:
+            lines.append("tls:")
+            if self.cert_file:
+                lines.append(f"  cert: {q(str(self.cert_file))}")
+                lines.append(f"  key: {q(str(self.key_file))}")
+            lines += [f"  {k}: {v}" for k, v in self.tls.items()]
         lines.append(f"log: {{level: {self.log_level}}}")
         lines.append('http: {address: ""}')
         if self.workers:
@@ -541,11 +624,17 @@ class ServerConfig:
             args += ["--user", f"{u}:{p}"]
         args += [
             "--allow-loopback-peers",  # ferry: peers.allow contains 127.0.0.0/8 and ::1/128
-            "--no-tls", "--no-dtls",
             "--no-rfc5780",  # ferry does not do RFC 5780; also keeps port+1 unused
             "--no-multicast-peers",
             "--relay-threads", "1",
         ]
+        if self.tls_port:
+            args += ["--tls-listening-port", str(self.tls_port), "--cert", str(self.cert_file),
+                     "--pkey", str(self.key_file)]
+            if not self.dtls:
+                args.append("--no-dtls")
+        else:
+            args += ["--no-tls", "--no-dtls"]
         if not self.tcp:
             args.append("--no-tcp")
         if self.log_level == "debug":
@@ -653,6 +742,10 @@ class Server:
             try:
                 if l.transport == "udp":
                     stun_binding_udp(l.address, l.port, timeout=0.3, retries=1)
+                elif l.transport == "tls":
+                    stun_binding_tls(l.address, l.port, timeout=1.0)
+                elif l.transport == "dtls":
+                    pass  # bound with the others before the server answers anything (no DTLS client here)
                 else:
                     stun_binding_tcp(l.address, l.port, timeout=1.0)
                 pending.pop(0)
@@ -737,6 +830,16 @@ def config_from_args(args, **overrides) -> ServerConfig:
               log_level=args.log_level)
     kw.update(overrides)
     return ServerConfig(**kw)
+
+
+def add_tls(cfg: ServerConfig, directory: Path, dtls: bool = True) -> ServerConfig:
+    """Gives `cfg` a TLS listener (and a DTLS one on the same port number) with a fresh test
+    certificate written to `directory`."""
+    cert, key = make_test_certificate(directory)
+    cfg.cert_file, cfg.key_file = str(cert), str(key)
+    cfg.tls_port = pick_free_port(ipv6=False)
+    cfg.dtls = dtls
+    return cfg
 
 
 def server_from_args(args, config: ServerConfig) -> Server:
