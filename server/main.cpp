@@ -18,6 +18,7 @@
 #include "server/config.h"
 #include "server/local_addresses.h"
 #include "server/log.h"
+#include "server/operations.h"
 #include "server/worker_pool.h"
 #include "turn/clock.h"
 #include "turn/peer_policy.h"
@@ -115,25 +116,6 @@ void log_relays(const std::vector<turn::RelayAddress>& relays) {
   }
 }
 
-// Runs until SIGINT or SIGTERM.
-void wait_for_signal() {
-  uv_loop_t* loop = uv_default_loop();
-  uv_signal_t sigint, sigterm;
-  auto on_signal = [](uv_signal_t* s, int signum) {
-    spdlog::info("got {}, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    uv_stop(s->loop);
-  };
-  uv_signal_init(loop, &sigint);
-  uv_signal_init(loop, &sigterm);
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -198,7 +180,15 @@ int main(int argc, char** argv) {
                config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets.size(),
                secrets.size() == 1 ? "" : "s");
 
-  wait_for_signal();
+  // Metrics, health, readiness, ICE servers and the SIGTERM drain (server/operations.h).
+  server::Operations ops(config, pool);
+  if (auto err = ops.start()) {
+    spdlog::error("cannot listen on {}", *err);
+    pool.stop();
+    return 1;
+  }
+  ops.wait_for_shutdown();
+  ops.stop();
   pool.stop();
   spdlog::info("stopped");
   return 0;

@@ -15,8 +15,11 @@ Worker::Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> c
   uv_loop_init(&loop_);
   stop_.data = this;
   uv_async_init(&loop_, &stop_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->close_handles(); });
+  posted_.data = this;
+  uv_async_init(&loop_, &posted_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->run_posted(); });
   tick_.data = this;
   uv_timer_init(&loop_, &tick_);
+  stats_.heartbeat_ms.set(steady_ms());
 
   constexpr size_t head = turn::ServerCore::kPeerHeadroom;
   constexpr size_t tail = turn::ServerCore::kPeerTailroom;
@@ -68,16 +71,38 @@ std::optional<std::string> Worker::bind() {
 
 void Worker::run() {
   if (!handles_closed_) {
-    uv_timer_start(
-        &tick_,
-        [](uv_timer_t* t) {
-          auto* w = static_cast<Worker*>(t->data);
-          w->core_->tick();
-          w->tcp_->sweep_idle();
-        },
-        kTickMs, kTickMs);
+    stats_.heartbeat_ms.set(steady_ms());
+    uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->on_tick(); }, kTickMs, kTickMs);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+void Worker::on_tick() {
+  core_->tick();
+  tcp_->sweep_idle();
+  stats_.tcp_connections.set(static_cast<int64_t>(tcp_->connection_count()));
+  stats_.tcp_frames_dropped.set(static_cast<int64_t>(tcp_->dropped_frames()));
+  stats_.heartbeat_ms.set(steady_ms());
+}
+
+void Worker::post(std::function<void()> task) {
+  std::lock_guard lock(posted_mutex_);
+  if (posted_closed_) return;
+  posted_tasks_.push_back(std::move(task));
+  uv_async_send(&posted_);  // under the lock: close_handles() cannot close the handle meanwhile
+}
+
+void Worker::run_posted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(posted_mutex_);
+    tasks.swap(posted_tasks_);
+  }
+  for (auto& t : tasks) t();
+}
+
+void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
+  post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }
 
 void Worker::stop() {
@@ -93,6 +118,12 @@ void Worker::close_handles() {
   relays_->close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
+  {
+    std::lock_guard lock(posted_mutex_);
+    posted_closed_ = true;
+    posted_tasks_.clear();
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&posted_), nullptr);
 }
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,7 +15,9 @@
 
 #include "auth/credential_store.h"
 #include "server/config.h"
+#include "server/database_stats.h"
 #include "server/relay_sockets.h"
+#include "server/shell_stats.h"
 #include "server/tcp_listener.h"
 #include "server/udp_socket.h"
 #include "turn/clock.h"
@@ -31,12 +35,6 @@ struct WorkerSettings {
   TcpLimits tcp;
 };
 
-// What the shell itself drops or fails on; the core counts the rest.
-struct ShellStats {
-  turn::Counter client_send_dropped;  // UDP to clients: socket buffer full or send error
-  turn::Counter peer_send_dropped;    // UDP to peers
-  turn::Counter receive_errors;
-};
 
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
  public:
@@ -55,8 +53,17 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   // From any thread: closes every socket and makes run() return.
   void stop();
 
+  // From any thread: runs `task` on this worker's loop thread soon (control path: a mutex and a
+  // uv_async, never on the data path). Dropped once the worker is stopping.
+  void post(std::function<void()> task);
+  // From any thread: ServerCore::set_draining on the loop thread.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+
   const turn::ServerCore& core() const { return *core_; }
   const ShellStats& stats() const { return stats_; }
+  // Written on this worker's loop only (PgPool's query hook and connection state), read by the scrape.
+  DatabaseStats& database_stats() { return database_stats_; }
+  const DatabaseStats& database_stats() const { return database_stats_; }
   uint64_t tcp_dropped_frames() const { return tcp_->dropped_frames(); }
 
   // turn::Io
@@ -85,10 +92,16 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   bool holds_allocation(const turn::FiveTuple& client) const override;
 
   void close_handles();  // on the loop thread
+  void run_posted();     // on the loop thread
+  void on_tick();
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
   uv_async_t stop_{};
+  uv_async_t posted_{};
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_tasks_;  // guarded by posted_mutex_
+  bool posted_closed_ = false;                 // guarded by posted_mutex_
   uv_timer_t tick_{};
   bool handles_closed_ = false;
   std::atomic<bool> stop_requested_{false};
@@ -106,6 +119,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   std::vector<ListenerConfig> bound_;
   std::unique_ptr<turn::ServerCore> core_;
   ShellStats stats_;
+  DatabaseStats database_stats_;
 };
 
 }  // namespace ferry::server
