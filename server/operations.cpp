@@ -84,8 +84,9 @@ void on_signal(uv_signal_t* s, int signum) {
     return;
   }
   st->draining = true;
-  st->ops->health().set_draining(true);
+  // Workers first: by the time /readyz says "draining", new Allocates are (all but) refused.
   st->pool->set_draining(true, st->drain->alternate_server);
+  st->ops->health().set_draining(true);
   st->deadline_ms = uv_now(s->loop) + uint64_t{st->drain->timeout} * 1000;
   spdlog::info("got SIGTERM, draining: {} allocation(s) left, waiting up to {} s (again to stop at once); new "
                "allocations {}",
