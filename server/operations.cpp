@@ -41,6 +41,10 @@ Operations::Operations(const Config& config, WorkerPool& pool)
   health_.set_workers(std::move(shells));
   health_.set_listeners_bound(pool.size() > 0);
   if (!config.database.url.empty()) {
+    // API keys not in the config are looked up in the database; a hit is trusted for a minute.
+    db_keys_ = std::make_unique<PgApiKeys>(config.database.url);
+    keys_.set_lookup([db = db_keys_.get()](const std::array<uint8_t, 32>& h) { return db->lookup(h); },
+                     std::chrono::seconds(60));
     // Reachable while some worker has a connection up (the workers publish their PgPool's state).
     health_.set_database_check([&pool] {
       for (size_t i = 0; i < pool.size(); ++i)

@@ -13,6 +13,7 @@
 #include "server/http_server.h"
 #include "server/metrics.h"
 #include "server/ops_api.h"
+#include "server/pg_api_keys.h"
 #include "server/worker_pool.h"
 #include "turn/clock.h"
 
@@ -48,6 +49,7 @@ class Operations {
   turn::SteadyClock clock_;
   Health health_;
   ApiKeyRing keys_;
+  std::unique_ptr<PgApiKeys> db_keys_;  // with a database: keys from `ferryctl apikey`
   std::unique_ptr<MetricsCollector> metrics_;
   OpsApi api_;
   HttpServer http_;

@@ -90,6 +90,11 @@ OpsResponse OpsApi::ice_servers(const OpsRequest& request) const {
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"ferry\", error=\"invalid_token\"");
     return r;
   }
+  if (check.verdict == ApiKeyVerdict::Unavailable) {
+    OpsResponse r = fail(503, "API key store unavailable");
+    r.headers.emplace_back("Retry-After", "5");
+    return r;
+  }
   if (check.verdict == ApiKeyVerdict::RateLimited) {
     OpsResponse r = fail(429, "too many requests for this API key");
     r.headers.emplace_back("Retry-After", "1");

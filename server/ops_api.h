@@ -7,7 +7,8 @@
 //   GET /v1/ice-servers   Authorization: Bearer <API key>; ?ttl=SECONDS, ?user=ID; answers
 //                         {"iceServers":[...]} with a fresh TURN REST credential. 401 for a
 //                         missing or unknown key, 429 over the key's rate, 503 without a shared
-//                         secret or URLs, 400 for a bad ?ttl= or ?user=.
+//                         secret or URLs or when the key database is down, 400 for a bad ?ttl=
+//                         or ?user=.
 #pragma once
 
 #include <map>

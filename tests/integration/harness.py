@@ -553,6 +553,7 @@ class ServerConfig:
     http_extra: list[str] = field(default_factory=list)
     # drain.* keys; timeout 0 by default so that stopping the server (SIGTERM) is immediate.
     drain: dict[str, str] = field(default_factory=lambda: {"timeout": "0"})
+    database_url: str = ""  # ferry's database.url (test databases only)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -592,6 +593,8 @@ class ServerConfig:
         else:
             lines.append('http: {address: ""}')
         lines.append("drain: {" + ", ".join(f"{k}: {q(v)}" for k, v in self.drain.items()) + "}")
+        if self.database_url:
+            lines.append(f"database: {{url: {q(self.database_url)}}}")
         return "\n".join(lines) + "\n"
 
     # -- coturn ------------------------------------------------------------------------------

@@ -72,6 +72,36 @@ TEST(ApiKeys, EachKeyHasItsOwnTokenBucket) {
   for (int i = 0; i < 100; ++i) ASSERT_EQ(ring.check("k1").verdict, ApiKeyVerdict::Allowed);
 }
 
+TEST(ApiKeys, UnknownKeysAreLookedUpAndCached) {
+  turn::FakeClock clock;
+  ApiKeyRing ring({key("web", "k1")}, 2, clock);
+  int lookups = 0;
+  ApiKeyLookup::Status answer = ApiKeyLookup::Status::Found;
+  ring.set_lookup(
+      [&](const std::array<uint8_t, 32>& h) {
+        ++lookups;
+        EXPECT_EQ(h, sha256("db-key"));
+        return ApiKeyLookup{answer, answer == ApiKeyLookup::Status::Found ? "from-db" : ""};
+      },
+      60s);
+  EXPECT_EQ(ring.check("k1").verdict, ApiKeyVerdict::Allowed);
+  EXPECT_EQ(lookups, 0) << "configured keys need no lookup";
+  auto r = ring.check("db-key");
+  EXPECT_EQ(r.verdict, ApiKeyVerdict::Allowed);
+  EXPECT_EQ(r.name, "from-db");
+  EXPECT_EQ(ring.check("db-key").verdict, ApiKeyVerdict::Allowed);
+  EXPECT_EQ(ring.check("db-key").verdict, ApiKeyVerdict::RateLimited) << "looked-up keys have a bucket too";
+  EXPECT_EQ(lookups, 1) << "a hit is cached";
+  // After the cache time the key is asked again; revoked, it stops working.
+  clock.advance(61s);
+  answer = ApiKeyLookup::Status::NotFound;
+  EXPECT_EQ(ring.check("db-key").verdict, ApiKeyVerdict::Unknown);
+  EXPECT_EQ(lookups, 2);
+  answer = ApiKeyLookup::Status::Unavailable;
+  EXPECT_EQ(ring.check("db-key").verdict, ApiKeyVerdict::Unavailable);
+  EXPECT_EQ(ring.size(), 1u);
+}
+
 TEST(IceServers, DerivesUrlsFromListeners) {
   std::vector<ListenerConfig> listeners = {{address("127.0.0.1:3478"), Transport::Udp},
                                            {address("127.0.0.1:3478"), Transport::Tcp},
@@ -215,6 +245,13 @@ TEST_F(OpsApiTest, NoSharedSecretGets503) {
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(r.body, HasSubstr("shared secret"));
   EXPECT_EQ(get("/v1/ice-servers").status, 401) << "the key is checked first";
+}
+
+TEST_F(OpsApiTest, KeyStoreDownGets503) {
+  keys.set_lookup([](const std::array<uint8_t, 32>&) { return ApiKeyLookup{ApiKeyLookup::Status::Unavailable, ""}; },
+                  60s);
+  EXPECT_EQ(get("/v1/ice-servers", "Bearer other-key").status, 503);
+  EXPECT_EQ(get("/v1/ice-servers", "Bearer good-key").status, 200) << "configured keys still work";
 }
 
 TEST_F(OpsApiTest, PreflightAndMethods) {
