@@ -9,7 +9,10 @@
 namespace ferry::server {
 
 namespace {
-constexpr size_t kThreads = 2;  // scrapes, probes and the odd ICE-servers call: little work each
+// Scrapes, probes and the odd ICE-servers call: little work each. But a kept-alive connection
+// holds its thread while it waits for the next request (up to the keep-alive timeout), so a
+// scraper's idle connection must not leave a liveness probe queued past its own timeout.
+constexpr size_t kThreads = 4;
 }
 
 HttpServer::HttpServer(const OpsApi& api) : api_(api) {}
@@ -25,7 +28,7 @@ std::optional<std::string> HttpServer::start(const stun::TransportAddress& addre
   s.set_read_timeout(5, 0);
   s.set_write_timeout(5, 0);
   s.set_keep_alive_max_count(20);
-  s.set_keep_alive_timeout(5);
+  s.set_keep_alive_timeout(2);
   auto handler = [this](const httplib::Request& req, httplib::Response& res) {
     OpsRequest r;
     r.method = req.method;

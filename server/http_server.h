@@ -1,4 +1,4 @@
-// The operations HTTP listener (http.address): cpp-httplib on threads of its own, serving an
+// The operations HTTP listener (http.address): cpp-httplib on 4 threads of its own, serving an
 // OpsApi. It never touches a worker loop: handlers read atomics the workers publish and post
 // requests to them through Worker::post.
 #pragma once
