@@ -32,6 +32,10 @@ struct Flags {
   std::string log_format;
   std::string http_address;
   std::string workers;
+  std::vector<std::string> api_key_hash;
+  std::vector<std::string> ice_url;
+  std::string drain_timeout;
+  std::string alternate_server;
   std::vector<std::string> allow_peer;
   std::vector<std::string> deny_peer;
   std::vector<std::string> set;  // KEY=VALUE for any single-value key
@@ -88,7 +92,24 @@ void build_app(CLI::App& app, Flags& f) {
   app.add_option("--log-format", f.log_format, "Log format on stderr: text, or json with one object per line (log.format).")
       ->type_name("text|json");
   app.add_option("--http-address", f.http_address,
-                 "Address of the metrics and health HTTP endpoint, IP:PORT, or off (or \"\") to turn it off (http.address). Not served yet: the endpoint is still to come.")
+                 "Address of the HTTP endpoint for operations, IP:PORT, or off (or \"\") to turn it off "
+                 "(http.address; default 127.0.0.1:9641): /metrics (Prometheus), /healthz, /readyz and "
+                 "GET /v1/ice-servers.")
+      ->type_name("IP:PORT");
+  app.add_option("--api-key-hash", f.api_key_hash,
+                 "An API key for /v1/ice-servers as NAME:SHA256HEX, the SHA-256 of the key (never the key "
+                 "itself); repeat for more. Replaces http.api_keys.")
+      ->type_name("NAME:SHA256");
+  app.add_option("--ice-url", f.ice_url,
+                 "A stun:, turn: or turns: URL that /v1/ice-servers hands out; repeat for more. Replaces "
+                 "http.ice_urls (default: derived from the listeners and external addresses).")
+      ->type_name("URL");
+  app.add_option("--drain-timeout", f.drain_timeout,
+                 "Seconds SIGTERM waits for allocations to end before exiting; 0 exits at once (drain.timeout).")
+      ->type_name("SECONDS");
+  app.add_option("--alternate-server", f.alternate_server,
+                 "While draining, send new Allocates here with 300 Try Alternate instead of refusing them with "
+                 "508 (drain.alternate_server).")
       ->type_name("IP:PORT");
   app.add_option("--workers", f.workers, "Worker threads; 0 means one per CPU core (workers).")->type_name("N");
   app.add_option("--allow-peer", f.allow_peer,
@@ -170,6 +191,23 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
     if (auto e = set("--tls-cert", "tls.cert", f.tls_cert)) return e;
   if (!f.tls_key.empty())
     if (auto e = set("--tls-key", "tls.key", f.tls_key)) return e;
+  if (!f.drain_timeout.empty())
+    if (auto e = set("--drain-timeout", "drain.timeout", f.drain_timeout)) return e;
+  if (!f.alternate_server.empty())
+    if (auto e = set("--alternate-server", "drain.alternate_server", f.alternate_server)) return e;
+  if (!f.api_key_hash.empty()) {
+    std::vector<ApiKeyConfig> out;
+    for (const auto& k : f.api_key_hash)
+      if (auto d = parse_api_key_spec(k, out); !d.empty()) return fail("--api-key-hash", d);
+    c.http.api_keys = std::move(out);
+    c.origins["http.api_keys"] = "--api-key-hash";
+  }
+  if (!f.ice_url.empty()) {
+    for (const auto& u : f.ice_url)
+      if (auto d = check_ice_url(u); !d.empty()) return fail("--ice-url", d);
+    c.http.ice_urls = f.ice_url;
+    c.origins["http.ice_urls"] = "--ice-url";
+  }
   for (const auto& p : f.allow_peer)
     if (auto d = check_cidr(p); !d.empty()) return fail("--allow-peer", d);
   for (const auto& p : f.deny_peer)

@@ -120,9 +120,30 @@ struct LogConfig {
   LogFormat format = LogFormat::Text;
 };
 
+// An API key for GET /v1/ice-servers, kept only as SHA-256 of the key (the key itself is shown
+// once, to whoever made it). `name` becomes the user part of the credentials it gets.
+struct ApiKeyConfig {
+  std::string name;
+  std::array<uint8_t, 32> sha256{};
+  friend bool operator==(const ApiKeyConfig&, const ApiKeyConfig&) = default;
+};
+
 struct HttpConfig {
-  // Metrics/health endpoint. nullopt = disabled (`address: ""`).
+  // Metrics/health/ICE-servers endpoint. nullopt = disabled (`address: ""`).
   std::optional<stun::TransportAddress> address = stun::TransportAddress::parse("127.0.0.1:9641");
+  std::vector<ApiKeyConfig> api_keys;  // none: /v1/ice-servers refuses every request (401)
+  uint32_t api_requests_per_second = 5;  // per key, token bucket; 0 = unlimited
+  // stun:/stuns:/turn:/turns: URLs handed out; empty = derived from listeners and external addresses.
+  std::vector<std::string> ice_urls;
+  uint32_t credential_ttl = 3600;       // seconds, when the request names no ?ttl=
+  uint32_t max_credential_ttl = 86400;  // seconds, the most a ?ttl= gets
+};
+
+// SIGTERM: stop taking allocations, let the existing ones run, exit when they are gone.
+struct DrainConfig {
+  uint32_t timeout = 30;  // seconds to wait for allocations to end; 0 = exit at once
+  // Where new Allocates are sent while draining (300 Try Alternate); none: 508.
+  std::optional<stun::TransportAddress> alternate_server;
 };
 
 struct DatabaseConfig {
@@ -147,6 +168,7 @@ struct Config {
   TlsConfig tls;
   LogConfig log;
   HttpConfig http;
+  DrainConfig drain;
   DatabaseConfig database;
 
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
@@ -219,6 +241,10 @@ std::string parse_listener_spec(std::string_view text, std::vector<ListenerConfi
 std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConfig>& out);
 // Checks "address[/prefix]"; returns an error detail or "" when fine.
 std::string check_cidr(std::string_view text);
+// "NAME:SHA256HEX" as FERRY_HTTP_API_KEYS and --api-key-hash take it. Appends; error detail or "".
+std::string parse_api_key_spec(std::string_view text, std::vector<ApiKeyConfig>& out);
+// A stun:, stuns:, turn: or turns: URL (RFC 7064, RFC 7065). Error detail or "".
+std::string check_ice_url(std::string_view text);
 // "postgresql://u:secret@h/db" -> "postgresql://u:***@h/db"; also "password=..." in key=value form.
 std::string mask_database_url(std::string_view url);
 

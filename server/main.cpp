@@ -21,6 +21,7 @@
 #include "server/local_addresses.h"
 #include "server/log.h"
 #include "server/transport_config.h"
+#include "server/operations.h"
 #include "server/worker_pool.h"
 #include "turn/clock.h"
 #include "turn/peer_policy.h"
@@ -152,8 +153,10 @@ struct Reloader {
   Config current;
   server::WorkerPool* pool;
   server::TlsCertificates* tls;  // null without tls/dtls listeners
+  server::Operations* ops;
 
   void reload() {
+    spdlog::info("got SIGHUP, reloading the configuration");
     auto parsed = server::parse_command_line(argc, argv, server::process_environment());
     if (auto* exit = std::get_if<server::ExitNow>(&parsed)) {
       std::string text = exit->text;
@@ -167,43 +170,14 @@ struct Reloader {
     server::set_log_level(next.log.level);
     if (tls != nullptr) tls->reload();  // certificate files; open connections keep theirs
     auto settings = std::make_shared<const server::CredentialSettings>(credential_settings(next));
-    for (size_t i = 0; i < pool->size(); ++i) {
-      pool->worker(i).post([settings](server::Worker& w) { w.reload_credentials(*settings); });
-    }
+    for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).reload_credentials(settings);
+    ops->api_keys().set_keys(next.http.api_keys, next.http.api_requests_per_second);
+    ops->api().set_ice(server::ice_settings(next, pool->listeners()));
     spdlog::info("reloaded: {} user{}, {} shared secret{}", next.auth.users.size(), next.auth.users.size() == 1 ? "" : "s",
                  next.auth.shared_secrets.size(), next.auth.shared_secrets.size() == 1 ? "" : "s");
     current = std::move(next);
   }
 };
-
-// Runs until SIGINT or SIGTERM; SIGHUP reloads.
-void wait_for_signal(Reloader& reloader) {
-  uv_loop_t* loop = uv_default_loop();
-  uv_signal_t sigint, sigterm, sighup;
-  sighup.data = &reloader;
-  uv_signal_init(loop, &sighup);
-  uv_signal_start(
-      &sighup,
-      [](uv_signal_t* s, int) {
-        spdlog::info("got SIGHUP, reloading the configuration");
-        static_cast<Reloader*>(s->data)->reload();
-      },
-      SIGHUP);
-  auto on_signal = [](uv_signal_t* s, int signum) {
-    spdlog::info("got {}, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    uv_stop(s->loop);
-  };
-  uv_signal_init(loop, &sigint);
-  uv_signal_init(loop, &sigterm);
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
-}
 
 }  // namespace
 
@@ -265,8 +239,16 @@ int main(int argc, char** argv) {
                config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets,
                secrets == 1 ? "" : "s", config.database.url.empty() ? "" : ", PostgreSQL users");
 
-  Reloader reloader{argc, argv, config, &pool, tls.get()};
-  wait_for_signal(reloader);
+  // Metrics, health, readiness, ICE servers and the SIGTERM drain (server/operations.h).
+  server::Operations ops(config, pool);
+  if (auto err = ops.start()) {
+    spdlog::error("cannot listen on {}", *err);
+    pool.stop();
+    return 1;
+  }
+  Reloader reloader{argc, argv, config, &pool, tls.get(), &ops};
+  ops.wait_for_shutdown([&reloader] { reloader.reload(); });
+  ops.stop();
   pool.stop();
   spdlog::info("stopped");
   return 0;

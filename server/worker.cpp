@@ -14,11 +14,12 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   uv_loop_init(&loop_);
   stop_.data = this;
   uv_async_init(&loop_, &stop_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->close_handles(); });
-  tasks_async_.data = this;
-  uv_async_init(&loop_, &tasks_async_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->run_tasks(); });
+  posted_.data = this;
+  uv_async_init(&loop_, &posted_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->run_posted(); });
   credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
   tick_.data = this;
   uv_timer_init(&loop_, &tick_);
+  stats_.heartbeat_ms.set(steady_ms());
 
   constexpr size_t head = turn::ServerCore::kPeerHeadroom;
   constexpr size_t tail = turn::ServerCore::kPeerTailroom;
@@ -82,40 +83,49 @@ std::optional<std::string> Worker::bind() {
 void Worker::run() {
   if (!handles_closed_) {
     credentials_->start(*core_);
-    database_ready_.store(credentials_->database_ready(), std::memory_order_relaxed);
-    uv_timer_start(
-        &tick_,
-        [](uv_timer_t* t) {
-          auto* w = static_cast<Worker*>(t->data);
-          w->core_->tick();
-          w->tcp_->sweep_idle();
-          w->database_ready_.store(w->credentials_->database_ready(), std::memory_order_relaxed);
-        },
-        kTickMs, kTickMs);
+    if (auto* pool = credentials_->database_pool()) {
+      pool->set_query_hook([&s = database_stats_](const db::QueryStats& q) { s.observe(q); });
+    }
+    stats_.heartbeat_ms.set(steady_ms());
+    uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->on_tick(); }, kTickMs, kTickMs);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
+void Worker::on_tick() {
+  core_->tick();
+  tcp_->sweep_idle();
+  stats_.tcp_connections.set(static_cast<int64_t>(tcp_->connection_count()));
+  stats_.tcp_frames_dropped.set(static_cast<int64_t>(tcp_->dropped_frames()));
+  stats_.heartbeat_ms.set(steady_ms());
+  if (const auto* pool = credentials_->database_pool()) {
+    const size_t up = pool->connected_count();
+    database_stats_.set_connections(up, credentials_->database_pool_size() > up ? credentials_->database_pool_size() - up : 0);
+  }
+}
+
+void Worker::post(std::function<void()> task) {
+  std::lock_guard lock(posted_mutex_);
+  if (posted_closed_) return;
+  posted_tasks_.push_back(std::move(task));
+  uv_async_send(&posted_);  // under the lock: close_handles() cannot close the handle meanwhile
+}
+
+void Worker::run_posted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(posted_mutex_);
+    tasks.swap(posted_tasks_);
+  }
+  for (auto& t : tasks) t();
+}
+
+void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
+  post([this, draining, alternate] { core_->set_draining(draining, alternate); });
+}
+
 void Worker::stop() {
   if (!stop_requested_.exchange(true)) uv_async_send(&stop_);
-}
-
-void Worker::post(std::function<void(Worker&)> task) {
-  {
-    std::lock_guard lock(tasks_mutex_);
-    tasks_.push_back(std::move(task));
-  }
-  if (!stop_requested_.load()) uv_async_send(&tasks_async_);
-}
-
-void Worker::run_tasks() {
-  std::vector<std::function<void(Worker&)>> tasks;
-  {
-    std::lock_guard lock(tasks_mutex_);
-    tasks.swap(tasks_);
-  }
-  if (handles_closed_) return;
-  for (auto& t : tasks) t(*this);
 }
 
 void Worker::close_handles() {
@@ -129,7 +139,12 @@ void Worker::close_handles() {
   relays_->close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&tasks_async_), nullptr);
+  {
+    std::lock_guard lock(posted_mutex_);
+    posted_closed_ = true;
+    posted_tasks_.clear();
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&posted_), nullptr);
 }
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------

@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,7 +17,9 @@
 #include "server/config.h"
 #include "server/connection_limits.h"
 #include "server/dtls_listener.h"
+#include "server/database_stats.h"
 #include "server/relay_sockets.h"
+#include "server/shell_stats.h"
 #include "server/tcp_listener.h"
 #include "server/tls_context.h"
 #include "server/udp_socket.h"
@@ -37,12 +40,6 @@ struct WorkerSettings {
   std::shared_ptr<TlsCertificates> tls;   // for tls and dtls listeners; shared by all workers
 };
 
-// What the shell itself drops or fails on; the core counts the rest.
-struct ShellStats {
-  turn::Counter client_send_dropped;  // UDP to clients: socket buffer full or send error
-  turn::Counter peer_send_dropped;    // UDP to peers
-  turn::Counter receive_errors;
-};
 
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
  public:
@@ -60,18 +57,22 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void run();
   // From any thread: closes every socket and makes run() return.
   void stop();
-  // From any thread: runs `task` on this worker's loop thread, soon (the control path's way in:
-  // configuration reloads, drain; never per packet). Dropped once the worker is stopping.
-  void post(std::function<void(Worker&)> task);
+  // From any thread: new static users and secrets, applied on the loop thread.
+  void reload_credentials(std::shared_ptr<const CredentialSettings> settings) {
+    post([this, settings] { credentials_->reload(*settings); });
+  }
 
-  // On the loop thread (from a posted task): new static users and secrets.
-  void reload_credentials(const CredentialSettings& settings) { credentials_->reload(settings); }
-  turn::ServerCore& core() { return *core_; }
-  // Whether the database (if any) is reachable; read from any thread.
-  bool database_ready() const { return database_ready_.load(std::memory_order_relaxed); }
+  // From any thread: runs `task` on this worker's loop thread soon (control path: a mutex and a
+  // uv_async, never on the data path). Dropped once the worker is stopping.
+  void post(std::function<void()> task);
+  // From any thread: ServerCore::set_draining on the loop thread.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
 
   const turn::ServerCore& core() const { return *core_; }
   const ShellStats& stats() const { return stats_; }
+  // Written on this worker's loop only (PgPool's query hook and connection state), read by the scrape.
+  DatabaseStats& database_stats() { return database_stats_; }
+  const DatabaseStats& database_stats() const { return database_stats_; }
   uint64_t tcp_dropped_frames() const { return tcp_->dropped_frames(); }
   uint64_t dtls_dropped_frames() const { return dtls_ ? dtls_->dropped_frames() : 0; }
   const ConnectionStats& connection_stats() const { return connection_stats_; }
@@ -102,15 +103,16 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   bool holds_allocation(const turn::FiveTuple& client) const override;
 
   void close_handles();  // on the loop thread
-  void run_tasks();      // on the loop thread
+  void run_posted();     // on the loop thread
+  void on_tick();
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
   uv_async_t stop_{};
-  uv_async_t tasks_async_{};
-  std::mutex tasks_mutex_;
-  std::vector<std::function<void(Worker&)>> tasks_;
-  std::atomic<bool> database_ready_{true};
+  uv_async_t posted_{};
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_tasks_;  // guarded by posted_mutex_
+  bool posted_closed_ = false;                 // guarded by posted_mutex_
   uv_timer_t tick_{};
   bool handles_closed_ = false;
   std::atomic<bool> stop_requested_{false};
@@ -132,6 +134,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   std::vector<ListenerConfig> bound_;
   std::unique_ptr<turn::ServerCore> core_;
   ShellStats stats_;
+  DatabaseStats database_stats_;
 };
 
 }  // namespace ferry::server

@@ -31,6 +31,7 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const turn::Clock& clock, 
     db::PgPoolOptions po;
     po.conninfo = settings.database.url;
     po.size = settings.database.pool_size;
+    pool_size_ = po.size;
     po.log = spdlog_logger();
     pool_ = std::make_unique<db::PgPool>(loop_, std::move(po));
     db::PgCredentialStoreOptions so;

@@ -62,6 +62,8 @@ class WorkerCredentials {
   // A query connection and the LISTEN connection are up (always true without a database).
   bool database_ready() const;
   const db::PgPool* database_pool() const { return pool_.get(); }
+  db::PgPool* database_pool() { return pool_.get(); }
+  size_t database_pool_size() const { return pool_size_; }
   const db::PgCredentialStore* database_store() const { return db_store_.get(); }
 
  private:
@@ -80,6 +82,7 @@ class WorkerCredentials {
   std::shared_ptr<db::PgCredentialStore> db_store_;
   uv_timer_t* secrets_timer_ = nullptr;
   std::chrono::seconds secrets_refresh_{60};
+  size_t pool_size_ = 0;
   turn::ServerCore* core_ = nullptr;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

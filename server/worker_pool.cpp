@@ -82,6 +82,16 @@ void WorkerPool::stop() {
   workers_.clear();
 }
 
+void WorkerPool::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
+  for (auto& w : workers_) w->set_draining(draining, alternate);
+}
+
+int64_t WorkerPool::active_allocations() const {
+  int64_t n = 0;
+  for (const auto& w : workers_) n += w->core().stats().active_allocations();
+  return n;
+}
+
 const std::vector<ListenerConfig>& WorkerPool::listeners() const {
   static const std::vector<ListenerConfig> kNone;
   return workers_.empty() ? kNone : workers_.front()->bound_listeners();

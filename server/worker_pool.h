@@ -55,6 +55,11 @@ class WorkerPool {
   const Worker& worker(size_t i) const { return *workers_[i]; }
   Worker& worker(size_t i) { return *workers_[i]; }
 
+  // From any thread: every worker's core starts (or stops) draining; see ServerCore::set_draining.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // Allocations on every worker now (from the cores' gauges; safe from any thread).
+  int64_t active_allocations() const;
+
  private:
   PoolSettings settings_;
   std::vector<std::unique_ptr<Worker>> workers_;

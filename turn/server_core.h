@@ -87,6 +87,11 @@ class ServerCore {
   // the store cannot answer for now (database down) keeps its allocations. Answers may come later;
   // returns how many allocations were closed at once.
   size_t revalidate_users();
+  // Draining (SIGTERM): existing allocations go on, new Allocates are refused with 300 Try
+  // Alternate and ALTERNATE-SERVER when `alternate` is set and of the client's family (RFC 8656
+  // §7.2, RFC 8489 §10), else 508 Insufficient Capacity. false: back to normal.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate = std::nullopt);
+  bool draining() const { return draining_; }
 
   size_t allocation_count() const { return allocations_.size(); }
   const Allocation* find_allocation(const FiveTuple& t) const;
@@ -136,6 +141,7 @@ class ServerCore {
   bool unauthenticated_answer_allowed(const FiveTuple& to);
   RelayId new_relay_slot(Allocation* owner);
   uint32_t lifetime_for(std::optional<uint32_t> requested) const;
+  Gauge& active_gauge(const Allocation& a);  // allocations_active for a's transport and families
 
   ServerCoreConfig config_;
   const Clock& clock_;
@@ -156,6 +162,8 @@ class ServerCore {
   std::vector<TokenBucket> unauth_buckets_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
   uint64_t indication_counter_ = 0;
+  bool draining_ = false;
+  std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;
 };
 

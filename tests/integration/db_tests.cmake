@@ -29,8 +29,13 @@ function(_ferry_db_tests_register)
     message(STATUS "db integration tests: PostgreSQL server binaries not found (apt-get install postgresql)")
     return()
   endif()
+  # With the server too: keys made by `ferryctl apikey add` work at ferry's GET /v1/ice-servers.
+  set(_ferry_arg)
+  if(TARGET ferry)
+    set(_ferry_arg --ferry $<TARGET_FILE:ferry>)
+  endif()
   add_test(NAME integration.db.ferryctl
-           COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_ferryctl.py --ferryctl $<TARGET_FILE:ferryctl>
+           COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_ferryctl.py --ferryctl $<TARGET_FILE:ferryctl> ${_ferry_arg}
            WORKING_DIRECTORY ${_ferry_db_it_dir})
   set_tests_properties(integration.db.ferryctl PROPERTIES
     LABELS "integration;db"

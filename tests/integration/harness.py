@@ -508,6 +508,81 @@ def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+# HTTP (ferry's operations endpoint)
+
+
+def http_get(port: int, path: str, headers: dict | None = None, timeout: float = 5.0,
+             method: str = "GET") -> tuple[int, dict, str]:
+    """One request to 127.0.0.1:port. Returns (status, headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        res = conn.getresponse()
+        body = res.read().decode("utf-8", errors="replace")
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, path: str = "/healthz", timeout: float = 5.0) -> None:
+    """Poll until the endpoint answers anything (bounded)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    for _ in range(200):
+        if time.monotonic() >= deadline:
+            break
+        try:
+            http_get(port, path, timeout=1.0)
+            return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise ServerError(f"http endpoint on port {port} not answering: {last}")
+
+
+class TurnProbe:
+    """ferry_turn_probe (tests/integration/turn_probe.cpp): one TURN client on one UDP 5-tuple,
+    driven line by line. Lines: "allocate", "refresh SECONDS"; answers like "allocate ok ADDR",
+    "allocate error 508 ...", "refresh ok 600"."""
+
+    def __init__(self, binary: str, host: str, port: int, user: str, password: str):
+        self.proc = subprocess.Popen([binary, host, str(port), user, password], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True, preexec_fn=_set_pdeathsig)
+        _live.append(self)
+
+    def ask(self, line: str, timeout: float = 10.0) -> str:
+        import select
+
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"probe did not answer {line!r} within {timeout}s")
+        return self.proc.stdout.readline().strip()
+
+    def stop(self) -> None:
+        if self in _live:
+            _live.remove(self)
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            pass
+        _kill_group(self.proc, term_timeout=1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ----------------------------------------------------------------------------------------------
 # Server configuration
 
 
@@ -544,6 +619,13 @@ class ServerConfig:
     # Extra keys of ferry's limits: and tls: sections, e.g. {"max_connections_per_ip": 20}.
     limits: dict = field(default_factory=dict)
     tls: dict = field(default_factory=dict)
+    # ferry's operations endpoint on 127.0.0.1:http_port (0: off), with more "key: value" lines
+    # under http: (api_keys, ice_urls, ...).
+    http_port: int = 0
+    http_extra: list[str] = field(default_factory=list)
+    # drain.* keys; timeout 0 by default so that stopping the server (SIGTERM) is immediate.
+    drain: dict[str, str] = field(default_factory=lambda: {"timeout": "0"})
+    database_url: str = ""  # ferry's database.url (test databases only)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -589,7 +671,15 @@ class ServerConfig:
                 lines.append(f"  key: {q(str(self.key_file))}")
             lines += [f"  {k}: {v}" for k, v in self.tls.items()]
         lines.append(f"log: {{level: {self.log_level}}}")
-        lines.append('http: {address: ""}')
+        if self.http_port:
+            lines.append("http:")
+            lines.append(f'  address: "127.0.0.1:{self.http_port}"')
+            lines.extend("  " + l for l in self.http_extra)
+        else:
+            lines.append('http: {address: ""}')
+        lines.append("drain: {" + ", ".join(f"{k}: {q(v)}" for k, v in self.drain.items()) + "}")
+        if self.database_url:
+            lines.append(f"database: {{url: {q(self.database_url)}}}")
         if self.workers:
             lines.append(f"workers: {self.workers}")
         if self.extra_yaml:
@@ -759,6 +849,18 @@ class Server:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the server process itself (not its group)."""
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status once the server has exited within `timeout` seconds, else None."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self) -> None:
         if self in _live:

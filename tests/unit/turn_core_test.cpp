@@ -1725,3 +1725,135 @@ TEST_F(TurnCoreTest, UnauthenticatedAnswersAreRateLimitedPerSourceIp) {
 
 }  // namespace
 }  // namespace ferry::turn
+
+// ================================ Draining and gauges ================================
+
+namespace ferry::turn {
+namespace {
+
+int64_t active(const ServerStats& s, Transport t, AllocationFamily f) {
+  return s.allocations_active[static_cast<size_t>(t)][idx(f)].get();
+}
+
+TEST_F(TurnCoreTest, DrainingRefusesNewAllocationsWith508AndKeepsOldOnes) {
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  server().set_draining(true);
+  EXPECT_TRUE(server().draining());
+  TurnClient b = bob();
+  Response r = allocate(b, tuple(2));
+  expect_error(r, code::InsufficientCapacity);
+  EXPECT_TRUE(r.authenticated);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(server().stats().allocations_refused[code::InsufficientCapacity].get(), 1u);
+  // The existing allocation lives on: refresh, permissions and data still work.
+  EXPECT_EQ(refresh(a, tuple(1), 600).outcome, Outcome::Success);
+  ASSERT_EQ(permit(a, tuple(1), {kPeer}).outcome, Outcome::Success);
+  send_indication(a, tuple(1), kPeer, "still relayed");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  // ...and ends when the client deletes it, or expires.
+  ASSERT_EQ(refresh(a, tuple(1), 0).outcome, Outcome::Success);
+  EXPECT_EQ(server().stats().active_allocations(), 0);
+  server().set_draining(false);
+  allocate_ok(b, tuple(2));
+}
+
+TEST_F(TurnCoreTest, DrainingWithAlternateServerAnswers300WithAlternateServer) {
+  const TransportAddress alt = addr("203.0.113.9:3478");
+  server().set_draining(true, alt);
+  TurnClient c = alice();
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::TryAlternate);
+  EXPECT_TRUE(r.authenticated);  // RFC 8489 §10: only the real server may redirect
+  MessageView v = response_view();
+  auto a = v.find(attr::AlternateServer);
+  ASSERT_TRUE(a.has_value());
+  auto decoded = stun::decode_address(a->value);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(*decoded, alt);
+  expect_nothing_allocated();
+  EXPECT_EQ(server().stats().allocations_refused[code::TryAlternate].get(), 1u);
+}
+
+TEST_F(TurnCoreTest, DrainingAlternateOfOtherFamilyFallsBackTo508) {
+  server().set_draining(true, addr("[2001:db8::9]:3478"));
+  TurnClient c = alice();
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::InsufficientCapacity);
+  EXPECT_FALSE(response_view().has(attr::AlternateServer));
+}
+
+TEST_F(TurnCoreTest, DrainingStillAnswersARetransmittedAllocate) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  const std::vector<uint8_t> first = last_request;
+  server().set_draining(true);
+  io.to_client.clear();
+  server().on_client_packet(tuple(1), Bytes(first));
+  ASSERT_EQ(io.to_client.size(), 1u);
+  auto v = MessageView::parse(Bytes(io.to_client[0].bytes));
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->cls(), stun::Class::Success);
+}
+
+TEST_F(TurnCoreTest, GaugesFollowAllocationsPermissionsAndChannels) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  TurnClient b = bob();
+  AllocateOptions dual;
+  dual.additional_family = Family::V6;
+  ASSERT_EQ(allocate(b, tuple(2, Transport::Tcp), dual).relayed.size(), 2u);
+  const ServerStats& s = server().stats();
+  EXPECT_EQ(active(s, Transport::Udp, AllocationFamily::V4), 1);
+  EXPECT_EQ(active(s, Transport::Tcp, AllocationFamily::Dual), 1);
+  EXPECT_EQ(s.active_allocations(), 2);
+
+  ASSERT_EQ(permit(a, tuple(1), {kPeer, kPeer2}).outcome, Outcome::Success);
+  ASSERT_EQ(permit(a, tuple(1), {kPeer}).outcome, Outcome::Success);  // a refresh, not a new one
+  EXPECT_EQ(s.permissions_active.get(), 2);
+  ASSERT_EQ(bind(a, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  EXPECT_EQ(s.channels_active.get(), 1);
+  EXPECT_EQ(s.permissions_active.get(), 2);
+
+  // Dropping the IPv6 leg moves the allocation from dual to IPv4.
+  ASSERT_EQ(refresh(b, tuple(2, Transport::Tcp), 0, Family::V6).outcome, Outcome::Success);
+  EXPECT_EQ(active(s, Transport::Tcp, AllocationFamily::Dual), 0);
+  EXPECT_EQ(active(s, Transport::Tcp, AllocationFamily::V4), 1);
+
+  // Permissions expire after 300 s (the channel refreshes its own peer's permission only when
+  // rebound), channels after 600 s; the tick recounts.
+  clock.advance(301s);
+  ASSERT_EQ(refresh(a, tuple(1), 600).outcome, Outcome::Success);
+  server().tick();
+  EXPECT_EQ(s.permissions_active.get(), 0);
+  EXPECT_EQ(s.channels_active.get(), 1);
+  clock.advance(300s);
+  server().tick();
+  EXPECT_EQ(s.channels_active.get(), 0);
+
+  // Deleting takes everything of an allocation off the gauges.
+  ASSERT_EQ(permit(a, tuple(1), {kPeer}).outcome, Outcome::Success);
+  EXPECT_EQ(s.permissions_active.get(), 1);
+  ASSERT_EQ(refresh(a, tuple(1), 0).outcome, Outcome::Success);
+  EXPECT_EQ(s.permissions_active.get(), 0);
+  EXPECT_EQ(active(s, Transport::Udp, AllocationFamily::V4), 0);
+  server().on_client_closed(tuple(2, Transport::Tcp));
+  EXPECT_EQ(s.active_allocations(), 0);
+}
+
+TEST_F(TurnCoreTest, ResponsesAreCountedByMethodAndResult) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));  // a 401 challenge, then success
+  const ServerStats& s = server().stats();
+  EXPECT_EQ(s.responses[idx(RequestMethod::Allocate)][idx(RequestResult::Error)].get(), 1u);
+  EXPECT_EQ(s.responses[idx(RequestMethod::Allocate)][idx(RequestResult::Success)].get(), 1u);
+  EXPECT_EQ(s.allocations_refused[code::Unauthenticated].get(), 0u) << "a challenge is not a refusal";
+  expect_error(allocate(c, tuple(1)), code::AllocationMismatch);  // a second one on the same 5-tuple
+  EXPECT_EQ(s.allocations_refused[code::AllocationMismatch].get(), 1u);
+  EXPECT_EQ(refresh(c, tuple(1), 600).outcome, Outcome::Success);
+  EXPECT_EQ(s.responses[idx(RequestMethod::Refresh)][idx(RequestResult::Success)].get(), 1u);
+}
+
+}  // namespace
+}  // namespace ferry::turn

@@ -8,6 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include <array>
 #include <csignal>
 #include <cstring>
@@ -245,6 +249,31 @@ TEST_F(ShellTest, BindFailureNamesTheListener) {
   ASSERT_TRUE(err.has_value());
   EXPECT_NE(err->find("udp " + udp_.to_string()), std::string::npos) << *err;
   EXPECT_NE(err->find("address already in use"), std::string::npos) << *err;
+}
+
+// Worker::post runs tasks on the worker's own loop thread, in order; set_draining travels that way.
+TEST_F(ShellTest, PostedTasksRunOnEachLoopAndCarryTheDrain) {
+  start(2);
+  std::mutex m;
+  std::vector<std::thread::id> ran_on;
+  std::atomic<int> draining_seen{0};
+  pool_->set_draining(true, std::nullopt);
+  for (size_t i = 0; i < pool_->size(); ++i) {
+    Worker& w = pool_->worker(i);
+    w.post([&] {  // queued after the set_draining task: sees its effect
+      std::lock_guard lock(m);
+      ran_on.push_back(std::this_thread::get_id());
+      if (w.core().draining()) ++draining_seen;
+    });
+  }
+  for (int i = 0; i < 200 && draining_seen.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(draining_seen.load(), 2);
+  std::lock_guard lock(m);
+  ASSERT_EQ(ran_on.size(), 2u);
+  EXPECT_NE(ran_on[0], ran_on[1]) << "each worker runs its own tasks";
+  EXPECT_NE(ran_on[0], std::this_thread::get_id());
+  // Every loop stamps a heartbeat for /healthz.
+  for (size_t i = 0; i < pool_->size(); ++i) EXPECT_LT(steady_ms() - pool_->worker(i).stats().heartbeat_ms.get(), 2000);
 }
 
 TEST(PortShareTest, SplitsEvenlyAndContiguously) {
