@@ -21,10 +21,11 @@
 FROM debian:bookworm-slim AS build
 # Compile jobs; CI machines have two cores.
 ARG JOBS=2
+# The library part of scripts/install-deps.sh: keep the two lists in step.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       g++ make cmake pkg-config \
-      libuv1-dev libssl-dev libpq-dev prometheus-cpp-dev \
+      libuv1-dev libssl-dev libpq-dev prometheus-cpp-dev libcpp-httplib-dev \
       libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /src
@@ -35,7 +36,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DFERRY_TESTS=OFF \
  && cmake --build /build -j "${JOBS}" --target ferry ferryctl \
  && install -D -m 0755 -s /build/server/ferry /out/usr/local/bin/ferry \
  && install -D -m 0755 -s /build/tools/ferryctl /out/usr/local/bin/ferryctl \
- && container/runtime-packages.sh /out/usr/local/bin/ferry /out/usr/local/bin/ferryctl > /out/runtime-packages
+ && bash container/runtime-packages.sh /out/usr/local/bin/ferry /out/usr/local/bin/ferryctl > /out/runtime-packages
 
 # ---------------------------------------------------------------- runtime
 FROM debian:bookworm-slim
@@ -53,7 +54,8 @@ COPY --from=build /out/usr/local/bin/ /usr/local/bin/
 COPY container/ferry.yaml /etc/ferry/ferry.yaml
 COPY container/healthcheck.sh /usr/local/bin/ferry-healthcheck
 # Fail the build, not the first start, when a library is missing or the baked-in config is bad.
-RUN if ldd /usr/local/bin/ferry /usr/local/bin/ferryctl | grep 'not found'; then exit 1; fi \
+RUN chmod 0755 /usr/local/bin/ferry-healthcheck \
+ && if ldd /usr/local/bin/ferry /usr/local/bin/ferryctl | grep 'not found'; then exit 1; fi \
  && /usr/local/bin/ferry --check-config /etc/ferry/ferry.yaml > /dev/null
 ENV FERRY_CONFIG=/etc/ferry/ferry.yaml
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
