@@ -16,8 +16,8 @@ needed: podman_host.py makes debian:bookworm-slim locally. Steps:
      variable; coturn's turnutils_stunclient agrees when it is installed
   6. the image's HEALTHCHECK script against a stand-in /healthz (address from the mounted config,
      FERRY_HTTP_ADDRESS or FERRY_HEALTHCHECK_ADDRESS; 200 healthy, 503 or no listener not); then
-     ferry's own GET /healthz answers 200 and `podman healthcheck run` passes. The last two are
-     skipped with FERRY_CONTAINER_EXPECT_HEALTHZ=0 (for branches without the HTTP listener).
+     ferry's own GET /healthz and /readyz answer 200 and `podman healthcheck run` passes. Those
+     are skipped with FERRY_CONTAINER_EXPECT_HEALTHZ=0 (for branches without the HTTP listener).
   7. SIGTERM to the container: ferry (PID 1) exits 0 within STOP_SECONDS
   8. the container, the image and any intermediate image or build container made by this run
      are removed, also on failure, timeout or SIGINT/SIGTERM
@@ -429,15 +429,16 @@ def run(args) -> list[str]:
             log(f"ferry runs as PID 1, user {ferry_rows[0][0]}")
 
             if expect_healthz:
-                code, body = http_get(f"http://127.0.0.1:{http_port}/healthz")
-                if code != 200:
-                    raise Failure(f"GET /healthz answered {code}: {body[:500]}")
+                for path in ("/healthz", "/readyz"):  # the Kubernetes examples probe both
+                    code, body = http_get(f"http://127.0.0.1:{http_port}{path}")
+                    if code != 200:
+                        raise Failure(f"GET {path} answered {code}: {body[:500]}")
                 r = podman("healthcheck", "run", name, check=False, timeout=30)
                 if r.returncode != 0:
                     raise Failure(f"the image's HEALTHCHECK failed ({r.returncode}): {r.stdout} {r.stderr}")
-                log("GET /healthz 200 and `podman healthcheck run`: OK")
+                log("GET /healthz and /readyz 200, `podman healthcheck run`: OK")
             else:
-                log("FERRY_CONTAINER_EXPECT_HEALTHZ=0: /healthz and the HEALTHCHECK not checked")
+                log("FERRY_CONTAINER_EXPECT_HEALTHZ=0: /healthz, /readyz and the HEALTHCHECK not checked")
 
             t0 = time.monotonic()
             podman("kill", "--signal", "TERM", name)
