@@ -5,7 +5,7 @@
 #
 # Idempotent: when every package is already installed it touches nothing and
 # returns at once (no apt-get at all), so test.sh/run.sh call it on every run.
-# It never leaves a coturn or PostgreSQL service running that it started.
+# It never leaves a coturn, PostgreSQL or Prometheus service running that it started.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -20,7 +20,9 @@ PACKAGES=(
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
   # peers and tools used by the integration/browser tests
   coturn postgresql chromium iproute2 openssl procps
-  # promtool, to check the metrics exposition (the prometheus server it comes with is not run)
+  # the container test (tests/container): rootful podman with runc, a locally built base image
+  podman runc mmdebstrap
+  # promtool, for checking the Prometheus config in examples/ (and metrics)
   prometheus
 )
 
@@ -60,7 +62,7 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 
-# Keep maintainer scripts from starting coturn/postgresql: install a temporary
+# Keep maintainer scripts from starting coturn/postgresql/prometheus: install a temporary
 # policy-rc.d that denies service starts, unless the system already has one.
 policy=/usr/sbin/policy-rc.d
 own_policy=0

@@ -5,7 +5,8 @@
 #
 # Stages, in order (each one's build directory is reused between runs):
 #   deps     scripts/install-deps.sh (no-op when everything is installed)
-#   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels)
+#   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels, including
+#            `ops` (deployment files) and `container` (podman builds and runs the image))
 #   asan     Asan (ASan+UBSan, gcc) in build/asan, `ctest -L "$FERRY_ASAN_LABELS"`
 #   fuzz     clang Asan + FERRY_FUZZ=ON in build/fuzz, fuzz targets only,
 #            `ctest -L fuzz` (each target runs FERRY_FUZZ_SECONDS)
@@ -148,6 +149,8 @@ stage_deps() {
   bash "$ROOT/scripts/install-deps.sh" || return 1
   # The browser test drives Debian's chromium with npm's playwright-core (no browser download).
   (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error) || { STAGE_NOTE="npm ci failed"; return 1; }
+  # The deployment-file checks (ctest -L ops) validate with npm's kubernetes-models, yaml, dockerfile-utils.
+  (cd "$ROOT/tests/ops" && npm ci --no-audit --no-fund --loglevel=error) || { STAGE_NOTE="npm ci (tests/ops) failed"; return 1; }
 }
 
 stage_release() {
