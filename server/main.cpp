@@ -146,7 +146,8 @@ void log_relays(const std::vector<turn::RelayAddress>& relays) {
 }
 
 // SIGHUP: read the configuration again the way startup did; apply what can change live (users,
-// shared secrets, log level) on every worker; keep the old configuration when the new one is broken.
+// shared secrets, limits, log level, TLS certificates, API keys, ICE URLs) on every worker; keep
+// the old configuration when the new one is broken.
 struct Reloader {
   int argc;
   char** argv;
@@ -171,6 +172,10 @@ struct Reloader {
     if (tls != nullptr) tls->reload();  // certificate files; open connections keep theirs
     auto settings = std::make_shared<const server::CredentialSettings>(credential_settings(next));
     for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).reload_credentials(settings);
+    // Limits: the total allocation cap is split between workers as at startup.
+    turn::ServerCoreConfig limits = core_config(next, {});
+    if (limits.max_allocations != 0) limits.max_allocations = (limits.max_allocations + pool->size() - 1) / pool->size();
+    for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).set_limits(limits);
     ops->api_keys().set_keys(next.http.api_keys, next.http.api_requests_per_second);
     ops->api().set_ice(server::ice_settings(next, pool->listeners()));
     spdlog::info("reloaded: {} user{}, {} shared secret{}", next.auth.users.size(), next.auth.users.size() == 1 ? "" : "s",

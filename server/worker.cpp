@@ -120,6 +120,10 @@ void Worker::run_posted() {
   for (auto& t : tasks) t();
 }
 
+void Worker::set_limits(const turn::ServerCoreConfig& limits) {
+  post([this, limits] { core_->set_limits(limits); });
+}
+
 void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
   post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }

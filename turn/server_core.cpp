@@ -986,6 +986,27 @@ void ServerCore::tick() {
   }
 }
 
+void ServerCore::set_limits(const ServerCoreConfig& l) {
+  config_.default_lifetime = l.default_lifetime;
+  config_.max_lifetime = l.max_lifetime;
+  config_.max_allocations = l.max_allocations;
+  config_.max_allocations_per_user = l.max_allocations_per_user;
+  config_.max_permissions = l.max_permissions;
+  config_.max_channels = l.max_channels;
+  config_.bandwidth_per_allocation = l.bandwidth_per_allocation;
+  if (l.unauth_requests_per_second != config_.unauth_requests_per_second) {
+    config_.unauth_requests_per_second = l.unauth_requests_per_second;
+    const uint64_t rate = l.unauth_requests_per_second;
+    if (rate == 0) {
+      unauth_buckets_.clear();
+    } else if (unauth_buckets_.empty()) {
+      unauth_buckets_.assign(kUnauthBuckets, TokenBucket(rate, 2 * rate, clock_.now()));
+    } else {
+      for (auto& b : unauth_buckets_) b.reconfigure(rate, 2 * rate, clock_.now());
+    }
+  }
+}
+
 void ServerCore::set_draining(bool draining, std::optional<TransportAddress> alternate) {
   draining_ = draining;
   alternate_server_ = draining ? alternate : std::nullopt;

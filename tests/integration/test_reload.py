@@ -2,8 +2,8 @@
 """SIGHUP reloads users and shared secrets without dropping allocations; a broken file is refused.
 
   * alice and bob hold allocations (a peer keeps sending to it) while the file changes: bob removed,
-    carol added, the shared secret rotated. After SIGHUP carol allocates, bob gets 401 and his
-    allocation is closed, alice's allocation is still open and refreshes;
+    carol added, the shared secret rotated, limits.max_lifetime lowered. After SIGHUP carol allocates, bob gets 401 and his
+    allocation is closed, alice's allocation is still open and refreshes, for the new maximum;
   * a token of the old secret gets 401, one of the new secret allocates;
   * a broken file: SIGHUP logs the error naming the line, the running configuration stays
     (carol still allocates), nothing is dropped.
@@ -52,6 +52,7 @@ def main() -> int:
 
         cfg.users = {"alice": "alice-pw", "carol": "carol-pw"}
         cfg.shared_secrets = ["new-secret-value-5678"]
+        cfg.limits = {"max_lifetime": 120, "default_lifetime": 60}
         path.write_text(cfg.ferry_yaml())
         os.kill(server.proc.pid, signal.SIGHUP)
         check("carol allocates after the reload", wait_for(lambda: can_allocate(addr, "carol", "carol-pw") == 0, 5))
@@ -65,17 +66,18 @@ def main() -> int:
         bob_watcher.stop()
         bob.close()
         try:
-            alice.refresh(600)
-            refreshed = True
+            granted = alice.refresh(600)
         except Exception as e:  # noqa: BLE001
-            refreshed = False
+            granted = -1
             print(f"  refresh: {e!r}")
-        check("alice's allocation refreshes after the reload", refreshed)
+        check("alice's allocation refreshes after the reload", granted > 0)
+        check("reloaded limits apply: a 600 s refresh is granted the new maximum 120 s", granted == 120,
+              f"granted {granted}")
 
-        path.write_text(cfg.ferry_yaml() + "limits:\n  max_lifetime: forever\n")
+        path.write_text(cfg.ferry_yaml() + "workers: many\n")
         os.kill(server.proc.pid, signal.SIGHUP)
         check("a broken file is reported with its line",
-              wait_for(lambda: "reload failed" in server.log_text() and "max_lifetime" in server.log_text(), 5),
+              wait_for(lambda: "reload failed" in server.log_text() and "workers" in server.log_text(), 5),
               server.log_text()[-2000:])
         check("the running configuration stays after a broken reload",
               can_allocate(addr, "carol", "carol-pw") == 0)

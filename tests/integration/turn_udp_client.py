@@ -184,8 +184,10 @@ class TurnUdpClient:
         self.relayed = _parse_xor_address(a[XOR_RELAYED_ADDRESS], txid)
         return self.relayed
 
-    def refresh(self, lifetime: int = 600) -> None:
-        self.request(REFRESH, [(LIFETIME, struct.pack("!I", lifetime))])
+    def refresh(self, lifetime: int = 600) -> int:
+        """The lifetime the server granted."""
+        a = self.request(REFRESH, [(LIFETIME, struct.pack("!I", lifetime))])
+        return struct.unpack("!I", a[LIFETIME])[0] if LIFETIME in a else 0
 
     def create_permission(self, peer_ip: str) -> None:
         self.request(CREATE_PERMISSION, [(XOR_PEER_ADDRESS, _xor_address(peer_ip, 0, b"\0" * 12))])

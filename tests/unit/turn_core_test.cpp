@@ -1855,5 +1855,26 @@ TEST_F(TurnCoreTest, ResponsesAreCountedByMethodAndResult) {
   EXPECT_EQ(s.responses[idx(RequestMethod::Refresh)][idx(RequestResult::Success)].get(), 1u);
 }
 
+TEST_F(TurnCoreTest, SetLimitsAppliesToNewRequests) {
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  ServerCoreConfig l = config;
+  l.max_lifetime = 120;
+  l.default_lifetime = 60;
+  l.max_allocations = 1;
+  server().set_limits(l);
+  // A refresh asking for an hour now gets the new maximum.
+  Response r = refresh(a, tuple(1), 3600);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_EQ(a.lifetime(), 120u);
+  // The cap of one allocation is reached: 508 for the next.
+  TurnClient b = bob();
+  expect_error(allocate(b, tuple(2)), code::InsufficientCapacity);
+  l.max_allocations = 0;
+  server().set_limits(l);
+  allocate_ok(b, tuple(2));
+  EXPECT_EQ(server().allocation_count(), 2u);
+}
+
 }  // namespace
 }  // namespace ferry::turn
