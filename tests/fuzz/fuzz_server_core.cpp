@@ -17,6 +17,7 @@
 #include <map>
 #include <vector>
 
+#include "tests/fuzz/fuzz_check.h"
 #include "auth/static_users.h"
 #include "client/turn_client.h"
 #include "stun/message.h"
@@ -28,13 +29,6 @@ using stun::TransportAddress;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 const TransportAddress kServer = TransportAddress::parse("192.0.2.1:3478").value();
 const TransportAddress kRelay = TransportAddress::parse("198.51.100.10:0").value();
