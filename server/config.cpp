@@ -147,8 +147,38 @@ size_t utf8_chars(std::string_view s) {
 }
 
 // REALM and SOFTWARE: fewer than 128 characters, at most 763 bytes (RFC 8489 §14.9, §14.14).
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF) and no
+// control characters: what RFC 8489 allows in REALM and SOFTWARE (quoted-string text).
+bool is_utf8_text(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7F) return false;
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+    else return false;
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp < 0xA0)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 std::string parse_stun_text(std::string& out, std::string_view text, bool allow_empty) {
   if (text.empty() && !allow_empty) return "must not be empty";
+  if (!is_utf8_text(text)) return "must be UTF-8 text without control characters";
   if (utf8_chars(text) >= 128 || text.size() > 763) return "must be fewer than 128 characters (got " + std::to_string(utf8_chars(text)) + ")";
   out = std::string(text);
   return "";

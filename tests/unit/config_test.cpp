@@ -643,6 +643,23 @@ TEST(Cli, CheckConfigPrintsMaskedEffectiveConfig) {
   EXPECT_THAT(e.text, Not(HasSubstr("dbsecret")));
 }
 
+TEST(Config, RealmMustBeUtf8TextWithoutControlCharacters) {
+  // Found by fuzz_config: a realm with bytes that are not UTF-8 was accepted, and its dump did not
+  // load again (REALM is UTF-8 text, RFC 8489 §14.9).
+  // Raw bytes in the file: a stray 0xFF, an overlong '/', a UTF-16 surrogate; then control
+  // characters written as YAML escapes.
+  for (const char* bad : {"realm: a\xff" "b\n", "realm: \xc0\xaf" "x\n", "realm: \xed\xa0\x80" "x\n",
+                          "realm: \"a\\tb\"\n", "software: \"x\\u0001\"\n"}) {
+    SCOPED_TRACE(bad);
+    auto r = load(bad);
+    ASSERT_FALSE(r);
+    EXPECT_THAT(error_of(r), HasSubstr("must be UTF-8 text without control characters"));
+  }
+  auto ok = load("realm: \"r\u00e9alm.example\"\n");
+  ASSERT_TRUE(ok) << error_of(ok);
+  EXPECT_EQ(ok->realm, "r\u00e9alm.example");
+}
+
 TEST(Cli, CheckConfigReportsErrors) {
   TempDir dir;
   auto path = dir.write("ferry.yaml", "realm: x\nlimits:\n  max_lifetime: 7200\n");
