@@ -5,7 +5,7 @@
 #
 # Idempotent: when every package is already installed it touches nothing and
 # returns at once (no apt-get at all), so test.sh/run.sh call it on every run.
-# It never leaves a coturn or PostgreSQL service running that it started.
+# It never leaves a coturn, PostgreSQL or Prometheus service running that it started.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -17,9 +17,13 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates clang libclang-rt-14-dev
   # libraries
   libuv1-dev libssl-dev libpq-dev prometheus-cpp-dev libgtest-dev libgmock-dev
-  libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev
+  libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
   # peers and tools used by the integration/browser tests
   coturn postgresql chromium iproute2 openssl procps
+  # the container test (tests/container): rootful podman with runc, a locally built base image
+  podman runc mmdebstrap
+  # promtool, for checking the Prometheus config in examples/ (and metrics)
+  prometheus
 )
 
 # Node.js: a `node` already on PATH (e.g. NodeSource's build, which ships its
@@ -58,7 +62,7 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 
-# Keep maintainer scripts from starting coturn/postgresql: install a temporary
+# Keep maintainer scripts from starting coturn/postgresql/prometheus: install a temporary
 # policy-rc.d that denies service starts, unless the system already has one.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
@@ -76,10 +80,11 @@ svc_running() {
   case $1 in
     coturn) pgrep -x turnserver >/dev/null 2>&1 ;;
     postgresql) pgrep -x postgres >/dev/null 2>&1 ;;
+    prometheus) pgrep -x prometheus >/dev/null 2>&1 ;;
   esac
 }
 declare -A was_running=()
-for s in coturn postgresql; do
+for s in coturn postgresql prometheus; do
   if svc_running "$s"; then was_running[$s]=1; else was_running[$s]=0; fi
 done
 
@@ -104,7 +109,7 @@ if ! apt_install "${missing[@]}"; then
 fi
 
 # If a service got started anyway (no policy-rc.d honoured, systemd, ...), stop it.
-for s in coturn postgresql; do
+for s in coturn postgresql prometheus; do
   if ((was_running[$s] == 0)) && svc_running "$s"; then
     log "stopping the $s service the package started"
     if command -v service >/dev/null 2>&1; then
@@ -121,7 +126,7 @@ for s in coturn postgresql; do
 done
 # Don't let systemd (when there is one) start them at boot either.
 if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-  "${SUDO[@]}" systemctl disable coturn postgresql >/dev/null 2>&1 || true
+  "${SUDO[@]}" systemctl disable coturn postgresql prometheus >/dev/null 2>&1 || true
 fi
 
 log "done"

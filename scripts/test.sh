@@ -5,7 +5,8 @@
 #
 # Stages, in order (each one's build directory is reused between runs):
 #   deps     scripts/install-deps.sh (no-op when everything is installed)
-#   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels)
+#   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels, including
+#            `ops` (deployment files) and `container` (podman builds and runs the image))
 #   asan     Asan (ASan+UBSan, gcc) in build/asan, `ctest -L "$FERRY_ASAN_LABELS"`
 #   fuzz     clang Asan + FERRY_FUZZ=ON in build/fuzz, fuzz targets only,
 #            `ctest -L fuzz` (each target runs FERRY_FUZZ_SECONDS)
@@ -14,7 +15,7 @@
 #   FERRY_TEST_QUICK=1        release stage only (skip asan and fuzz) for local iteration
 #   FERRY_TEST_STAGES="..."   explicit stage list, e.g. "release asan" (overrides QUICK)
 #   FERRY_ASAN_LABELS=regex   ctest label regex for the asan stage (default: unit|integration)
-#   FERRY_FUZZ_SECONDS=N      seconds per fuzz target in the fuzz stage (default 20)
+#   FERRY_FUZZ_SECONDS=N      seconds per fuzz target in the fuzz stage (default 30)
 #   FERRY_CTEST_ARGS="..."    extra arguments for every ctest run (e.g. "-R Stun")
 #   FERRY_CTEST_TIMEOUT=N     default per-test timeout for tests that set none (default 300)
 #   FERRY_BUILD_ROOT=dir      where the build directories go (default: build)
@@ -33,7 +34,7 @@ cd "$ROOT" || exit 1
 JOBS=${JOBS:-2}
 BUILD_ROOT=${FERRY_BUILD_ROOT:-build}
 ASAN_LABELS=${FERRY_ASAN_LABELS:-unit|integration}
-FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-20}
+FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-30}
 CTEST_TIMEOUT=${FERRY_CTEST_TIMEOUT:-300}
 read -r -a CTEST_EXTRA <<<"${FERRY_CTEST_ARGS:-}"
 SHARED_DIR=${FERRY_SHARED_DIR:-$ROOT/../shared}
@@ -148,6 +149,8 @@ stage_deps() {
   bash "$ROOT/scripts/install-deps.sh" || return 1
   # The browser test drives Debian's chromium with npm's playwright-core (no browser download).
   (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error) || { STAGE_NOTE="npm ci failed"; return 1; }
+  # The deployment-file checks (ctest -L ops) validate with npm's kubernetes-models, yaml, dockerfile-utils.
+  (cd "$ROOT/tests/ops" && npm ci --no-audit --no-fund --loglevel=error) || { STAGE_NOTE="npm ci (tests/ops) failed"; return 1; }
 }
 
 stage_release() {

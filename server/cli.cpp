@@ -32,8 +32,15 @@ struct Flags {
   std::string log_format;
   std::string http_address;
   std::string workers;
+  std::vector<std::string> api_key_hash;
+  std::vector<std::string> ice_url;
+  std::string drain_timeout;
+  std::string alternate_server;
   std::vector<std::string> allow_peer;
   std::vector<std::string> deny_peer;
+  std::vector<std::string> set;  // KEY=VALUE for any single-value key
+  std::string tls_cert;
+  std::string tls_key;
   bool version = false;
 };
 
@@ -48,6 +55,8 @@ std::string env_footer() {
       "variables such as FERRY_AUTH_SHARED_SECRETS and FERRY_DATABASE_URL.\n\n"
       "Environment variables:\n";
   for (const auto& [var, key] : environment_variables()) s += "  " + var + "  (" + key + ")\n";
+  s += "\nSignals: SIGINT and SIGTERM stop the server; SIGHUP reloads the TLS certificate and key (open\n"
+       "connections keep the certificate they started with; a file that fails to load keeps the old one).\n";
   s += "\nAn annotated example config is in examples/ferry.yaml. Exit status: 0 ok, 2 bad flags or config.";
   return s;
 }
@@ -83,7 +92,24 @@ void build_app(CLI::App& app, Flags& f) {
   app.add_option("--log-format", f.log_format, "Log format on stderr: text, or json with one object per line (log.format).")
       ->type_name("text|json");
   app.add_option("--http-address", f.http_address,
-                 "Address of the metrics and health HTTP endpoint, IP:PORT, or off (or \"\") to turn it off (http.address). Not served yet: the endpoint is still to come.")
+                 "Address of the HTTP endpoint for operations, IP:PORT, or off (or \"\") to turn it off "
+                 "(http.address; default 127.0.0.1:9641): /metrics (Prometheus), /healthz, /readyz and "
+                 "GET /v1/ice-servers.")
+      ->type_name("IP:PORT");
+  app.add_option("--api-key-hash", f.api_key_hash,
+                 "An API key for /v1/ice-servers as NAME:SHA256HEX, the SHA-256 of the key (never the key "
+                 "itself); repeat for more. Replaces http.api_keys.")
+      ->type_name("NAME:SHA256");
+  app.add_option("--ice-url", f.ice_url,
+                 "A stun:, turn: or turns: URL that /v1/ice-servers hands out; repeat for more. Replaces "
+                 "http.ice_urls (default: derived from the listeners and external addresses).")
+      ->type_name("URL");
+  app.add_option("--drain-timeout", f.drain_timeout,
+                 "Seconds SIGTERM waits for allocations to end before exiting; 0 exits at once (drain.timeout).")
+      ->type_name("SECONDS");
+  app.add_option("--alternate-server", f.alternate_server,
+                 "While draining, send new Allocates here with 300 Try Alternate instead of refusing them with "
+                 "508 (drain.alternate_server).")
       ->type_name("IP:PORT");
   app.add_option("--workers", f.workers, "Worker threads; 0 means one per CPU core (workers).")->type_name("N");
   app.add_option("--allow-peer", f.allow_peer,
@@ -91,6 +117,17 @@ void build_app(CLI::App& app, Flags& f) {
       ->type_name("CIDR");
   app.add_option("--deny-peer", f.deny_peer, "Refuse relaying to this address or CIDR; repeat for more. Added to peers.deny.")
       ->type_name("CIDR");
+  app.add_option("--set", f.set,
+                 "Set any single-value key of the config file, e.g. --set limits.max_lifetime=1800 or "
+                 "--set database.pool_size=4; repeat for more. Applied after the other flags. Not for secrets.")
+      ->type_name("KEY=VALUE");
+  app.add_option("--tls-cert", f.tls_cert,
+                 "PEM certificate chain for the tls and dtls listeners (tls.cert); reloaded on SIGHUP and when the "
+                 "file changes.")
+      ->type_name("FILE");
+  app.add_option("--tls-key", f.tls_key,
+                 "PEM private key file for the tls and dtls listeners (tls.key); a path, the key stays in the file.")
+      ->type_name("FILE");
   app.add_flag("-V,--version", f.version, "Print the version and exit.");
   app.footer(env_footer());
 }
@@ -150,6 +187,27 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
     if (auto e = set("--log-format", "log.format", f.log_format)) return e;
   if (!f.workers.empty())
     if (auto e = set("--workers", "workers", f.workers)) return e;
+  if (!f.tls_cert.empty())
+    if (auto e = set("--tls-cert", "tls.cert", f.tls_cert)) return e;
+  if (!f.tls_key.empty())
+    if (auto e = set("--tls-key", "tls.key", f.tls_key)) return e;
+  if (!f.drain_timeout.empty())
+    if (auto e = set("--drain-timeout", "drain.timeout", f.drain_timeout)) return e;
+  if (!f.alternate_server.empty())
+    if (auto e = set("--alternate-server", "drain.alternate_server", f.alternate_server)) return e;
+  if (!f.api_key_hash.empty()) {
+    std::vector<ApiKeyConfig> out;
+    for (const auto& k : f.api_key_hash)
+      if (auto d = parse_api_key_spec(k, out); !d.empty()) return fail("--api-key-hash", d);
+    c.http.api_keys = std::move(out);
+    c.origins["http.api_keys"] = "--api-key-hash";
+  }
+  if (!f.ice_url.empty()) {
+    for (const auto& u : f.ice_url)
+      if (auto d = check_ice_url(u); !d.empty()) return fail("--ice-url", d);
+    c.http.ice_urls = f.ice_url;
+    c.origins["http.ice_urls"] = "--ice-url";
+  }
   for (const auto& p : f.allow_peer)
     if (auto d = check_cidr(p); !d.empty()) return fail("--allow-peer", d);
   for (const auto& p : f.deny_peer)
@@ -161,6 +219,13 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
   if (!f.deny_peer.empty()) {
     c.peers.deny.insert(c.peers.deny.end(), f.deny_peer.begin(), f.deny_peer.end());
     c.origins["peers.deny"] = "--deny-peer";
+  }
+  for (const auto& kv : f.set) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return fail("--set", "must be KEY=VALUE (got '" + kv + "')");
+    const std::string key = kv.substr(0, eq);
+    if (key == "database.url") return fail("--set", key + ": " + secrets_hint());
+    if (auto d = set_config_value(c, key, kv.substr(eq + 1), "--set " + key); !d.empty()) return fail("--set " + key, d);
   }
   return std::nullopt;
 }

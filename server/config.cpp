@@ -147,8 +147,38 @@ size_t utf8_chars(std::string_view s) {
 }
 
 // REALM and SOFTWARE: fewer than 128 characters, at most 763 bytes (RFC 8489 §14.9, §14.14).
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF) and no
+// control characters: what RFC 8489 allows in REALM and SOFTWARE (quoted-string text).
+bool is_utf8_text(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7F) return false;
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
+    else return false;
+    for (size_t k = 1; k <= n; ++k) {
+      if (i + k >= s.size()) return false;
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (cp >= 0x80 && cp < 0xA0)) return false;
+    i += n + 1;
+  }
+  return true;
+}
+
 std::string parse_stun_text(std::string& out, std::string_view text, bool allow_empty) {
   if (text.empty() && !allow_empty) return "must not be empty";
+  if (!is_utf8_text(text)) return "must be UTF-8 text without control characters";
   if (utf8_chars(text) >= 128 || text.size() > 763) return "must be fewer than 128 characters (got " + std::to_string(utf8_chars(text)) + ")";
   out = std::string(text);
   return "";
@@ -197,6 +227,34 @@ std::string parse_http_address(std::optional<stun::TransportAddress>& out, std::
   auto a = stun::TransportAddress::parse(text);
   if (!a || a->port == 0) return "must be IP:PORT like 127.0.0.1:9641 or [::1]:9641, or \"\" or off to disable (got " + quote(text) + ")";
   out = *a;
+  return "";
+}
+
+std::string parse_optional_address(std::optional<stun::TransportAddress>& out, std::string_view text) {
+  if (text.empty()) { out.reset(); return ""; }
+  auto a = stun::TransportAddress::parse(text, 3478);
+  if (!a || a->port == 0) return "must be IP[:PORT] like 192.0.2.7:3478 or [2001:db8::7]:3478, or \"\" for none (got " + quote(text) + ")";
+  out = *a;
+  return "";
+}
+
+std::string check_api_key_name(std::string_view name) {
+  if (name.empty()) return "needs a name";
+  if (name.size() > 64) return "name must be at most 64 characters";
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != '@')
+      return "name may hold only letters, digits and - _ . @ (got " + quote(name) + ")";
+  return "";
+}
+
+std::string parse_sha256_hex(std::array<uint8_t, 32>& out, std::string_view text) {
+  if (text.size() != 64) return "must be 64 hex digits, the SHA-256 of the key (got " + std::to_string(text.size()) + " characters)";
+  for (size_t i = 0; i < 32; ++i) {
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(text.data() + 2 * i, text.data() + 2 * i + 2, v, 16);
+    if (ec != std::errc{} || p != text.data() + 2 * i + 2) return "must be 64 hex digits, the SHA-256 of the key";
+    out[i] = static_cast<uint8_t>(v);
+  }
   return "";
 }
 
@@ -345,8 +403,21 @@ const std::vector<ScalarField>& scalar_fields() {
       FERRY_UINT("limits.default_lifetime", limits.default_lifetime, 1, 3600),
       FERRY_UINT("limits.max_lifetime", limits.max_lifetime, 1, 3600),
       FERRY_UINT("limits.unauth_requests_per_second", limits.unauth_requests_per_second, 0, 1000000),
+      FERRY_UINT("limits.max_connections", limits.max_connections, 0, UINT32_MAX),
+      FERRY_UINT("limits.max_connections_per_ip", limits.max_connections_per_ip, 0, UINT32_MAX),
+      FERRY_UINT("limits.handshake_timeout", limits.handshake_timeout, 1, 300),
+      FERRY_UINT("limits.connection_idle_timeout", limits.connection_idle_timeout, 1, 86400),
+      FERRY_UINT("limits.connection_write_budget", limits.connection_write_budget, 4096, 1ull << 30),
       {"tls.cert", [](Config& c, std::string_view t, std::string_view d) { return parse_path(c.tls.cert, t, d); }},
       {"tls.key", [](Config& c, std::string_view t, std::string_view d) { return parse_path(c.tls.key, t, d); }},
+      {"tls.ciphers", [](Config& c, std::string_view t, std::string_view) { c.tls.ciphers = std::string(t); return std::string(); }},
+      {"tls.ciphersuites", [](Config& c, std::string_view t, std::string_view) { c.tls.ciphersuites = std::string(t); return std::string(); }},
+      {"tls.min_version", [](Config& c, std::string_view t, std::string_view) -> std::string {
+         if (t != "1.2" && t != "1.3") return "must be 1.2 or 1.3 (got " + quote(t) + ")";
+         c.tls.min_version = std::string(t);
+         return "";
+       }},
+      FERRY_UINT("tls.reload_interval", tls.reload_interval, 0, 86400),
       {"log.level", [](Config& c, std::string_view t, std::string_view) -> std::string {
          auto l = parse_log_level(t);
          if (!l) return "must be one of trace, debug, info, warn, error, off (got " + quote(t) + ")";
@@ -360,6 +431,11 @@ const std::vector<ScalarField>& scalar_fields() {
          return "";
        }},
       {"http.address", [](Config& c, std::string_view t, std::string_view) { return parse_http_address(c.http.address, t); }},
+      FERRY_UINT("http.api_requests_per_second", http.api_requests_per_second, 0, 1000000),
+      FERRY_UINT("http.credential_ttl", http.credential_ttl, 1, 31536000),
+      FERRY_UINT("http.max_credential_ttl", http.max_credential_ttl, 1, 31536000),
+      FERRY_UINT("drain.timeout", drain.timeout, 0, 86400),
+      {"drain.alternate_server", [](Config& c, std::string_view t, std::string_view) { return parse_optional_address(c.drain.alternate_server, t); }},
       {"database.url", [](Config& c, std::string_view t, std::string_view) {
          c.database.url_file.clear();
          return parse_database_url(c.database.url, t);
@@ -371,6 +447,11 @@ const std::vector<ScalarField>& scalar_fields() {
          c.database.url_file = path;
          return "";
        }},
+      FERRY_UINT("database.pool_size", database.pool_size, 1, 64),
+      FERRY_UINT("database.cache_ttl", database.cache_ttl, 1, 86400),
+      FERRY_UINT("database.negative_cache_ttl", database.negative_cache_ttl, 0, 3600),
+      FERRY_UINT("database.max_stale", database.max_stale, 0, 30 * 86400),
+      FERRY_UINT("database.secrets_refresh", database.secrets_refresh, 1, 86400),
   };
   return fields;
 }
@@ -384,12 +465,12 @@ const ScalarField* find_scalar(std::string_view path) {
 
 // Keys holding a list; everything else that is not a scalar is a section (a mapping).
 const std::vector<std::string>& list_keys() {
-  static const std::vector<std::string> keys = {"listeners",          "relay.addresses", "auth.users",
-                                                "auth.shared_secrets", "peers.allow",     "peers.deny"};
+  static const std::vector<std::string> keys = {"listeners",   "relay.addresses", "auth.users",    "auth.shared_secrets",
+                                                "peers.allow", "peers.deny",      "http.api_keys", "http.ice_urls"};
   return keys;
 }
 const std::vector<std::string>& section_keys() {
-  static const std::vector<std::string> keys = {"relay", "auth", "peers", "limits", "tls", "log", "http", "database"};
+  static const std::vector<std::string> keys = {"relay", "auth", "peers", "limits", "tls", "log", "http", "drain", "database"};
   return keys;
 }
 // Pairs that may not both appear in one mapping.
@@ -556,6 +637,19 @@ struct Loader {
     if (path == "relay.addresses") return load_relay_addresses(seq, list_mark);
     if (path == "auth.users") return load_users(seq);
     if (path == "auth.shared_secrets") return load_shared_secrets(seq);
+    if (path == "http.api_keys") return load_api_keys(seq);
+    if (path == "http.ice_urls") {
+      std::vector<std::string> urls;
+      for (size_t i = 0; i < seq.size(); ++i) {
+        std::string item_path = path + "[" + std::to_string(i) + "]";
+        std::string text;
+        if (auto e = scalar_text(seq[i], seq[i].Mark(), item_path, text)) return e;
+        if (auto d = check_ice_url(text); !d.empty()) return error(seq[i].Mark(), item_path, d);
+        urls.push_back(text);
+      }
+      config.http.ice_urls = std::move(urls);
+      return std::nullopt;
+    }
     // peers.allow / peers.deny
     std::vector<std::string> out;
     for (size_t i = 0; i < seq.size(); ++i) {
@@ -698,6 +792,39 @@ struct Loader {
     return std::nullopt;
   }
 
+  std::optional<ConfigError> load_api_keys(const YAML::Node& seq) {
+    std::vector<ApiKeyConfig> out;
+    for (size_t i = 0; i < seq.size(); ++i) {
+      const YAML::Node item = seq[i];
+      std::string item_path = "http.api_keys[" + std::to_string(i) + "]";
+      if (!item.IsMap()) return error(item.Mark(), item_path, "must be a mapping with name and sha256");
+      ApiKeyConfig k;
+      bool have_hash = false;
+      if (auto e = each_key(item, item_path, {"name", "sha256"},
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              std::string d;
+                              if (name == "name") {
+                                d = check_api_key_name(text);
+                                k.name = text;
+                              } else {
+                                d = parse_sha256_hex(k.sha256, text);
+                                have_hash = true;
+                              }
+                              if (!d.empty()) return error(m, key, d);
+                              return std::nullopt;
+                            }))
+        return e;
+      if (k.name.empty()) return error(item.Mark(), item_path, "needs a name");
+      if (!have_hash) return error(item.Mark(), item_path, "key '" + k.name + "' needs sha256 (the SHA-256 of the key, in hex)");
+      for (const auto& prev : out)
+        if (prev.name == k.name) return error(item.Mark(), item_path + ".name", "duplicate API key name '" + k.name + "'");
+      out.push_back(k);
+    }
+    config.http.api_keys = std::move(out);
+    return std::nullopt;
+  }
+
   std::optional<ConfigError> load_shared_secrets(const YAML::Node& seq) {
     std::vector<SharedSecretConfig> out;
     for (size_t i = 0; i < seq.size(); ++i) {
@@ -759,6 +886,30 @@ std::string parse_listener_spec(std::string_view text, std::vector<ListenerConfi
     return "must be IP[:PORT][/TRANSPORT] like 0.0.0.0:3478/udp or [::]:5349/tls (got " + quote(text) + ")";
   for (auto t : transports) out.push_back({*a, t});
   return "";
+}
+
+std::string parse_api_key_spec(std::string_view text, std::vector<ApiKeyConfig>& out) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) return "must be NAME:SHA256HEX (got " + quote(text) + ")";
+  ApiKeyConfig k;
+  k.name = std::string(text.substr(0, colon));
+  if (auto d = check_api_key_name(k.name); !d.empty()) return d;
+  if (auto d = parse_sha256_hex(k.sha256, text.substr(colon + 1)); !d.empty()) return d;
+  out.push_back(k);
+  return "";
+}
+
+std::string check_ice_url(std::string_view text) {
+  for (const char* scheme : {"stun:", "stuns:", "turn:", "turns:"}) {
+    std::string_view s(scheme);
+    if (text.size() > s.size() && lower(text.substr(0, s.size())) == s) {
+      for (char c : text)
+        if (std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == ',')
+          return "must not contain spaces, quotes or commas (got " + quote(text) + ")";
+      return "";
+    }
+  }
+  return "must be a stun:, stuns:, turn: or turns: URL like turn:turn.example.org:3478?transport=udp (got " + quote(text) + ")";
 }
 
 std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConfig>& out) {
@@ -834,7 +985,8 @@ std::vector<std::string> split_commas(std::string_view text) {
 
 // The lists settable from the environment, as comma-separated values.
 const std::vector<std::string>& env_list_keys() {
-  static const std::vector<std::string> keys = {"listeners", "relay.addresses", "auth.shared_secrets", "peers.allow", "peers.deny"};
+  static const std::vector<std::string> keys = {"listeners",  "relay.addresses", "auth.shared_secrets", "peers.allow",
+                                                "peers.deny", "http.api_keys",   "http.ice_urls"};
   return keys;
 }
 }  // namespace
@@ -887,6 +1039,15 @@ std::optional<ConfigError> apply_environment(Config& config, const Environment& 
     } else if (key == "auth.shared_secrets") {
       config.auth.shared_secrets.clear();
       for (auto& i : items) config.auth.shared_secrets.push_back({std::move(i), ""});
+    } else if (key == "http.api_keys") {
+      std::vector<ApiKeyConfig> out;
+      for (const auto& i : items)
+        if (auto d = parse_api_key_spec(i, out); !d.empty()) return fail(var, key, d);
+      config.http.api_keys = std::move(out);
+    } else if (key == "http.ice_urls") {
+      for (const auto& i : items)
+        if (auto d = check_ice_url(i); !d.empty()) return fail(var, key, d);
+      config.http.ice_urls = std::move(items);
     } else {
       for (const auto& i : items)
         if (auto d = check_cidr(i); !d.empty()) return fail(var, key, d);
@@ -963,6 +1124,15 @@ std::optional<ConfigError> validate_config(const Config& c) {
     return fail(key, "limits.max_allocations_per_user (" + std::to_string(c.limits.max_allocations_per_user) +
                          ") must not be above limits.max_allocations (" + std::to_string(c.limits.max_allocations) + ")");
   }
+  if (c.http.credential_ttl > c.http.max_credential_ttl) {
+    auto key = blame("http.credential_ttl", "http.max_credential_ttl");
+    return fail(key, "http.credential_ttl (" + std::to_string(c.http.credential_ttl) +
+                         ") must not be above http.max_credential_ttl (" + std::to_string(c.http.max_credential_ttl) + ")");
+  }
+  for (size_t i = 0; i < c.http.api_keys.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (c.http.api_keys[i].name == c.http.api_keys[j].name)
+        return fail("http.api_keys", "duplicate API key name '" + c.http.api_keys[i].name + "'");
   std::set<std::string> names;
   for (const auto& u : c.auth.users)
     if (!names.insert(u.name).second) return fail("auth.users", "duplicate user '" + u.name + "'");
@@ -1073,11 +1243,20 @@ std::string dump_effective(const Config& c) {
   scalar("default_lifetime", "limits.default_lifetime", c.limits.default_lifetime);
   scalar("max_lifetime", "limits.max_lifetime", c.limits.max_lifetime);
   scalar("unauth_requests_per_second", "limits.unauth_requests_per_second", c.limits.unauth_requests_per_second);
+  scalar("max_connections", "limits.max_connections", c.limits.max_connections);
+  scalar("max_connections_per_ip", "limits.max_connections_per_ip", c.limits.max_connections_per_ip);
+  scalar("handshake_timeout", "limits.handshake_timeout", c.limits.handshake_timeout);
+  scalar("connection_idle_timeout", "limits.connection_idle_timeout", c.limits.connection_idle_timeout);
+  scalar("connection_write_budget", "limits.connection_write_budget", c.limits.connection_write_budget);
   out << YAML::EndMap;
 
   out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
   scalar("cert", "tls.cert", c.tls.cert);
   scalar("key", "tls.key", c.tls.key);  // a path, not the key itself
+  scalar("ciphers", "tls.ciphers", c.tls.ciphers);
+  scalar("ciphersuites", "tls.ciphersuites", c.tls.ciphersuites);
+  scalar("min_version", "tls.min_version", c.tls.min_version);
+  scalar("reload_interval", "tls.reload_interval", c.tls.reload_interval);
   out << YAML::EndMap;
 
   out << YAML::Key << "log" << YAML::Value << YAML::BeginMap;
@@ -1087,11 +1266,41 @@ std::string dump_effective(const Config& c) {
 
   out << YAML::Key << "http" << YAML::Value << YAML::BeginMap;
   scalar("address", "http.address", c.http.address ? c.http.address->to_string() : std::string());
+  list_key("api_keys", "http.api_keys", c.http.api_keys.empty());
+  out << YAML::BeginSeq;
+  for (const auto& k : c.http.api_keys) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string hex;
+    for (uint8_t b : k.sha256) {
+      hex += kHex[b >> 4];
+      hex += kHex[b & 15];
+    }
+    // A hash of a random key, not the key: shown, so an operator can tell the keys apart.
+    out << YAML::Flow << YAML::BeginMap << YAML::Key << "name" << YAML::Value << k.name << YAML::Key << "sha256"
+        << YAML::Value << hex << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  scalar("api_requests_per_second", "http.api_requests_per_second", c.http.api_requests_per_second);
+  list_key("ice_urls", "http.ice_urls", c.http.ice_urls.empty());
+  out << c.http.ice_urls;
+  scalar("credential_ttl", "http.credential_ttl", c.http.credential_ttl);
+  scalar("max_credential_ttl", "http.max_credential_ttl", c.http.max_credential_ttl);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "drain" << YAML::Value << YAML::BeginMap;
+  scalar("timeout", "drain.timeout", c.drain.timeout);
+  scalar("alternate_server", "drain.alternate_server",
+         c.drain.alternate_server ? c.drain.alternate_server->to_string() : std::string());
   out << YAML::EndMap;
 
   out << YAML::Key << "database" << YAML::Value << YAML::BeginMap;
   if (!c.database.url_file.empty()) scalar("url_file", "database.url_file", c.database.url_file);
   else scalar("url", "database.url", mask_database_url(c.database.url));
+  scalar("pool_size", "database.pool_size", c.database.pool_size);
+  scalar("cache_ttl", "database.cache_ttl", c.database.cache_ttl);
+  scalar("negative_cache_ttl", "database.negative_cache_ttl", c.database.negative_cache_ttl);
+  scalar("max_stale", "database.max_stale", c.database.max_stale);
+  scalar("secrets_refresh", "database.secrets_refresh", c.database.secrets_refresh);
   out << YAML::EndMap;
 
   out << YAML::EndMap;

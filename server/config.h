@@ -98,11 +98,21 @@ struct LimitsConfig {
   uint32_t default_lifetime = 600;        // seconds
   uint32_t max_lifetime = 3600;           // seconds, at most 3600
   uint32_t unauth_requests_per_second = 50;  // per source IP, 0 = unlimited
+  // TCP and TLS connections and DTLS sessions (issue 5: back-pressure and limits).
+  uint32_t max_connections = 10000;      // in total, 0 = unlimited
+  uint32_t max_connections_per_ip = 256;  // from one source IP, 0 = unlimited
+  uint32_t handshake_timeout = 10;        // seconds to finish TLS/DTLS and send a first message
+  uint32_t connection_idle_timeout = 300;  // seconds of silence before a connection without allocation closes
+  uint64_t connection_write_budget = 256 * 1024;  // bytes queued per connection before relayed data is dropped
 };
 
 struct TlsConfig {
   std::string cert;  // PEM file paths; both needed when a tls/dtls listener exists
   std::string key;
+  std::string ciphers;       // TLS 1.2 / DTLS 1.2 cipher list; "" = the built-in default
+  std::string ciphersuites;  // TLS 1.3 suites; "" = the built-in default
+  std::string min_version = "1.2";  // "1.2" or "1.3" (TLS over TCP; DTLS is always 1.2)
+  uint32_t reload_interval = 60;    // seconds between checks of the files for changes; 0 = SIGHUP only
 };
 
 struct LogConfig {
@@ -110,14 +120,40 @@ struct LogConfig {
   LogFormat format = LogFormat::Text;
 };
 
+// An API key for GET /v1/ice-servers, kept only as SHA-256 of the key (the key itself is shown
+// once, to whoever made it). `name` becomes the user part of the credentials it gets.
+struct ApiKeyConfig {
+  std::string name;
+  std::array<uint8_t, 32> sha256{};
+  friend bool operator==(const ApiKeyConfig&, const ApiKeyConfig&) = default;
+};
+
 struct HttpConfig {
-  // Metrics/health endpoint. nullopt = disabled (`address: ""`).
+  // Metrics/health/ICE-servers endpoint. nullopt = disabled (`address: ""`).
   std::optional<stun::TransportAddress> address = stun::TransportAddress::parse("127.0.0.1:9641");
+  std::vector<ApiKeyConfig> api_keys;  // none: /v1/ice-servers refuses every request (401)
+  uint32_t api_requests_per_second = 5;  // per key, token bucket; 0 = unlimited
+  // stun:/stuns:/turn:/turns: URLs handed out; empty = derived from listeners and external addresses.
+  std::vector<std::string> ice_urls;
+  uint32_t credential_ttl = 3600;       // seconds, when the request names no ?ttl=
+  uint32_t max_credential_ttl = 86400;  // seconds, the most a ?ttl= gets
+};
+
+// SIGTERM: stop taking allocations, let the existing ones run, exit when they are gone.
+struct DrainConfig {
+  uint32_t timeout = 30;  // seconds to wait for allocations to end; 0 = exit at once
+  // Where new Allocates are sent while draining (300 Try Alternate); none: 508.
+  std::optional<stun::TransportAddress> alternate_server;
 };
 
 struct DatabaseConfig {
   std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
   std::string url_file;  // where `url` was read from, if it was
+  uint32_t pool_size = 2;            // query connections per worker (each worker LISTENs on one more)
+  uint32_t cache_ttl = 60;           // seconds a looked-up user is served without asking again
+  uint32_t negative_cache_ttl = 10;  // seconds an unknown username is remembered
+  uint32_t max_stale = 86400;        // seconds a cached user keeps working while the database is down
+  uint32_t secrets_refresh = 60;     // seconds between reloads of shared secrets (their expiry)
 };
 
 struct Config {
@@ -132,13 +168,14 @@ struct Config {
   TlsConfig tls;
   LogConfig log;
   HttpConfig http;
+  DrainConfig drain;
   DatabaseConfig database;
 
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
   std::map<std::string, std::string> origins;
 
   Config();  // the embedded defaults
-  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty(); }
+  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty() || !database.url.empty(); }
 };
 
 struct ConfigError {
@@ -204,6 +241,10 @@ std::string parse_listener_spec(std::string_view text, std::vector<ListenerConfi
 std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConfig>& out);
 // Checks "address[/prefix]"; returns an error detail or "" when fine.
 std::string check_cidr(std::string_view text);
+// "NAME:SHA256HEX" as FERRY_HTTP_API_KEYS and --api-key-hash take it. Appends; error detail or "".
+std::string parse_api_key_spec(std::string_view text, std::vector<ApiKeyConfig>& out);
+// A stun:, stuns:, turn: or turns: URL (RFC 7064, RFC 7065). Error detail or "".
+std::string check_ice_url(std::string_view text);
 // "postgresql://u:secret@h/db" -> "postgresql://u:***@h/db"; also "password=..." in key=value form.
 std::string mask_database_url(std::string_view url);
 

@@ -1,6 +1,8 @@
 // The ferry binary: configuration in, workers up, signals handled, workers down.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +20,8 @@
 #include "server/config.h"
 #include "server/local_addresses.h"
 #include "server/log.h"
+#include "server/transport_config.h"
+#include "server/operations.h"
 #include "server/worker_pool.h"
 #include "turn/clock.h"
 #include "turn/peer_policy.h"
@@ -79,6 +83,7 @@ turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::Relay
   c.max_channel_number = config.relay.strict_channel_numbers ? turn::ChannelNumber::kMax : turn::ChannelNumber::kMaxRfc5766;
   c.bandwidth_per_allocation = config.limits.bandwidth_per_allocation;
   c.userhash = config.auth.userhash;
+  c.unauth_requests_per_second = config.limits.unauth_requests_per_second;
   c.nonce_key = auth::random_key();  // one key for all workers: a nonce from one is valid at another
   c.seed = random_seed();
   return c;
@@ -97,13 +102,38 @@ auth::StaticUsers static_users(const Config& config) {
   return users;
 }
 
-void warn_unsupported(const Config& config) {
-  if (!config.database.url.empty()) spdlog::warn("database: PostgreSQL credentials are not supported yet; ignored");
-  for (const auto& l : config.listeners) {
-    if (l.transport == server::Transport::Tls || l.transport == server::Transport::Dtls)
-      spdlog::warn("listener {} {}: {} is not supported yet; not listening", server::to_string(l.transport),
-                   l.address.to_string(), server::to_string(l.transport));
-  }
+server::CredentialSettings credential_settings(const Config& config) {
+  server::CredentialSettings s;
+  s.realm = config.realm;
+  s.users = std::make_shared<const auth::StaticUsers>(static_users(config));
+  for (const auto& secret : config.auth.shared_secrets) s.secrets.push_back(secret.secret);
+  s.database.url = config.database.url;
+  s.database.pool_size = config.database.pool_size;
+  s.database.cache_ttl = std::chrono::seconds(config.database.cache_ttl);
+  s.database.negative_cache_ttl = std::chrono::seconds(config.database.negative_cache_ttl);
+  s.database.max_stale = std::chrono::seconds(config.database.max_stale);
+  s.database.secrets_refresh = std::chrono::seconds(config.database.secrets_refresh);
+  return s;
+}
+
+// Keys a reload cannot change on a running server (sockets, threads, the database pool, nonces).
+std::vector<std::string> restart_only_changes(const Config& a, const Config& b) {
+  std::vector<std::string> changed;
+  auto listeners = [](const Config& c) {
+    std::string out;
+    for (const auto& l : c.listeners) {
+      out += server::to_string(l.transport);
+      out += l.address.to_string();
+      out += ' ';
+    }
+    return out;
+  };
+  if (a.realm != b.realm) changed.push_back("realm");
+  if (a.workers != b.workers) changed.push_back("workers");
+  if (listeners(a) != listeners(b)) changed.push_back("listeners");
+  if (a.relay.port_min != b.relay.port_min || a.relay.port_max != b.relay.port_max) changed.push_back("relay ports");
+  if (a.database.url != b.database.url || a.database.pool_size != b.database.pool_size) changed.push_back("database");
+  return changed;
 }
 
 void log_relays(const std::vector<turn::RelayAddress>& relays) {
@@ -115,24 +145,44 @@ void log_relays(const std::vector<turn::RelayAddress>& relays) {
   }
 }
 
-// Runs until SIGINT or SIGTERM.
-void wait_for_signal() {
-  uv_loop_t* loop = uv_default_loop();
-  uv_signal_t sigint, sigterm;
-  auto on_signal = [](uv_signal_t* s, int signum) {
-    spdlog::info("got {}, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    uv_stop(s->loop);
-  };
-  uv_signal_init(loop, &sigint);
-  uv_signal_init(loop, &sigterm);
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
-}
+// SIGHUP: read the configuration again the way startup did; apply what can change live (users,
+// shared secrets, limits, log level, TLS certificates, API keys, ICE URLs) on every worker; keep
+// the old configuration when the new one is broken.
+struct Reloader {
+  int argc;
+  char** argv;
+  Config current;
+  server::WorkerPool* pool;
+  server::TlsCertificates* tls;  // null without tls/dtls listeners
+  server::Operations* ops;
+
+  void reload() {
+    spdlog::info("got SIGHUP, reloading the configuration");
+    auto parsed = server::parse_command_line(argc, argv, server::process_environment());
+    if (auto* exit = std::get_if<server::ExitNow>(&parsed)) {
+      std::string text = exit->text;
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      spdlog::error("reload failed, keeping the running configuration: {}", text);
+      return;
+    }
+    Config next = std::move(std::get<server::RunConfig>(parsed).config);
+    for (const auto& key : restart_only_changes(current, next))
+      spdlog::warn("reload: {} changed; it takes effect only after a restart", key);
+    server::set_log_level(next.log.level);
+    if (tls != nullptr) tls->reload();  // certificate files; open connections keep theirs
+    auto settings = std::make_shared<const server::CredentialSettings>(credential_settings(next));
+    for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).reload_credentials(settings);
+    // Limits: the total allocation cap is split between workers as at startup.
+    turn::ServerCoreConfig limits = core_config(next, {});
+    if (limits.max_allocations != 0) limits.max_allocations = (limits.max_allocations + pool->size() - 1) / pool->size();
+    for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).set_limits(limits);
+    ops->api_keys().set_keys(next.http.api_keys, next.http.api_requests_per_second);
+    ops->api().set_ice(server::ice_settings(next, pool->listeners()));
+    spdlog::info("reloaded: {} user{}, {} shared secret{}", next.auth.users.size(), next.auth.users.size() == 1 ? "" : "s",
+                 next.auth.shared_secrets.size(), next.auth.shared_secrets.size() == 1 ? "" : "s");
+    current = std::move(next);
+  }
+};
 
 }  // namespace
 
@@ -146,7 +196,6 @@ int main(int argc, char** argv) {
   const Config& config = run.config;
   server::setup_logging(config.log.level, config.log.format);
   for (const auto& w : run.warnings) spdlog::warn("{}", w);
-  warn_unsupported(config);
 
   // A client that resets its TCP connection must cost us an error code, not the process.
   std::signal(SIGPIPE, SIG_IGN);
@@ -166,6 +215,11 @@ int main(int argc, char** argv) {
   add_listener_addresses(base.policy, config, interfaces);
   base.core = core_config(config, std::move(resolved.relays));
   base.listeners = config.listeners;
+  if (auto err = server::configure_transports(config, base)) {
+    spdlog::error("{}", *err);
+    return 1;
+  }
+  const auto tls = base.tls;  // reloaded on SIGHUP; connections keep the certificate they started with
 
   const size_t ports = size_t{config.relay.port_max} - config.relay.port_min + 1;
   pool_settings.workers = server::worker_count(config.workers);
@@ -173,18 +227,10 @@ int main(int argc, char** argv) {
     spdlog::warn("workers: {} workers but only {} relay ports; running {}", pool_settings.workers, ports, ports);
     pool_settings.workers = ports;
   }
-  auto users = std::make_shared<const auth::StaticUsers>(static_users(config));
-  std::vector<std::string> secrets;
-  for (const auto& s : config.auth.shared_secrets) secrets.push_back(s.secret);
-  // Each worker gets its own stores: nothing is shared between loops. Static users are asked
-  // first, then shared-secret (TURN REST API) usernames "<expiry>:<user>".
-  pool_settings.make_credentials = [users, secrets, realm = config.realm]() -> std::unique_ptr<auth::CredentialStore> {
-    static const turn::SteadyClock clock;  // lives as long as the process; the stores only read it
-    auto chain = std::make_unique<auth::ChainedStore>();
-    chain->add(std::make_shared<auth::StaticUsers>(*users));
-    if (!secrets.empty()) chain->add(std::make_shared<auth::SharedSecretStore>(realm, clock, secrets));
-    return chain;
-  };
+  // Each worker builds its own stores from these: static users first, then shared-secret (TURN
+  // REST API) usernames "<expiry>:<user>", then PostgreSQL users.
+  pool_settings.credentials = credential_settings(config);
+  const size_t secrets = config.auth.shared_secrets.size();
 
   server::WorkerPool pool(std::move(pool_settings));
   if (auto err = pool.start()) {
@@ -193,12 +239,21 @@ int main(int argc, char** argv) {
   }
   for (const auto& l : pool.listeners())
     spdlog::info("listening on {} {}", server::to_string(l.transport), l.address.to_string());
-  spdlog::info("ferry {} running with {} worker{}, relay ports {}-{}, {} user{}, {} shared secret{}", FERRY_VERSION,
+  spdlog::info("ferry {} running with {} worker{}, relay ports {}-{}, {} user{}, {} shared secret{}{}", FERRY_VERSION,
                pool.size(), pool.size() == 1 ? "" : "s", config.relay.port_min, config.relay.port_max,
-               config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets.size(),
-               secrets.size() == 1 ? "" : "s");
+               config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets,
+               secrets == 1 ? "" : "s", config.database.url.empty() ? "" : ", PostgreSQL users");
 
-  wait_for_signal();
+  // Metrics, health, readiness, ICE servers and the SIGTERM drain (server/operations.h).
+  server::Operations ops(config, pool);
+  if (auto err = ops.start()) {
+    spdlog::error("cannot listen on {}", *err);
+    pool.stop();
+    return 1;
+  }
+  Reloader reloader{argc, argv, config, &pool, tls.get(), &ops};
+  ops.wait_for_shutdown([&reloader] { reloader.reload(); });
+  ops.stop();
   pool.stop();
   spdlog::info("stopped");
   return 0;

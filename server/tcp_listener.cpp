@@ -5,7 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+
 #include "server/socket_fd.h"
+#include "server/tls_session.h"
 #include "stun/channel_data.h"
 
 namespace ferry::server {
@@ -13,18 +16,29 @@ namespace ferry::server {
 struct TcpListener::Listening {
   uv_tcp_t handle{};
   TcpListener* owner = nullptr;
+  turn::Transport transport = turn::Transport::Tcp;
+  std::unique_ptr<TlsContextCache> tls;  // set for Transport::Tls
 };
 
-struct TcpListener::Connection {
+struct TcpListener::Connection final : TlsSession::Output {
   uv_tcp_t handle{};
   TcpListener* owner = nullptr;
   turn::FiveTuple tuple;
-  std::unique_ptr<uint8_t[]> buffer;  // limits_.read_buffer bytes; [0, used) not yet framed
+  std::unique_ptr<uint8_t[]> buffer;  // limits_.read_buffer bytes of plaintext; [0, used) not yet framed
   size_t used = 0;
   size_t queued = 0;  // bytes in uv_write requests still in flight
+  uint64_t accepted_ms = 0;
   uint64_t last_read_ms = 0;
+  std::unique_ptr<TlsSession> tls;  // null for plain TCP
+  bool established = false;  // a complete frame arrived: the handshake deadline no longer applies
+  bool counted = false;      // holds a place in the ConnectionLimiter
   bool closing = false;
   bool notify_on_close = false;
+
+  // TLS records (handshake, data, alerts) go out through the same write path as plain frames.
+  void on_tls_output(stun::Bytes ciphertext) override {
+    if (owner != nullptr && !closing) owner->write_bytes(*this, ciphertext);
+  }
 };
 
 namespace {
@@ -48,16 +62,24 @@ std::optional<stun::TransportAddress> address_of(int (*get)(const uv_tcp_t*, soc
 
 }  // namespace
 
-TcpListener::TcpListener(uv_loop_t* loop, StreamHandler& handler, TcpLimits limits)
-    : loop_(loop), handler_(handler), limits_(limits) {}
+TcpListener::TcpListener(uv_loop_t* loop, StreamHandler& handler, const ConnectionLimits& limits,
+                         ConnectionLimiter& limiter, ConnectionStats& stats)
+    : loop_(loop), handler_(handler), limits_(limits), limiter_(limiter), stats_(stats) {}
 
 TcpListener::~TcpListener() { close(); }
 
-int TcpListener::listen(const stun::TransportAddress& local, const SocketOptions& options) {
+int TcpListener::listen(const stun::TransportAddress& local, const SocketOptions& options, turn::Transport transport,
+                        std::shared_ptr<TlsCertificates> tls) {
+  if (transport == turn::Transport::Tls && tls == nullptr) return UV_EINVAL;
   const int fd = open_bound_socket(SOCK_STREAM, local, options);
   if (fd < 0) return fd;
   auto* l = new Listening();
   l->owner = this;
+  l->transport = transport;
+  if (transport == turn::Transport::Tls) {
+    l->tls = std::make_unique<TlsContextCache>(std::move(tls));
+    if (!cipher_buffer_) cipher_buffer_ = std::make_unique<uint8_t[]>(kCipherBuffer);
+  }
   l->handle.data = l;
   int rc = uv_tcp_init(loop_, &l->handle);
   if (rc != 0) {
@@ -101,17 +123,45 @@ void TcpListener::accept(Listening& l) {
   auto peer = address_of(&uv_tcp_getpeername, c->handle);
   auto local = address_of(&uv_tcp_getsockname, c->handle);
   if (!peer || !local) return discard();
-  c->tuple = turn::FiveTuple{*peer, *local, turn::Transport::Tcp};
+  // Over the limit: closed before anything is allocated for it (issue 5: connection floods).
+  if (!limiter_.try_acquire(*peer)) {
+    stats_.rejected.add();
+    return discard();
+  }
+  c->counted = true;
+  auto release = [&] {
+    limiter_.release(*peer);
+    c->counted = false;
+  };
+  c->tuple = turn::FiveTuple{*peer, *local, l.transport};
+  if (l.tls) {
+    const TlsContext* ctx = l.tls->get();
+    c->tls = TlsSession::create(ctx != nullptr ? ctx->tls() : nullptr, c);
+    if (!c->tls) {
+      release();
+      return discard();
+    }
+  }
   uv_tcp_nodelay(&c->handle, 1);  // STUN transactions are small and latency-bound
   c->buffer = std::make_unique<uint8_t[]>(limits_.read_buffer);
-  c->last_read_ms = uv_now(loop_);
+  c->accepted_ms = c->last_read_ms = uv_now(loop_);
   if (auto it = connections_.find(c->tuple); it != connections_.end()) close(*it->second, true);
-  if (uv_read_start(stream(c->handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) return discard();
+  if (uv_read_start(stream(c->handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) {
+    release();
+    return discard();
+  }
+  stats_.accepted.add();
   connections_[c->tuple] = c;
 }
 
 void TcpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* c = static_cast<Connection*>(h->data);
+  if (c->tls) {
+    // Decrypted before the next read, so every TLS connection of the loop can share it.
+    buf->base = reinterpret_cast<char*>(c->owner->cipher_buffer_.get());
+    buf->len = kCipherBuffer;
+    return;
+  }
   // A full buffer yields len 0, which libuv reports to on_read as UV_ENOBUFS: the connection closes.
   buf->base = reinterpret_cast<char*>(c->buffer.get() + c->used);
   buf->len = c->owner->limits_.read_buffer - c->used;
@@ -126,9 +176,39 @@ void TcpListener::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
     return;
   }
   if (nread == 0) return;  // EAGAIN
-  c->used += static_cast<size_t>(nread);
   c->last_read_ms = uv_now(self.loop_);
+  if (c->tls) {
+    self.decrypt(*c, static_cast<size_t>(nread));
+    return;
+  }
+  c->used += static_cast<size_t>(nread);
   self.consume(*c);
+}
+
+void TcpListener::decrypt(Connection& c, size_t n) {
+  c.tls->feed(stun::Bytes(cipher_buffer_.get(), n));
+  while (!c.closing) {
+    // consume() leaves at most one partial frame no larger than the buffer, so there is room.
+    auto r = c.tls->read(c.buffer.get() + c.used, limits_.read_buffer - c.used);
+    switch (r.status) {
+      case TlsSession::Status::Data:
+        c.used += r.bytes;
+        consume(c);
+        break;
+      case TlsSession::Status::NeedMore:
+        return;
+      case TlsSession::Status::Closed:
+        c.tls->close_notify();  // answer the client's close_notify (RFC 8446 §6.1)
+        close(c, true);
+        return;
+      case TlsSession::Status::Failed:
+        // Wrong version, garbage, a bad record or a failed handshake; OpenSSL has sent its alert.
+        SPDLOG_DEBUG("tls {}: handshake or record failure", c.tuple.client.to_string());
+        stats_.tls_failures.add();
+        close(c, true);
+        return;
+    }
+  }
 }
 
 void TcpListener::consume(Connection& c) {
@@ -138,11 +218,13 @@ void TcpListener::consume(Connection& c) {
     // Frame every ChannelData number a client may have bound (up to 0x7FFF); the core decides validity.
     auto size = stun::stream_frame_size(stun::Bytes(buf + off, c.used - off), stun::kMaxChannelRfc5766);
     if (!size || (*size && **size > limits_.read_buffer)) {
+      stats_.bad_input.add();
       close(c, true);  // not STUN/ChannelData, or a frame we could never hold
       return;
     }
     if (!*size || **size > c.used - off) break;  // a partial frame: wait for more
     const size_t n = **size;
+    c.established = true;
     handler_.on_frame(c.tuple, stun::Bytes(buf + off, n));
     off += n;
   }
@@ -160,29 +242,44 @@ bool TcpListener::send(const turn::FiveTuple& to, stun::Bytes frame) {
     return false;
   }
   Connection& c = *it->second;
+  if (c.queued > 0 && c.queued + frame.size() > limits_.write_budget) {
+    // The client reads slower than its peers send: drop whole frames, never part of one (or of a
+    // TLS record: the budget is checked before encrypting).
+    ++dropped_frames_;
+    stats_.write_budget_drops.add();
+    return false;
+  }
+  if (c.tls) {
+    if (!c.tls->write(frame)) {  // the records went to write_bytes() through on_tls_output()
+      ++dropped_frames_;
+      return false;
+    }
+    return !c.closing;
+  }
+  return write_bytes(c, frame);
+}
+
+bool TcpListener::write_bytes(Connection& c, stun::Bytes bytes) {
+  if (c.closing) return false;
   size_t written = 0;
   if (c.queued == 0) {
-    uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(frame.data())),
-                             static_cast<unsigned>(frame.size()));
+    uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
+                             static_cast<unsigned>(bytes.size()));
     const int n = uv_try_write(stream(c.handle), &b, 1);
-    if (n >= 0 && static_cast<size_t>(n) == frame.size()) return true;
+    if (n >= 0 && static_cast<size_t>(n) == bytes.size()) return true;
     if (n >= 0) {
       written = static_cast<size_t>(n);
     } else if (n != UV_EAGAIN) {
       close(c, true);
       return false;
     }
-  } else if (c.queued + frame.size() > limits_.write_budget) {
-    // The client reads slower than its peers send: drop whole frames, never part of one.
-    ++dropped_frames_;
-    return false;
   }
   // Any unwritten tail of a partly written frame must follow, or the stream loses its framing.
   auto* w = new WriteRequest();
   w->connection = &c;
-  w->size = frame.size() - written;
+  w->size = bytes.size() - written;
   w->bytes = std::make_unique<uint8_t[]>(w->size);
-  std::memcpy(w->bytes.get(), frame.data() + written, w->size);
+  std::memcpy(w->bytes.get(), bytes.data() + written, w->size);
   uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(w->bytes.get()), static_cast<unsigned>(w->size));
   w->req.data = w;
   if (uv_write(&w->req, stream(c.handle), &b, 1, &TcpListener::on_write) != 0) {
@@ -198,7 +295,7 @@ void TcpListener::on_write(uv_write_t* req, int status) {
   std::unique_ptr<WriteRequest> w(static_cast<WriteRequest*>(req->data));
   Connection& c = *w->connection;  // write callbacks run before the close callback frees it
   c.queued -= w->size;
-  if (status < 0 && !c.closing) c.owner->close(c, true);
+  if (status < 0 && !c.closing && c.owner != nullptr) c.owner->close(c, true);
 }
 
 void TcpListener::close_connection(const turn::FiveTuple& client) {
@@ -208,17 +305,36 @@ void TcpListener::close_connection(const turn::FiveTuple& client) {
 
 void TcpListener::sweep_idle() {
   const uint64_t now = uv_now(loop_);
-  std::vector<Connection*> idle;
+  std::vector<Connection*> late, idle;
   for (auto& [tuple, c] : connections_) {
-    if (now - c->last_read_ms >= limits_.idle_timeout_ms && !handler_.holds_allocation(tuple)) idle.push_back(c);
+    if (!c->established && now - c->accepted_ms >= limits_.handshake_timeout_ms) {
+      late.push_back(c);  // e.g. a ClientHello and then silence, or one byte and then silence
+    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !handler_.holds_allocation(tuple)) {
+      idle.push_back(c);
+    }
   }
-  for (Connection* c : idle) close(*c, true);
+  for (Connection* c : late) {
+    stats_.handshake_timeouts.add();
+    close(*c, true);
+  }
+  for (Connection* c : idle) {
+    stats_.idle_timeouts.add();
+    close(*c, true);
+  }
 }
 
 void TcpListener::close(Connection& c, bool notify) {
   if (c.closing) return;
+  if (c.tls) {
+    c.tls->close_notify();  // a no-op when called from inside the session or after a failure
+    if (c.closing) return;  // writing the alert failed and closed the connection already
+  }
   c.closing = true;
   c.notify_on_close = notify;
+  if (c.counted) {
+    limiter_.release(c.tuple.client);
+    c.counted = false;
+  }
   if (auto it = connections_.find(c.tuple); it != connections_.end() && it->second == &c) connections_.erase(it);
   // on_closed() runs from the close callback, never from inside a frame the core is handling.
   closing_.insert(&c);
@@ -241,6 +357,8 @@ void TcpListener::close() {
   }
   listening_.clear();
   for (auto& [tuple, c] : connections_) {
+    if (c->counted) limiter_.release(c->tuple.client);
+    c->counted = false;
     c->closing = true;
     c->owner = nullptr;
     uv_close(handle(c->handle), &TcpListener::on_close);

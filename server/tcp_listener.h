@@ -1,52 +1,48 @@
-// STUN/TURN over TCP (RFC 8656 §12.5, RFC 8489 §6.2.2): accepts connections, splits each byte
-// stream into STUN messages and ChannelData frames, and writes frames back to a connection by its
-// 5-tuple. A connection that sends something that is neither, or a frame larger than its read
-// buffer, is closed; so is one that stays silent without an allocation for the idle timeout.
+// STUN/TURN over TCP and over TLS (RFC 8656 §12.5, RFC 8489 §6.2.2-6.2.3): accepts connections,
+// splits each byte stream into STUN messages and ChannelData frames, and writes frames back to a
+// connection by its 5-tuple. A TLS connection is the same connection with a TlsSession between
+// the socket and the framing, so framing, the write budget and the timeouts are shared.
+//
+// A connection is closed when it sends something that is neither STUN nor ChannelData, a frame
+// larger than its read buffer, or a bad TLS record; when it has not delivered its first complete
+// frame (for TLS: after the handshake) within the handshake timeout; and when it stays silent
+// without an allocation for the idle timeout. Connections beyond the per-source or total limit
+// are closed as soon as they are accepted.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include <uv.h>
 
+#include "server/connection_limits.h"
 #include "server/socket_fd.h"
+#include "server/stream_handler.h"
+#include "server/tls_context.h"
 #include "stun/bytes.h"
 #include "stun/transport_address.h"
 #include "turn/five_tuple.h"
 
 namespace ferry::server {
 
-class StreamHandler {
- public:
-  virtual ~StreamHandler() = default;
-  // One complete frame; `frame` is valid only during the call.
-  virtual void on_frame(const turn::FiveTuple& from, stun::Bytes frame) = 0;
-  // The connection is gone (peer closed, error, garbage, idle). Not called for connections
-  // closed through close_connection() or close().
-  virtual void on_closed(const turn::FiveTuple& client) = 0;
-  // A connection holding an allocation lives as long as the allocation, however quiet.
-  virtual bool holds_allocation(const turn::FiveTuple& /*client*/) const { return false; }
-};
-
-struct TcpLimits {
-  size_t read_buffer = 65536 + 4;     // the largest padded ChannelData frame
-  size_t write_budget = 256 * 1024;   // bytes queued per connection before frames are dropped
-  uint64_t idle_timeout_ms = 300'000;
-  int backlog = 511;
-};
+using TcpLimits = ConnectionLimits;
 
 class TcpListener {
  public:
-  TcpListener(uv_loop_t* loop, StreamHandler& handler, TcpLimits limits = {});
+  TcpListener(uv_loop_t* loop, StreamHandler& handler, const ConnectionLimits& limits, ConnectionLimiter& limiter,
+              ConnectionStats& stats);
   ~TcpListener();  // close(); the loop must run afterwards to release the handles
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
 
-  // Listens on `local` (can be called for several addresses). 0 or a libuv error code.
-  int listen(const stun::TransportAddress& local, const SocketOptions& options);
+  // Listens on `local` (can be called for several addresses). `transport` Tls needs `tls`, whose
+  // current certificate each new connection's handshake uses. 0 or a libuv error code.
+  int listen(const stun::TransportAddress& local, const SocketOptions& options,
+             turn::Transport transport = turn::Transport::Tcp, std::shared_ptr<TlsCertificates> tls = nullptr);
   // The bound addresses, in listen() order (real ports when port 0 was asked for).
   const std::vector<stun::TransportAddress>& addresses() const { return addresses_; }
 
@@ -54,7 +50,7 @@ class TcpListener {
   // beyond the budget the frame is dropped whole so the stream stays framed. False: dropped.
   bool send(const turn::FiveTuple& to, stun::Bytes frame);
   void close_connection(const turn::FiveTuple& client);
-  // Closes connections idle past the timeout; call about once a second.
+  // Closes connections past the handshake or idle timeout; call about once a second.
   void sweep_idle();
   // Stops listening and closes every connection, without on_closed().
   void close();
@@ -73,16 +69,24 @@ class TcpListener {
   static void on_close(uv_handle_t* handle);
 
   void accept(Listening& l);
-  void consume(Connection& c);  // hands out the complete frames in c's buffer
+  void decrypt(Connection& c, size_t n);  // TLS: ciphertext in cipher_buffer_ to plaintext frames
+  void consume(Connection& c);             // hands out the complete frames in c's buffer
+  bool write_bytes(Connection& c, stun::Bytes bytes);  // to the socket, queueing what it does not take
   void close(Connection& c, bool notify);
 
   uv_loop_t* loop_;
   StreamHandler& handler_;
-  TcpLimits limits_;
+  ConnectionLimits limits_;
+  ConnectionLimiter& limiter_;
+  ConnectionStats& stats_;
   std::vector<Listening*> listening_;
   std::vector<stun::TransportAddress> addresses_;
   std::unordered_map<turn::FiveTuple, Connection*, turn::FiveTupleHash> connections_;
   std::unordered_set<Connection*> closing_;  // closed, waiting for their close callback
+  // TLS ciphertext is read here and decrypted into the connection's own buffer before the next
+  // read: one buffer for every TLS connection of this loop.
+  std::unique_ptr<uint8_t[]> cipher_buffer_;
+  static constexpr size_t kCipherBuffer = 65536;
   uint64_t dropped_frames_ = 0;
   bool closed_ = false;
 };

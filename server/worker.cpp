@@ -10,13 +10,16 @@ std::string describe(const ListenerConfig& l) {
 }
 }  // namespace
 
-Worker::Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> credentials)
-    : settings_(std::move(settings)), credentials_(std::move(credentials)) {
+Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) : settings_(std::move(settings)) {
   uv_loop_init(&loop_);
   stop_.data = this;
   uv_async_init(&loop_, &stop_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->close_handles(); });
+  posted_.data = this;
+  uv_async_init(&loop_, &posted_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->run_posted(); });
+  credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
   tick_.data = this;
   uv_timer_init(&loop_, &tick_);
+  stats_.heartbeat_ms.set(steady_ms());
 
   constexpr size_t head = turn::ServerCore::kPeerHeadroom;
   constexpr size_t tail = turn::ServerCore::kPeerTailroom;
@@ -24,8 +27,9 @@ Worker::Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> c
   receive_buffer_ = std::make_unique_for_overwrite<uint8_t[]>(head + kReceiveBytes + tail);
   const ReceiveArea relay_area{receive_buffer_.get(), head + kReceiveBytes + tail, head, tail};
   relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
-  tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp);
-  core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, *credentials_, settings_.policy);
+  tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
+                                       connection_stats_);
+  core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
 }
 
 Worker::~Worker() {
@@ -33,7 +37,9 @@ Worker::~Worker() {
   // on its way out then find empty slots.
   if (!handles_closed_) close_handles();
   core_.reset();
+  credentials_.reset();  // closes its database handles; the loop run below frees them
   relays_.reset();
+  dtls_.reset();
   tcp_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks that free the handles
   uv_loop_close(&loop_);
@@ -55,11 +61,18 @@ std::optional<std::string> Worker::bind() {
         udp_listeners_.push_back(s);  // closed with the others, even if start failed
         bound.address = s->local();
       }
-    } else if (l.transport == Transport::Tcp) {
-      rc = tcp_->listen(l.address, listener_options());
+    } else if (l.transport == Transport::Tcp || l.transport == Transport::Tls) {
+      const bool tls = l.transport == Transport::Tls;
+      if (tls && !settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
+      rc = tcp_->listen(l.address, listener_options(), tls ? turn::Transport::Tls : turn::Transport::Tcp, settings_.tls);
       if (rc == 0) bound.address = tcp_->addresses().back();
-    } else {
-      continue;  // TLS/DTLS are not served by this shell yet; main() says so
+    } else {  // DTLS: UDP sockets of their own, read into the same buffer
+      if (!settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
+      if (!dtls_)
+        dtls_ = std::make_unique<DtlsListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tls,
+                                               settings_.tcp, limiter_, connection_stats_);
+      rc = dtls_->listen(l.address, listener_options(), client_area);
+      if (rc == 0) bound.address = dtls_->addresses().back();
     }
     if (rc != 0) return describe(l) + ": " + uv_strerror(rc);
     bound_.push_back(bound);
@@ -69,16 +82,50 @@ std::optional<std::string> Worker::bind() {
 
 void Worker::run() {
   if (!handles_closed_) {
-    uv_timer_start(
-        &tick_,
-        [](uv_timer_t* t) {
-          auto* w = static_cast<Worker*>(t->data);
-          w->core_->tick();
-          w->tcp_->sweep_idle();
-        },
-        kTickMs, kTickMs);
+    credentials_->start(*core_);
+    if (auto* pool = credentials_->database_pool()) {
+      pool->set_query_hook([&s = database_stats_](const db::QueryStats& q) { s.observe(q); });
+    }
+    stats_.heartbeat_ms.set(steady_ms());
+    uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->on_tick(); }, kTickMs, kTickMs);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+void Worker::on_tick() {
+  core_->tick();
+  tcp_->sweep_idle();
+  stats_.tcp_connections.set(static_cast<int64_t>(tcp_->connection_count()));
+  stats_.tcp_frames_dropped.set(static_cast<int64_t>(tcp_->dropped_frames()));
+  stats_.heartbeat_ms.set(steady_ms());
+  if (const auto* pool = credentials_->database_pool()) {
+    const size_t up = pool->connected_count();
+    database_stats_.set_connections(up, credentials_->database_pool_size() > up ? credentials_->database_pool_size() - up : 0);
+  }
+}
+
+void Worker::post(std::function<void()> task) {
+  std::lock_guard lock(posted_mutex_);
+  if (posted_closed_) return;
+  posted_tasks_.push_back(std::move(task));
+  uv_async_send(&posted_);  // under the lock: close_handles() cannot close the handle meanwhile
+}
+
+void Worker::run_posted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(posted_mutex_);
+    tasks.swap(posted_tasks_);
+  }
+  for (auto& t : tasks) t();
+}
+
+void Worker::set_limits(const turn::ServerCoreConfig& limits) {
+  post([this, limits] { core_->set_limits(limits); });
+}
+
+void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
+  post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }
 
 void Worker::stop() {
@@ -88,12 +135,20 @@ void Worker::stop() {
 void Worker::close_handles() {
   if (handles_closed_) return;
   handles_closed_ = true;
+  credentials_->stop();
   for (UdpSocket* s : udp_listeners_) s->close();
   udp_listeners_.clear();
   tcp_->close();
+  if (dtls_) dtls_->close();
   relays_->close_all();
   uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
+  {
+    std::lock_guard lock(posted_mutex_);
+    posted_closed_ = true;
+    posted_tasks_.clear();
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&posted_), nullptr);
 }
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------
@@ -112,6 +167,10 @@ void Worker::on_frame(const turn::FiveTuple& from, stun::Bytes frame) { core_->o
 void Worker::send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) {
   if (turn::is_stream(to.transport)) {
     tcp_->send(to, bytes);  // counts its own drops
+    return;
+  }
+  if (to.transport == turn::Transport::Dtls) {
+    if (dtls_) dtls_->send(to, bytes);  // counts its own drops
     return;
   }
   for (UdpSocket* s : udp_listeners_) {

@@ -4,18 +4,26 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <uv.h>
 
-#include "auth/credential_store.h"
 #include "server/config.h"
+#include "server/connection_limits.h"
+#include "server/dtls_listener.h"
+#include "server/database_stats.h"
 #include "server/relay_sockets.h"
+#include "server/shell_stats.h"
 #include "server/tcp_listener.h"
+#include "server/tls_context.h"
 #include "server/udp_socket.h"
+#include "server/worker_credentials.h"
 #include "turn/clock.h"
 #include "turn/server_core.h"
 #include "turn/server_stats.h"
@@ -25,22 +33,17 @@ namespace ferry::server {
 struct WorkerSettings {
   turn::ServerCoreConfig core;  // with this worker's share of the relay port range
   turn::PeerPolicy policy;
-  std::vector<ListenerConfig> listeners;  // udp and tcp; others are skipped
+  std::vector<ListenerConfig> listeners;  // udp, tcp, tls and dtls
   bool reuse_port = false;                // set when several workers listen on the same ports
   uint32_t worker_count = 1;              // listeners steer clients by source IP among this many
-  TcpLimits tcp;
+  TcpLimits tcp;                          // TCP and TLS connections and DTLS sessions
+  std::shared_ptr<TlsCertificates> tls;   // for tls and dtls listeners; shared by all workers
 };
 
-// What the shell itself drops or fails on; the core counts the rest.
-struct ShellStats {
-  turn::Counter client_send_dropped;  // UDP to clients: socket buffer full or send error
-  turn::Counter peer_send_dropped;    // UDP to peers
-  turn::Counter receive_errors;
-};
 
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
  public:
-  Worker(WorkerSettings settings, std::unique_ptr<auth::CredentialStore> credentials);
+  Worker(WorkerSettings settings, const CredentialSettings& credentials);
   ~Worker() override;
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -54,10 +57,27 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void run();
   // From any thread: closes every socket and makes run() return.
   void stop();
+  // From any thread: new static users and secrets, applied on the loop thread.
+  void reload_credentials(std::shared_ptr<const CredentialSettings> settings) {
+    post([this, settings] { credentials_->reload(*settings); });
+  }
+
+  // From any thread: runs `task` on this worker's loop thread soon (control path: a mutex and a
+  // uv_async, never on the data path). Dropped once the worker is stopping.
+  void post(std::function<void()> task);
+  // From any thread: ServerCore::set_draining on the loop thread.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // From any thread: ServerCore::set_limits on the loop thread (a reload).
+  void set_limits(const turn::ServerCoreConfig& limits);
 
   const turn::ServerCore& core() const { return *core_; }
   const ShellStats& stats() const { return stats_; }
+  // Written on this worker's loop only (PgPool's query hook and connection state), read by the scrape.
+  DatabaseStats& database_stats() { return database_stats_; }
+  const DatabaseStats& database_stats() const { return database_stats_; }
   uint64_t tcp_dropped_frames() const { return tcp_->dropped_frames(); }
+  uint64_t dtls_dropped_frames() const { return dtls_ ? dtls_->dropped_frames() : 0; }
+  const ConnectionStats& connection_stats() const { return connection_stats_; }
 
   // turn::Io
   void send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) override;
@@ -79,34 +99,44 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   // DatagramHandler (UDP listeners)
   void on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) override;
   void on_receive_error(UdpSocket&, int) override { stats_.receive_errors.add(); }
-  // StreamHandler (TCP)
+  // StreamHandler (TCP, TLS and DTLS)
   void on_frame(const turn::FiveTuple& from, stun::Bytes frame) override;
   void on_closed(const turn::FiveTuple& client) override;
   bool holds_allocation(const turn::FiveTuple& client) const override;
 
   void close_handles();  // on the loop thread
+  void run_posted();     // on the loop thread
+  void on_tick();
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
   uv_async_t stop_{};
+  uv_async_t posted_{};
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_tasks_;  // guarded by posted_mutex_
+  bool posted_closed_ = false;                 // guarded by posted_mutex_
   uv_timer_t tick_{};
   bool handles_closed_ = false;
   std::atomic<bool> stop_requested_{false};
 
   WorkerSettings settings_;
   turn::SteadyClock clock_;
-  std::unique_ptr<auth::CredentialStore> credentials_;
+  std::unique_ptr<WorkerCredentials> credentials_;
   // One receive buffer for every socket of this loop, with the core's framing margins; large
   // enough for a full recvmmsg batch (1.25 MiB per loop).
   static constexpr size_t kReceiveBytes = UdpSocket::kBatchReceiveBytes;
   std::unique_ptr<uint8_t[]> receive_buffer_;
   PeerReceiver peer_receiver_{*this};
   std::unique_ptr<RelaySockets> relays_;
+  ConnectionStats connection_stats_;
+  ConnectionLimiter limiter_{settings_.tcp};  // shared by tcp_ and dtls_
   std::unique_ptr<TcpListener> tcp_;
+  std::unique_ptr<DtlsListener> dtls_;  // made by bind() when a dtls listener is configured
   std::vector<UdpSocket*> udp_listeners_;
   std::vector<ListenerConfig> bound_;
   std::unique_ptr<turn::ServerCore> core_;
   ShellStats stats_;
+  DatabaseStats database_stats_;
 };
 
 }  // namespace ferry::server

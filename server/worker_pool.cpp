@@ -28,7 +28,7 @@ namespace {
 // started by mistake) and silently split its clients: check that nobody holds the port first.
 std::optional<std::string> check_port_free(const ListenerConfig& l) {
   if (l.address.port == 0) return std::nullopt;
-  const int type = l.transport == Transport::Udp ? SOCK_DGRAM : SOCK_STREAM;
+  const int type = (l.transport == Transport::Udp || l.transport == Transport::Dtls) ? SOCK_DGRAM : SOCK_STREAM;
   const int fd = open_bound_socket(type, l.address, SocketOptions{});
   if (fd < 0) return std::string(to_string(l.transport)) + " " + l.address.to_string() + ": " + uv_strerror(fd);
   ::close(fd);
@@ -40,10 +40,8 @@ std::optional<std::string> check_port_free(const ListenerConfig& l) {
 std::optional<std::string> WorkerPool::start() {
   const size_t n = std::max<size_t>(1, settings_.workers);
   if (n > 1) {
-    for (const auto& l : settings_.base.listeners) {
-      if (l.transport != Transport::Udp && l.transport != Transport::Tcp) continue;
+    for (const auto& l : settings_.base.listeners)
       if (auto err = check_port_free(l)) return err;
-    }
   }
   const turn::ServerCoreConfig& total = settings_.base.core;
   std::vector<ListenerConfig> listeners = settings_.base.listeners;
@@ -56,8 +54,11 @@ std::optional<std::string> WorkerPool::start() {
     s.core.port_min = share.min;
     s.core.port_max = share.max;
     if (total.max_allocations != 0) s.core.max_allocations = (total.max_allocations + n - 1) / n;
+    // The per-IP limit holds per worker as is: listeners steer each source IP to one worker.
+    const uint32_t connections = settings_.base.tcp.max_connections;
+    if (connections != 0) s.tcp.max_connections = static_cast<uint32_t>((connections + n - 1) / n);
     s.core.seed = total.seed ^ (0x9E3779B97F4A7C15ull * (i + 1));  // distinct port choices per worker
-    auto w = std::make_unique<Worker>(std::move(s), settings_.make_credentials());
+    auto w = std::make_unique<Worker>(std::move(s), settings_.credentials);
     if (auto err = w->bind()) {
       workers_.clear();
       return err;
@@ -79,6 +80,16 @@ void WorkerPool::stop() {
   for (auto& t : threads_) t.join();
   threads_.clear();
   workers_.clear();
+}
+
+void WorkerPool::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
+  for (auto& w : workers_) w->set_draining(draining, alternate);
+}
+
+int64_t WorkerPool::active_allocations() const {
+  int64_t n = 0;
+  for (const auto& w : workers_) n += w->core().stats().active_allocations();
+  return n;
 }
 
 const std::vector<ListenerConfig>& WorkerPool::listeners() const {

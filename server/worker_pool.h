@@ -11,7 +11,6 @@
 #include <thread>
 #include <vector>
 
-#include "auth/credential_store.h"
 #include "server/worker.h"
 
 namespace ferry::server {
@@ -31,8 +30,9 @@ size_t worker_count(uint32_t configured);
 struct PoolSettings {
   WorkerSettings base;  // core.port_min/max and core.max_allocations are totals, split here
   size_t workers = 1;   // at most the number of relay ports
-  // Called once per worker: a store of its own, nothing shared between loops.
-  std::function<std::unique_ptr<auth::CredentialStore>()> make_credentials;
+  // Each worker builds its own stores (and database connections) from these: nothing is shared
+  // between loops.
+  CredentialSettings credentials;
 };
 
 class WorkerPool {
@@ -53,6 +53,12 @@ class WorkerPool {
   const std::vector<ListenerConfig>& listeners() const;
   size_t size() const { return workers_.size(); }
   const Worker& worker(size_t i) const { return *workers_[i]; }
+  Worker& worker(size_t i) { return *workers_[i]; }
+
+  // From any thread: every worker's core starts (or stops) draining; see ServerCore::set_draining.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // Allocations on every worker now (from the cores' gauges; safe from any thread).
+  int64_t active_allocations() const;
 
  private:
   PoolSettings settings_;

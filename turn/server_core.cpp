@@ -32,6 +32,21 @@ std::optional<uint32_t> lifetime_attr(const MessageView& msg, bool* malformed) {
   }
   return *v;
 }
+RequestMethod method_index(Method m) {
+  switch (m) {
+    case Method::Binding: return RequestMethod::Binding;
+    case Method::Allocate: return RequestMethod::Allocate;
+    case Method::Refresh: return RequestMethod::Refresh;
+    case Method::CreatePermission: return RequestMethod::CreatePermission;
+    case Method::ChannelBind: return RequestMethod::ChannelBind;
+    default: return RequestMethod::Other;
+  }
+}
+
+AllocationFamily family_of(const Allocation& a) {
+  if (a.v4 && a.v6) return AllocationFamily::Dual;
+  return a.v6 ? AllocationFamily::V6 : AllocationFamily::V4;
+}
 }  // namespace
 
 ServerCore::ServerCore(ServerCoreConfig config, const Clock& clock, Io& io, auth::CredentialStore& credentials,
@@ -49,6 +64,20 @@ ServerCore::ServerCore(ServerCoreConfig config, const Clock& clock, Io& io, auth
     policy_.add_own_address(r.local);
     if (r.external) policy_.add_own_address(*r.external);
   }
+  if (config_.unauth_requests_per_second != 0) {
+    const uint64_t rate = config_.unauth_requests_per_second;
+    unauth_buckets_.assign(kUnauthBuckets, TokenBucket(rate, 2 * rate, clock_.now()));
+  }
+}
+
+bool ServerCore::unauthenticated_answer_allowed(const FiveTuple& to) {
+  if (unauth_buckets_.empty() || is_stream(to.transport)) return true;  // a stream's source is not spoofed
+  stun::TransportAddress ip = to.client;
+  ip.port = 0;
+  const size_t slot = (stun::TransportAddressHash{}(ip) ^ config_.seed) * 0x9E3779B97F4A7C15ull >> 52;
+  if (unauth_buckets_[slot % kUnauthBuckets].try_consume(1, clock_.now())) return true;
+  stats_.drop(DropReason::RateLimited);
+  return false;
 }
 
 ServerCore::~ServerCore() {
@@ -90,6 +119,7 @@ void ServerCore::on_client_packet(const FiveTuple& from, Bytes packet) {
       if (!config_.software.empty()) b.add_text(attr::Software, config_.software);
       if (auto bytes = b.finish()) io_.send_to_client(from, *bytes);
       stats_.errors_sent[code::BadRequest].add();
+      stats_.responses[idx(method_index(stun::method_of(stun::load_u16(packet.data()))))][idx(RequestResult::Error)].add();
     }
     return;
   }
@@ -180,6 +210,7 @@ std::string ServerCore::nonce_for(const FiveTuple& t) const {
 }
 
 void ServerCore::send_challenge(const FiveTuple& to, const MessageView& req, uint16_t c) {
+  if (!unauthenticated_answer_allowed(to)) return;
   auto b = start_response(req, Class::Error);
   b.add_error_code(c);
   b.add_text(attr::Realm, config_.realm);
@@ -460,6 +491,22 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
     send_error(from, msg, code::AllocationMismatch, &auth);
     return;
   }
+  if (draining_) {
+    // RFC 8656 §7.2 lets a server send the client elsewhere with 300 (Try Alternate); RFC 8489
+    // §10 wants ALTERNATE-SERVER of the request's family, and the answer authenticated like the
+    // request so that nobody else can redirect the client.
+    if (alternate_server_ && alternate_server_->family == from.client.family) {
+      auto b = start_response(msg, Class::Error);
+      b.add_error_code(code::TryAlternate, "Server is draining");
+      b.add_address(attr::AlternateServer, *alternate_server_);
+      finish_and_send(from, msg, b, &auth);
+      stats_.errors_sent[code::TryAlternate].add();
+      stats_.allocations_refused[code::TryAlternate].add();
+    } else {
+      send_error(from, msg, code::InsufficientCapacity, &auth, "Server is draining");
+    }
+    return;
+  }
   auto transport = msg.find(attr::RequestedTransport);
   if (!transport) {
     send_error(from, msg, code::BadRequest, &auth, "Missing REQUESTED-TRANSPORT");
@@ -590,6 +637,7 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   allocations_.emplace(from, std::move(alloc));
   ++per_user_[auth.username];
   stats_.allocations_created.add();
+  active_gauge(a).add();
 
   send_allocate_success(from, msg, a, dual ? v6_error : 0);
 }
@@ -632,8 +680,10 @@ void ServerCore::handle_refresh(const FiveTuple& from, const MessageView& msg, c
     }
     if (requested && *requested == 0 && a.v4 && a.v6) {
       auto& leg = *f == stun::Family::V4 ? a.v4 : a.v6;
+      active_gauge(a).sub();
       close_leg(*leg);
       leg.reset();
+      active_gauge(a).add();
       auto b = start_response(msg, Class::Success);
       const auto left = std::chrono::duration_cast<std::chrono::seconds>(a.expires - clock_.now()).count();
       b.add_u32(attr::Lifetime, static_cast<uint32_t>(std::max<int64_t>(left, 0)));
@@ -701,9 +751,12 @@ void ServerCore::handle_create_permission(const FiveTuple& from, const MessageVi
     send_error(from, msg, failure, &auth);
     return;
   }
+  // The gauge follows the table's size: install() may also reclaim expired entries.
+  const size_t before = a.permissions.size();
   for (size_t i = 0; i < n; ++i) {
     if (a.permissions.install(peers[i], clock_.now()) == PermissionInstall::Installed) stats_.permissions_created.add();
   }
+  stats_.permissions_active.add(static_cast<int64_t>(a.permissions.size()) - static_cast<int64_t>(before));
   auto b = start_response(msg, Class::Success);
   finish_and_send(from, msg, b, &auth);
 }
@@ -747,8 +800,13 @@ void ServerCore::handle_channel_bind(const FiveTuple& from, const MessageView& m
     send_error(from, msg, error_code(r), &auth);
     return;
   }
-  if (r == ChannelBind::Bound) stats_.channels_bound.add();
+  if (r == ChannelBind::Bound) {
+    stats_.channels_bound.add();
+    stats_.channels_active.add();
+  }
+  const size_t before = a.permissions.size();
   if (a.permissions.install(*peer, now) == PermissionInstall::Installed) stats_.permissions_created.add();
+  stats_.permissions_active.add(static_cast<int64_t>(a.permissions.size()) - static_cast<int64_t>(before));
   auto b = start_response(msg, Class::Success);
   finish_and_send(from, msg, b, &auth);
 }
@@ -871,8 +929,15 @@ void ServerCore::on_peer_packet(RelayId relay, const TransportAddress& peer, uin
 
 // ---- lifetimes -----------------------------------------------------------------------------------------
 
+Gauge& ServerCore::active_gauge(const Allocation& a) {
+  return stats_.allocations_active[static_cast<size_t>(a.tuple.transport)][idx(family_of(a))];
+}
+
 void ServerCore::destroy(Allocation& a, bool connection_gone) {
   const FiveTuple tuple = a.tuple;
+  active_gauge(a).sub();
+  stats_.permissions_active.sub(static_cast<int64_t>(a.permissions.size()));
+  stats_.channels_active.sub(static_cast<int64_t>(a.channels.live_count(clock_.now())));
   if (a.v4) close_leg(*a.v4);
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
@@ -892,6 +957,7 @@ void ServerCore::on_client_closed(const FiveTuple& client) {
 void ServerCore::tick() {
   const Instant now = clock_.now();
   std::vector<Allocation*> expired;
+  int64_t permissions = 0, channels = 0;
   for (auto& [tuple, a] : allocations_) {
     if (a->expires <= now) {
       expired.push_back(a.get());
@@ -899,11 +965,16 @@ void ServerCore::tick() {
     }
     a->permissions.expire(now);
     a->channels.expire(now);
+    permissions += static_cast<int64_t>(a->permissions.size());
+    channels += static_cast<int64_t>(a->channels.live_count(now));
   }
   for (Allocation* a : expired) {
     stats_.allocations_expired.add();
     destroy(*a);
   }
+  // Recount after the destroys: the survivors are exactly the allocations summed above.
+  stats_.permissions_active.set(permissions);
+  stats_.channels_active.set(channels);
   for (auto& pool : pools_) pool->expire(now);
   // Forget reservation tokens whose port the pool has taken back.
   for (auto it = reservations_.begin(); it != reservations_.end();) {
@@ -913,6 +984,32 @@ void ServerCore::tick() {
       ++it;
     }
   }
+}
+
+void ServerCore::set_limits(const ServerCoreConfig& l) {
+  config_.default_lifetime = l.default_lifetime;
+  config_.max_lifetime = l.max_lifetime;
+  config_.max_allocations = l.max_allocations;
+  config_.max_allocations_per_user = l.max_allocations_per_user;
+  config_.max_permissions = l.max_permissions;
+  config_.max_channels = l.max_channels;
+  config_.bandwidth_per_allocation = l.bandwidth_per_allocation;
+  if (l.unauth_requests_per_second != config_.unauth_requests_per_second) {
+    config_.unauth_requests_per_second = l.unauth_requests_per_second;
+    const uint64_t rate = l.unauth_requests_per_second;
+    if (rate == 0) {
+      unauth_buckets_.clear();
+    } else if (unauth_buckets_.empty()) {
+      unauth_buckets_.assign(kUnauthBuckets, TokenBucket(rate, 2 * rate, clock_.now()));
+    } else {
+      for (auto& b : unauth_buckets_) b.reconfigure(rate, 2 * rate, clock_.now());
+    }
+  }
+}
+
+void ServerCore::set_draining(bool draining, std::optional<TransportAddress> alternate) {
+  draining_ = draining;
+  alternate_server_ = draining ? alternate : std::nullopt;
 }
 
 size_t ServerCore::close_user(std::string_view username) {
@@ -927,9 +1024,52 @@ size_t ServerCore::close_user(std::string_view username) {
   return victims.size();
 }
 
+size_t ServerCore::revalidate_users() {
+  std::vector<std::string> users;
+  for (auto& [tuple, a] : allocations_) users.push_back(a->username);
+  std::sort(users.begin(), users.end());
+  users.erase(std::unique(users.begin(), users.end()), users.end());
+  size_t closed = 0;
+  std::weak_ptr<bool> alive = alive_;
+  for (const auto& username : users) {
+    auto immediate = credentials_.lookup(username, config_.realm, [this, alive, username](auth::LookupResult r) {
+      if (!alive.expired()) close_unvouched(username, r);
+    });
+    if (immediate) closed += close_unvouched(username, *immediate);
+  }
+  return closed;
+}
+
+size_t ServerCore::close_unvouched(const std::string& username, const auth::LookupResult& r) {
+  if (r.status == auth::LookupStatus::Unavailable) return 0;
+  auto vouches = [&](const Allocation& a) {
+    if (r.status != auth::LookupStatus::Found || !r.credential) return false;
+    const auth::Credential& c = *r.credential;
+    auto matches = [&](const stun::Key& md5, const std::optional<stun::Key>& sha) {
+      return a.key == md5 || (sha && a.key == *sha);
+    };
+    if (matches(c.key_md5, c.key_sha256)) return true;
+    for (const auto& alt : c.alternates) {
+      if (matches(alt.key_md5, alt.key_sha256)) return true;
+    }
+    return false;
+  };
+  std::vector<Allocation*> victims;
+  for (auto& [tuple, a] : allocations_) {
+    if (a->username == username && !vouches(*a)) victims.push_back(a.get());
+  }
+  for (Allocation* a : victims) {
+    stats_.allocations_deleted.add();
+    destroy(*a);
+  }
+  return victims.size();
+}
+
 // ---- responses -------------------------------------------------------------------------------------------
 
 MessageBuilder ServerCore::start_response(const MessageView& req, Class cls) {
+  // Every answer starts here, so this is where responses are counted by method and result.
+  stats_.responses[idx(method_index(req.method()))][idx(cls == Class::Success ? RequestResult::Success : RequestResult::Error)].add();
   return MessageBuilder(out_, stun::make_type(req.method(), cls), req.cookie_and_id());
 }
 
@@ -948,10 +1088,14 @@ void ServerCore::finish_and_send(const FiveTuple& to, const MessageView& req, Me
 
 void ServerCore::send_error(const FiveTuple& to, const MessageView& req, uint16_t c, const Auth* auth,
                             std::string_view reason) {
+  if (auth == nullptr && !unauthenticated_answer_allowed(to)) return;
   auto b = start_response(req, Class::Error);
   b.add_error_code(c, reason);
   finish_and_send(to, req, b, auth);
-  if (c < stats_.errors_sent.size()) stats_.errors_sent[c].add();
+  if (c < stats_.errors_sent.size()) {
+    stats_.errors_sent[c].add();
+    if (req.method() == Method::Allocate) stats_.allocations_refused[c].add();
+  }
 }
 
 }  // namespace ferry::turn

@@ -52,6 +52,10 @@ struct ServerCoreConfig {
   std::optional<stun::TransportAddress> other_address;
   std::array<uint8_t, 32> nonce_key{};
   uint64_t seed = 0;  // for the relay port pools
+  // Answers given before authentication (401/438 challenges, 400, 420) per source IP over UDP/DTLS,
+  // whose source may be spoofed: beyond this rate they are dropped, so ferry cannot be used to
+  // reflect traffic at someone. 0: unlimited. Bursts of twice the rate are allowed.
+  uint32_t unauth_requests_per_second = 0;
 };
 
 class ServerCore {
@@ -78,6 +82,20 @@ class ServerCore {
   void tick();
   // Ends the allocations of a user (revocation). Returns how many were closed.
   size_t close_user(std::string_view username);
+  // Looks up the user of every allocation again and closes the allocations whose key the store no
+  // longer vouches for: user deleted or disabled, password changed, shared secret revoked. A user
+  // the store cannot answer for now (database down) keeps its allocations. Answers may come later;
+  // returns how many allocations were closed at once.
+  size_t revalidate_users();
+  // Draining (SIGTERM): existing allocations go on, new Allocates are refused with 300 Try
+  // Alternate and ALTERNATE-SERVER when `alternate` is set and of the client's family (RFC 8656
+  // §7.2, RFC 8489 §10), else 508 Insufficient Capacity. false: back to normal.
+  void set_draining(bool draining, std::optional<stun::TransportAddress> alternate = std::nullopt);
+  // A configuration reload: takes the limits of `limits` (lifetimes, allocation quotas,
+  // permission/channel/bandwidth limits of new allocations, the unauthenticated rate) and ignores
+  // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
+  void set_limits(const ServerCoreConfig& limits);
+  bool draining() const { return draining_; }
 
   size_t allocation_count() const { return allocations_.size(); }
   const Allocation* find_allocation(const FiveTuple& t) const;
@@ -123,8 +141,11 @@ class ServerCore {
   std::optional<RelayLeg> open_leg(stun::Family family, bool dont_fragment, bool even_port, bool reserve_next,
                                    std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
   void close_leg(RelayLeg& leg);
+  size_t close_unvouched(const std::string& username, const auth::LookupResult& r);
+  bool unauthenticated_answer_allowed(const FiveTuple& to);
   RelayId new_relay_slot(Allocation* owner);
   uint32_t lifetime_for(std::optional<uint32_t> requested) const;
+  Gauge& active_gauge(const Allocation& a);  // allocations_active for a's transport and families
 
   ServerCoreConfig config_;
   const Clock& clock_;
@@ -139,8 +160,14 @@ class ServerCore {
   std::vector<RelayId> free_relays_;
   std::unordered_map<uint64_t, std::pair<size_t, uint16_t>> reservations_;  // token -> (pool, port)
   std::array<uint8_t, 2048> out_{};  // responses are built here
+  // Per-source buckets for unauthenticated answers, indexed by a keyed hash of the source IP: a
+  // fixed table (no allocation per source; sources that collide share a bucket).
+  static constexpr size_t kUnauthBuckets = 4096;
+  std::vector<TokenBucket> unauth_buckets_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
   uint64_t indication_counter_ = 0;
+  bool draining_ = false;
+  std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;
 };
 

@@ -12,6 +12,11 @@
 //       --turn-url 'turn:127.0.0.1:23478?transport=udp' --username alice \
 //       [--timeout 30] [--chromium /usr/bin/chromium] \
 //       [--expect-relay-address 127.0.0.1] [--expect-relay-ports 24000-24999] [--verbose]
+//       [--ignore-certificate-errors] [--expect-relay-protocol udp|tcp|tls]
+//
+// For a turns: URL against a test server with a self-signed certificate, pass
+// --ignore-certificate-errors: chromium is then started with the flag of the same name, which
+// its TURN/TLS sockets honour like every other TLS connection.
 //
 // The TURN password is read from the environment variable FERRY_TEST_CREDENTIAL (or the one
 // named by --credential-env) and is never accepted on the command line.
@@ -26,7 +31,8 @@ import process from 'node:process';
 
 const USAGE = `usage: FERRY_TEST_CREDENTIAL=... node relay_datachannel.mjs --turn-url URL [--username NAME]
        [--credential-env VAR] [--timeout SECONDS] [--chromium PATH]
-       [--expect-relay-address IP] [--expect-relay-ports MIN-MAX] [--verbose]`;
+       [--expect-relay-address IP] [--expect-relay-ports MIN-MAX] [--verbose]
+       [--ignore-certificate-errors] [--expect-relay-protocol udp|tcp|tls]`;
 
 function die(msg, code = 2) {
   console.error(`relay_datachannel: ${msg}`);
@@ -44,6 +50,8 @@ function parseArgs(argv) {
     expectRelayAddress: null,
     expectRelayPorts: null,
     verbose: false,
+    ignoreCertificateErrors: false,
+    expectRelayProtocol: null,
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -69,6 +77,8 @@ function parseArgs(argv) {
         break;
       }
       case '--verbose': case '-v': opts.verbose = true; break;
+      case '--ignore-certificate-errors': opts.ignoreCertificateErrors = true; break;
+      case '--expect-relay-protocol': opts.expectRelayProtocol = value(); break;
       case '--credential':
         die('secrets are not accepted on the command line; put the TURN password in the ' +
             'FERRY_TEST_CREDENTIAL environment variable (or the one named by --credential-env)');
@@ -300,6 +310,10 @@ function checkResult(r) {
       if (opts.expectRelayAddress && c.address !== opts.expectRelayAddress) {
         problems.push(`pc ${name}: ${side} relay address ${c.address}, want ${opts.expectRelayAddress}`);
       }
+      // relayProtocol: how this side reached the TURN server (its own, local candidate only).
+      if (side === 'local' && opts.expectRelayProtocol && c.relayProtocol !== opts.expectRelayProtocol) {
+        problems.push(`pc ${name}: relayProtocol ${c.relayProtocol}, want ${opts.expectRelayProtocol}`);
+      }
       if (opts.expectRelayPorts) {
         const [lo, hi] = opts.expectRelayPorts;
         if (!(c.port >= lo && c.port <= hi)) problems.push(`pc ${name}: ${side} relay port ${c.port} outside ${lo}-${hi}`);
@@ -329,6 +343,7 @@ async function main() {
     '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
   ];
+  if (opts.ignoreCertificateErrors) args.push('--ignore-certificate-errors');
   vlog(`launching ${opts.chromium}`);
   context = await playwright.chromium.launchPersistentContext(userDataDir, {
     executablePath: opts.chromium,

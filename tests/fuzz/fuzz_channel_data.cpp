@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "tests/fuzz/fuzz_check.h"
 #include "stun/channel_data.h"
 #include "stun/constants.h"
 #include "stun/message.h"
@@ -18,13 +19,6 @@ using namespace ferry::stun;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                                \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                     \
-    }                                                                                   \
-  } while (0)
 
 struct Outcome {
   std::vector<size_t> frames;  // sizes

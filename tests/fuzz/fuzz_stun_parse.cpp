@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "tests/fuzz/fuzz_check.h"
 #include "stun/attributes.h"
 #include "stun/channel_data.h"
 #include "stun/constants.h"
@@ -25,13 +26,6 @@ using namespace ferry::stun;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (0)
 
 constexpr uint8_t kKeyBytes[16] = {0xe8, 0xca, 0x7a, 0xd5, 0x9d, 0x5e, 0xb0, 0x51,
                                    0x8e, 0x31, 0x29, 0x11, 0xd2, 0xda, 0xb2, 0xa9};

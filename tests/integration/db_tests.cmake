@@ -29,13 +29,33 @@ function(_ferry_db_tests_register)
     message(STATUS "db integration tests: PostgreSQL server binaries not found (apt-get install postgresql)")
     return()
   endif()
+  # With the server too: keys made by `ferryctl apikey add` work at ferry's GET /v1/ice-servers.
+  set(_ferry_arg)
+  if(TARGET ferry)
+    set(_ferry_arg --ferry $<TARGET_FILE:ferry>)
+  endif()
   add_test(NAME integration.db.ferryctl
-           COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_ferryctl.py --ferryctl $<TARGET_FILE:ferryctl>
+           COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_ferryctl.py --ferryctl $<TARGET_FILE:ferryctl> ${_ferry_arg}
            WORKING_DIRECTORY ${_ferry_db_it_dir})
   set_tests_properties(integration.db.ferryctl PROPERTIES
     LABELS "integration;db"
     TIMEOUT 120
     FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+
+  # ferry itself on a PostgreSQL store: two instances, ferryctl, revocation, outage (needs coturn's tools).
+  find_program(FERRY_IT_UCLIENT turnutils_uclient)
+  find_program(FERRY_IT_PEER turnutils_peer)
+  if(TARGET ferry AND FERRY_IT_UCLIENT AND FERRY_IT_PEER)
+    add_test(NAME integration.db.server
+             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_db_server.py --bin $<TARGET_FILE:ferry>
+                     --ferryctl $<TARGET_FILE:ferryctl> --uclient ${FERRY_IT_UCLIENT} --peer ${FERRY_IT_PEER}
+             WORKING_DIRECTORY ${_ferry_db_it_dir})
+    set_tests_properties(integration.db.server PROPERTIES
+      LABELS "integration;db"
+      TIMEOUT 240
+      RESOURCE_LOCK ferry_integration_server
+      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  endif()
 endfunction()
 
 cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR} CALL _ferry_db_tests_register)

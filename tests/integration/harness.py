@@ -12,7 +12,10 @@ Main pieces:
     (UDP: STUN Binding request/response; TCP: the same over a TCP connection), stops it
     (SIGTERM to the group, then SIGKILL), removes its temp dir.
   * run_client() / BackgroundProcess: bounded client runs that never leave processes behind.
-  * stun_binding(): a minimal RFC 8489 Binding client returning the XOR-MAPPED-ADDRESS.
+  * stun_binding(): a minimal RFC 8489 Binding client returning the XOR-MAPPED-ADDRESS (over
+    UDP, TCP and TLS).
+  * make_test_certificate(): a throw-away self-signed certificate made with `openssl req`, for the
+    tls/dtls listeners (ServerConfig.tls_port, .dtls).
   * common_arguments() / server_from_args(): the --server/--bin/... command-line options every
     test script shares.
 
@@ -35,6 +38,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -427,6 +431,63 @@ def stun_binding_tcp(host: str, port: int, timeout: float = 2.0, local: str | No
                     return parse_binding_response(buf[:need], txid), s.getsockname()[:2]
 
 
+def insecure_tls_context() -> ssl.SSLContext:
+    """A TLS client context that accepts the tests' self-signed certificates."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def read_stun_message(s, deadline: float) -> bytes:
+    """Reads one STUN message from a stream socket (plain or TLS) before `deadline`."""
+    buf = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no STUN message")
+        s.settimeout(left)
+        chunk = s.recv(4096)
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+        if len(buf) >= 20:
+            need = 20 + struct.unpack("!H", buf[2:4])[0]
+            if len(buf) >= need:
+                return buf[:need]
+
+
+def stun_binding_over(s, timeout: float = 2.0):
+    """Binding request over an already connected stream socket. Returns the mapped (ip, port)."""
+    req, txid = _binding_request()
+    s.sendall(req)
+    return parse_binding_response(read_stun_message(s, time.monotonic() + timeout), txid)
+
+
+def stun_binding_tls(host: str, port: int, timeout: float = 2.0, local: str | None = None):
+    """Binding request over TLS (certificate not checked). Returns ((mapped), (local), tls version)."""
+    fam = _family(host)
+    with socket.socket(fam, socket.SOCK_STREAM) as raw:
+        raw.settimeout(timeout)
+        if local:
+            raw.bind((local, 0))
+        raw.connect((host, port))
+        with insecure_tls_context().wrap_socket(raw) as s:
+            mapped = stun_binding_over(s, timeout)
+            return mapped, s.getsockname()[:2], s.version()
+
+
+def make_test_certificate(directory: Path, name: str = "server", cn: str = "ferry.test") -> tuple[Path, Path]:
+    """A self-signed P-256 certificate and its key as PEM files in `directory` (cert, key)."""
+    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(cert)],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"openssl req failed: {r.stderr.decode(errors='replace')}")
+    return cert, key
+
+
 def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
     """True once a UDP echo server (turnutils_peer) echoes a datagram back."""
     deadline = time.monotonic() + timeout
@@ -447,6 +508,81 @@ def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+# HTTP (ferry's operations endpoint)
+
+
+def http_get(port: int, path: str, headers: dict | None = None, timeout: float = 5.0,
+             method: str = "GET") -> tuple[int, dict, str]:
+    """One request to 127.0.0.1:port. Returns (status, headers, body)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=headers or {})
+        res = conn.getresponse()
+        body = res.read().decode("utf-8", errors="replace")
+        return res.status, {k.lower(): v for k, v in res.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, path: str = "/healthz", timeout: float = 5.0) -> None:
+    """Poll until the endpoint answers anything (bounded)."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    for _ in range(200):
+        if time.monotonic() >= deadline:
+            break
+        try:
+            http_get(port, path, timeout=1.0)
+            return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.05)
+    raise ServerError(f"http endpoint on port {port} not answering: {last}")
+
+
+class TurnProbe:
+    """ferry_turn_probe (tests/integration/turn_probe.cpp): one TURN client on one UDP 5-tuple,
+    driven line by line. Lines: "allocate", "refresh SECONDS"; answers like "allocate ok ADDR",
+    "allocate error 508 ...", "refresh ok 600"."""
+
+    def __init__(self, binary: str, host: str, port: int, user: str, password: str):
+        self.proc = subprocess.Popen([binary, host, str(port), user, password], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True, preexec_fn=_set_pdeathsig)
+        _live.append(self)
+
+    def ask(self, line: str, timeout: float = 10.0) -> str:
+        import select
+
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError(f"probe did not answer {line!r} within {timeout}s")
+        return self.proc.stdout.readline().strip()
+
+    def stop(self) -> None:
+        if self in _live:
+            _live.remove(self)
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=2)
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            pass
+        _kill_group(self.proc, term_timeout=1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ----------------------------------------------------------------------------------------------
 # Server configuration
 
 
@@ -454,7 +590,7 @@ def udp_echo_ready(host: str, port: int, timeout: float = 5.0) -> bool:
 class Listener:
     address: str
     port: int
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls" | "dtls"
 
 
 @dataclass
@@ -472,6 +608,24 @@ class ServerConfig:
     # TURN REST API secrets (ferry: auth.shared_secrets); usernames are "<expiry>:<user>".
     shared_secrets: list[str] = field(default_factory=lambda: [DEFAULT_SHARED_SECRET])
     log_level: str = "info"
+    workers: int = 0  # ferry: 0 = one per CPU
+    extra_yaml: str = ""  # appended to ferry.yaml as is (top-level keys)
+    # TLS on 127.0.0.1:tls_port (0: none) and DTLS on the same port number when dtls is set;
+    # both need cert_file and key_file (make_test_certificate()).
+    tls_port: int = 0
+    dtls: bool = False
+    cert_file: str | None = None
+    key_file: str | None = None
+    # Extra keys of ferry's limits: and tls: sections, e.g. {"max_connections_per_ip": 20}.
+    limits: dict = field(default_factory=dict)
+    tls: dict = field(default_factory=dict)
+    # ferry's operations endpoint on 127.0.0.1:http_port (0: off), with more "key: value" lines
+    # under http: (api_keys, ice_urls, ...).
+    http_port: int = 0
+    http_extra: list[str] = field(default_factory=list)
+    # drain.* keys; timeout 0 by default so that stopping the server (SIGTERM) is immediate.
+    drain: dict[str, str] = field(default_factory=lambda: {"timeout": "0"})
+    database_url: str = ""  # ferry's database.url (test databases only)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -482,6 +636,10 @@ class ServerConfig:
             out.append(Listener("::1", self.port, "udp"))
             if self.ipv6_tcp:
                 out.append(Listener("::1", self.port, "tcp"))
+        if self.tls_port:
+            out.append(Listener("127.0.0.1", self.tls_port, "tls"))
+            if self.dtls:
+                out.append(Listener("127.0.0.1", self.tls_port, "dtls"))
         return out
 
     # -- ferry -------------------------------------------------------------------------------
@@ -503,8 +661,29 @@ class ServerConfig:
             lines.append("  shared_secrets: [" + ", ".join(q(s) for s in self.shared_secrets) + "]")
         lines.append("peers:")
         lines.append("  allow: [" + ", ".join(q(p) for p in self.peers_allow) + "]")
+        if self.limits:
+            lines.append("limits:")
+            lines += [f"  {k}: {v}" for k, v in self.limits.items()]
+        if self.tls_port or self.tls:
+            lines.append("tls:")
+            if self.cert_file:
+                lines.append(f"  cert: {q(str(self.cert_file))}")
+                lines.append(f"  key: {q(str(self.key_file))}")
+            lines += [f"  {k}: {v}" for k, v in self.tls.items()]
         lines.append(f"log: {{level: {self.log_level}}}")
-        lines.append('http: {address: ""}')
+        if self.http_port:
+            lines.append("http:")
+            lines.append(f'  address: "127.0.0.1:{self.http_port}"')
+            lines.extend("  " + l for l in self.http_extra)
+        else:
+            lines.append('http: {address: ""}')
+        lines.append("drain: {" + ", ".join(f"{k}: {q(v)}" for k, v in self.drain.items()) + "}")
+        if self.database_url:
+            lines.append(f"database: {{url: {q(self.database_url)}}}")
+        if self.workers:
+            lines.append(f"workers: {self.workers}")
+        if self.extra_yaml:
+            lines.append(self.extra_yaml.rstrip("\n"))
         return "\n".join(lines) + "\n"
 
     # -- coturn ------------------------------------------------------------------------------
@@ -535,11 +714,17 @@ class ServerConfig:
             args += ["--user", f"{u}:{p}"]
         args += [
             "--allow-loopback-peers",  # ferry: peers.allow contains 127.0.0.0/8 and ::1/128
-            "--no-tls", "--no-dtls",
             "--no-rfc5780",  # ferry does not do RFC 5780; also keeps port+1 unused
             "--no-multicast-peers",
             "--relay-threads", "1",
         ]
+        if self.tls_port:
+            args += ["--tls-listening-port", str(self.tls_port), "--cert", str(self.cert_file),
+                     "--pkey", str(self.key_file)]
+            if not self.dtls:
+                args.append("--no-dtls")
+        else:
+            args += ["--no-tls", "--no-dtls"]
         if not self.tcp:
             args.append("--no-tcp")
         if self.log_level == "debug":
@@ -570,7 +755,7 @@ class Server:
     """A running ferry or coturn instance on loopback. Use as a context manager."""
 
     def __init__(self, kind: str, config: ServerConfig, binary: str | None = None,
-                 keep_workdir: bool = False, ready_timeout: float = 15.0):
+                 keep_workdir: bool = False, ready_timeout: float = 15.0, env: dict | None = None):
         if kind not in ("ferry", "coturn"):
             raise ValueError(f"unknown server kind {kind!r}")
         self.kind = kind
@@ -578,10 +763,12 @@ class Server:
         self.binary = binary or (find_ferry_binary() if kind == "ferry" else COTURN_BIN)
         if not self.binary:
             raise ServerError("ferry binary not found: pass --bin PATH or set FERRY_BIN")
+        self.binary = os.path.abspath(self.binary) if os.sep in self.binary else self.binary  # cwd changes
         if not (os.path.isfile(self.binary) and os.access(self.binary, os.X_OK)):
             raise ServerError(f"server binary {self.binary} is not an executable file")
         self.keep_workdir = keep_workdir
         self.ready_timeout = ready_timeout
+        self.env = env  # extra environment (e.g. FERRY_DATABASE_URL: secrets stay out of argv)
         self.workdir: Path | None = None
         self.proc: subprocess.Popen | None = None
         self._log = None
@@ -601,7 +788,11 @@ class Server:
         self.log_path = self.workdir / f"{self.kind}.log"
         self._log = open(self.log_path, "wb")
         log(f"starting {self.kind}: {self._printable_cmd()}")
-        self.proc = _spawn(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        env = None
+        if self.env:
+            env = dict(os.environ)
+            env.update(self.env)
+        self.proc = _spawn(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir, env=env)
         _live.append(self)
         try:
             self.wait_ready(self.ready_timeout)
@@ -641,6 +832,10 @@ class Server:
             try:
                 if l.transport == "udp":
                     stun_binding_udp(l.address, l.port, timeout=0.3, retries=1)
+                elif l.transport == "tls":
+                    stun_binding_tls(l.address, l.port, timeout=1.0)
+                elif l.transport == "dtls":
+                    pass  # bound with the others before the server answers anything (no DTLS client here)
                 else:
                     stun_binding_tcp(l.address, l.port, timeout=1.0)
                 pending.pop(0)
@@ -654,6 +849,18 @@ class Server:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        """Signal the server process itself (not its group)."""
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status once the server has exited within `timeout` seconds, else None."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self) -> None:
         if self in _live:
@@ -725,6 +932,16 @@ def config_from_args(args, **overrides) -> ServerConfig:
               log_level=args.log_level)
     kw.update(overrides)
     return ServerConfig(**kw)
+
+
+def add_tls(cfg: ServerConfig, directory: Path, dtls: bool = True) -> ServerConfig:
+    """Gives `cfg` a TLS listener (and a DTLS one on the same port number) with a fresh test
+    certificate written to `directory`."""
+    cert, key = make_test_certificate(directory)
+    cfg.cert_file, cfg.key_file = str(cert), str(key)
+    cfg.tls_port = pick_free_port(ipv6=False)
+    cfg.dtls = dtls
+    return cfg
 
 
 def server_from_args(args, config: ServerConfig) -> Server:

@@ -8,10 +8,14 @@ with the password in the FERRY_TEST_CREDENTIAL environment variable (never in ar
 connections use iceTransportPolicy 'relay'; the script asserts an echo over the data channel and
 relay/relay selected candidate pairs.
 
+With --transport tls the server gets a TLS listener with a certificate made by `openssl req`, the
+only ICE server is turns:127.0.0.1:TLSPORT?transport=tcp, and chromium runs with
+--ignore-certificate-errors.
+
 Needs: node >= 20, `npm ci` done in tests/browser, Debian chromium at /usr/bin/chromium
 (override with --chromium or $CHROMIUM_BIN).
 
-Usage: /usr/bin/python3 test_browser.py [--server ferry|coturn] [--bin PATH] [--transport udp|tcp]
+Usage: /usr/bin/python3 test_browser.py [--server ferry|coturn] [--bin PATH] [--transport udp|tcp|tls]
 """
 
 import os
@@ -31,8 +35,8 @@ def main():
     ap = harness.common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--node", default=os.environ.get("NODE", "node"))
     ap.add_argument("--chromium", default=os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium"))
-    ap.add_argument("--transport", choices=["udp", "tcp"], default="udp",
-                    help="client-to-server transport in the turn: URL (relay is UDP either way)")
+    ap.add_argument("--transport", choices=["udp", "tcp", "tls"], default="udp",
+                    help="client-to-server transport: turn: over udp or tcp, or turns: (relay is UDP either way)")
     ap.add_argument("--timeout", type=float, default=30.0, help="in-page timeout in seconds (default 30)")
     ap.add_argument("--verbose", action="store_true", help="pass --verbose to the node script")
     args = ap.parse_args()
@@ -52,6 +56,8 @@ def main():
 
     try:
         cfg = harness.config_from_args(args, tcp=True)
+        if args.transport == "tls":
+            harness.add_tls(cfg, harness.TempDir(prefix="ferry-it-cert-").path, dtls=False)
         server = harness.server_from_args(args, cfg)
     except Exception as exc:  # noqa: BLE001
         print(f"FAIL {label}: setup: {exc}")
@@ -66,13 +72,19 @@ def main():
     env["TMPDIR"] = str(tmp.path)
     try:
         with server:
-            turn_url = f"turn:127.0.0.1:{cfg.port}?transport={args.transport}"
+            if args.transport == "tls":
+                turn_url = f"turns:127.0.0.1:{cfg.tls_port}?transport=tcp"
+            else:
+                turn_url = f"turn:127.0.0.1:{cfg.port}?transport={args.transport}"
             cmd = [node, str(SCRIPT), "--turn-url", turn_url, "--username", harness.DEFAULT_USER,
                    "--timeout", str(int(args.timeout)), "--chromium", args.chromium,
                    "--expect-relay-address", cfg.relay_addresses[0],
-                   "--expect-relay-ports", f"{cfg.relay_min}-{cfg.relay_max}"]
+                   "--expect-relay-ports", f"{cfg.relay_min}-{cfg.relay_max}",
+                   "--expect-relay-protocol", args.transport]
             if args.verbose:
                 cmd.append("--verbose")
+            if args.transport == "tls":
+                cmd.append("--ignore-certificate-errors")  # the test certificate is self-signed
             # The script has its own watchdog at timeout+20s; this outer bound is a backstop.
             r = harness.run_client(cmd, timeout=args.timeout + 45, env=env, cwd=str(BROWSER_DIR),
                                   line_buffered=False)

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pg_env import PgEnv, PgEnvError  # noqa: E402
 
 FAILURES = []
+FERRY_BIN = None
 
 
 def check(name, cond, detail=""):
@@ -63,7 +64,10 @@ def long_term_keys(user, realm, password):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ferryctl", required=True)
+    ap.add_argument("--ferry", help="also check that this ferry binary accepts keys from the database")
     args = ap.parse_args()
+    global FERRY_BIN
+    FERRY_BIN = os.path.abspath(args.ferry) if args.ferry else None
     binary = os.path.abspath(args.ferryctl)
     if not os.access(binary, os.X_OK):
         print("FAIL setup: %s is not executable" % binary)
@@ -112,13 +116,15 @@ def run_checks(ctl, pg):
 
     # --- migrations ----------------------------------------------------------------------------
     p = ctl.run("db", "migrate")
-    check("db migrate applies 0001", p.returncode == 0 and "applied 1 initial" in p.stdout, describe(p))
+    check("db migrate applies 0001 and 0002",
+          p.returncode == 0 and "applied 1 initial" in p.stdout and "applied 2 api_keys" in p.stdout, describe(p))
     p = ctl.run("db", "migrate")
     check("db migrate again is a no-op", p.returncode == 0 and "up to date" in p.stdout, describe(p))
     p = ctl.run("db", "status")
-    check("db status: nothing pending", p.returncode == 0 and "applied  1 initial" in p.stdout, describe(p))
-    versions = pg.psql("SELECT string_agg(version::text, ',') FROM schema_migrations").strip()
-    check("schema_migrations records each version once", versions == "1", versions)
+    check("db status: nothing pending",
+          p.returncode == 0 and "applied  1 initial" in p.stdout and "applied  2 api_keys" in p.stdout, describe(p))
+    versions = pg.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations").strip()
+    check("schema_migrations records each version once", versions == "1,2", versions)
 
     # --- users ---------------------------------------------------------------------------------
     p = ctl.run("user", "add", "alice", "--password-stdin", input="correct horse\n")
@@ -259,11 +265,57 @@ def run_checks(ctl, pg):
     p = ctl.run("secret", "revoke", "99999")
     check("revoking an unknown secret is an error", one_line_error(p) and "not found" in p.stderr, describe(p))
 
+    # --- API keys for GET /v1/ice-servers ---------------------------------------------------------
+    p = ctl.run("apikey", "add", "web")
+    api_key = p.stdout.strip()
+    check("apikey add prints a key once", p.returncode == 0 and re.fullmatch(r"[0-9a-f]{64}", api_key) is not None,
+          describe(p))
+    stored = pg.psql("SELECT encode(sha256, 'hex') FROM api_keys WHERE name = 'web'").strip()
+    check("only the key's SHA-256 is stored", stored == hashlib.sha256(api_key.encode()).hexdigest(),
+          stored + " " + describe(p))
+    p = ctl.run("apikey", "add", "web")
+    check("a second active key of one name is refused", one_line_error(p) and "already exists" in p.stderr, describe(p))
+    p = ctl.run("apikey", "add", "bad name")
+    check("a bad key name is refused", one_line_error(p), describe(p))
+    p = ctl.run("apikey", "add", "old")
+    revoked_key = p.stdout.strip()
+    p = ctl.run("apikey", "revoke", "old")
+    check("apikey revoke", p.returncode == 0 and "revoked" in p.stdout, describe(p))
+    p = ctl.run("apikey", "revoke", "old")
+    check("revoking twice is an error", one_line_error(p) and "no active" in p.stderr, describe(p))
+    p = ctl.run("apikey", "list")
+    check("apikey list shows names and states, never keys",
+          p.returncode == 0 and re.search(r"^web\s+[0-9a-f]{8}\s+\S+\s+active", p.stdout, re.M) is not None
+          and re.search(r"^old\s+[0-9a-f]{8}\s+\S+\s+revoked", p.stdout, re.M) is not None
+          and api_key not in p.stdout, describe(p))
+    if FERRY_BIN:
+        check_server_api_keys(pg, api_key, revoked_key)
+
     # --- nothing secret reached the server log ------------------------------------------------------
     log = pg.server_log()
     check("server log holds no password or secret",
-          "correct horse" not in log and generated not in log and "an-old-shared-secret-value" not in log,
-          "found in server.log")
+          "correct horse" not in log and generated not in log and "an-old-shared-secret-value" not in log
+          and api_key not in log, "found in server.log")
+
+
+def check_server_api_keys(pg, api_key, revoked_key):
+    """ferry with database.url accepts keys from `ferryctl apikey add` at GET /v1/ice-servers."""
+    import harness
+
+    cfg = harness.ServerConfig(port=harness.pick_free_port(), relay_min=0, relay_max=0,
+                               http_port=harness.pick_free_port(udp=False, ipv6=False), database_url=pg.url)
+    cfg.relay_min, cfg.relay_max = harness.pick_free_range(10)
+    with harness.Server("ferry", cfg, binary=FERRY_BIN) as server:
+        harness.wait_http(cfg.http_port)
+        status, _, body = harness.http_get(cfg.http_port, "/v1/ice-servers", {"Authorization": "Bearer " + api_key})
+        ok = status == 200 and json.loads(body)["iceServers"][0]["username"].endswith(":web")
+        check("ferry accepts a key from the database", ok, "%d %s" % (status, body.strip()))
+        status, _, _ = harness.http_get(cfg.http_port, "/v1/ice-servers", {"Authorization": "Bearer " + revoked_key})
+        check("ferry refuses a revoked key", status == 401, str(status))
+        status, _, _ = harness.http_get(cfg.http_port, "/v1/ice-servers", {"Authorization": "Bearer nope"})
+        check("ferry refuses an unknown key", status == 401, str(status))
+        if FAILURES:
+            server.dump_log("ferry log")
 
 
 if __name__ == "__main__":

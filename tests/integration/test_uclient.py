@@ -12,6 +12,10 @@ relay and counts the echoes that come back.  Scenarios:
   udp-send-m5      -m 5 -s
   tcp-channel-m1   -t -m 1    TURN over TCP to the server (UDP relay) -- only with --tcp
   tcp-send-m5      -t -m 5 -s                                       -- only with --tcp
+  tls-channel-m1   -t -S -m 1     TURN over TLS (UDP relay)         -- only with --secure
+  tls-send-m5      -t -S -m 5 -s
+  dtls-channel-m1  -S -m 1        TURN over DTLS (UDP relay)
+  dtls-send-m5     -S -m 5 -s
 
 uclient's final report looks like
   7: : start_mclient: tot_send_msgs=100, tot_recv_msgs=100
@@ -20,7 +24,10 @@ and each scenario must exit 0 with tot_recv_msgs > 0, at least n*m messages sent
 at most --max-loss percent (default 0).  Note "-m 1" runs two sessions (RTP + RTCP pair) unless
 "-c" is given, so the totals are larger than n*m.
 
-Usage: /usr/bin/python3 test_uclient.py [--server ferry|coturn] [--bin PATH] [--tcp | --tcp-only]
+The secure scenarios give the server a TLS and a DTLS listener on one port number with a test
+certificate made by `openssl req`; uclient does not check it.
+
+Usage: /usr/bin/python3 test_uclient.py [--server ferry|coturn] [--bin PATH] [--tcp | --tcp-only | --secure-only]
        [--scenario NAME ...] [-n 50] [-l 100]
 """
 
@@ -43,9 +50,14 @@ SCENARIOS = {
     "udp-rest-m1": ["-m", "1", "-W", "SECRET"],
     "tcp-channel-m1": ["-t", "-m", "1"],
     "tcp-send-m5": ["-t", "-m", "5", "-s"],
+    "tls-channel-m1": ["-t", "-S", "-m", "1"],
+    "tls-send-m5": ["-t", "-S", "-m", "5", "-s"],
+    "dtls-channel-m1": ["-S", "-m", "1"],
+    "dtls-send-m5": ["-S", "-m", "5", "-s"],
 }
 UDP_SCENARIOS = [s for s in SCENARIOS if s.startswith("udp-")]
 TCP_SCENARIOS = [s for s in SCENARIOS if s.startswith("tcp-")]
+SECURE_SCENARIOS = [s for s in SCENARIOS if s.startswith(("tls-", "dtls-"))]
 
 TOTALS_RE = re.compile(r"start_mclient: tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$", re.M)
 LOST_RE = re.compile(r"Total lost packets (\d+) \(([\d.]+)%\), total send dropped (\d+) \(([\d.]+)%\)")
@@ -60,8 +72,9 @@ def run_scenario(name, uclient, cfg, peer_port, args):
         creds = ["-u", harness.DEFAULT_USER]
     else:
         creds = ["-u", harness.DEFAULT_USER, "-w", cfg.users[harness.DEFAULT_USER]]
+    port = cfg.tls_port if "-S" in extra else cfg.port
     cmd = [uclient, *creds,
-           "-p", str(cfg.port), "-e", "127.0.0.1", "-r", str(peer_port),
+           "-p", str(port), "-e", "127.0.0.1", "-r", str(peer_port),
            "-n", str(args.n), "-l", str(args.l), *extra, "127.0.0.1"]
     # The password appears in uclient's argv: it has no other way to take it.  Test-only creds.
     r = harness.run_client(cmd, timeout=args.client_timeout)
@@ -117,6 +130,7 @@ def main():
     g = ap.add_mutually_exclusive_group()
     g.add_argument("--tcp", action="store_true", help="also run the TCP (-t) scenarios")
     g.add_argument("--tcp-only", action="store_true", help="run only the TCP (-t) scenarios")
+    g.add_argument("--secure-only", action="store_true", help="run only the TLS and DTLS (-S) scenarios")
     g.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run just these")
     args = ap.parse_args()
 
@@ -124,6 +138,8 @@ def main():
         names = args.scenario
     elif args.tcp_only:
         names = TCP_SCENARIOS
+    elif args.secure_only:
+        names = SECURE_SCENARIOS
     else:
         names = UDP_SCENARIOS + (TCP_SCENARIOS if args.tcp else [])
     if args.server == "coturn":  # the reference runs lt-cred users only
@@ -134,6 +150,8 @@ def main():
         uclient = harness.require_tool(args.uclient)
         peer_tool = harness.require_tool(args.peer)
         cfg = harness.config_from_args(args, tcp=True)
+        if any(n in SECURE_SCENARIOS for n in names):
+            harness.add_tls(cfg, harness.TempDir(prefix="ferry-it-cert-").path)
         server = harness.server_from_args(args, cfg)
         peer_port = harness.pick_free_port(tcp=False, ipv6=False)
     except Exception as exc:  # noqa: BLE001
@@ -147,7 +165,8 @@ def main():
                 print(f"FAIL {label}: turnutils_peer on 127.0.0.1:{peer_port} does not echo\n{peer.log_text()}")
                 return 1
             with server:
-                print(f"  {args.server} on 127.0.0.1:{cfg.port}, relay 127.0.0.1:{cfg.relay_min}-{cfg.relay_max}, "
+                secure = f" (tls/dtls {cfg.tls_port})" if cfg.tls_port else ""
+                print(f"  {args.server} on 127.0.0.1:{cfg.port}{secure}, relay 127.0.0.1:{cfg.relay_min}-{cfg.relay_max}, "
                       f"peer 127.0.0.1:{peer_port}, -n {args.n} -l {args.l}")
                 for name in names:
                     results.append(run_scenario(name, uclient, cfg, peer_port, args))

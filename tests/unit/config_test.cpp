@@ -551,6 +551,20 @@ TEST(Cli, EveryFlag) {
   EXPECT_EQ(c.peers.deny, (std::vector<std::string>{"192.168.0.0/16", "10.0.0.0/8", "fc00::/7"}));  // added
 }
 
+TEST(Cli, SetAnySingleValueKey) {
+  auto r = run({"--set", "limits.max_lifetime=1800", "--set", "database.pool_size=4", "--realm", "x"},
+               {{"FERRY_LIMITS_MAX_LIFETIME", "900"}});
+  const Config& c = config_of(r);
+  EXPECT_EQ(c.limits.max_lifetime, 1800u);  // --set beats the environment
+  EXPECT_EQ(c.database.pool_size, 4u);
+  EXPECT_EQ(c.origins.at("limits.max_lifetime"), "--set limits.max_lifetime");
+  EXPECT_THAT(exit_of(run({"--set", "limits.max_lifetime"})).text, HasSubstr("--set: must be KEY=VALUE"));
+  EXPECT_THAT(exit_of(run({"--set", "limits.nope=1"})).text, HasSubstr("--set limits.nope: not a setting"));
+  EXPECT_THAT(exit_of(run({"--set", "limits.max_lifetime=forever"})).text, HasSubstr("--set limits.max_lifetime: "));
+  // The database URL may hold a password: never from argv.
+  EXPECT_THAT(exit_of(run({"--set", "database.url=postgresql://u:pw@h/db"})).text, HasSubstr("never taken as flags"));
+}
+
 TEST(Cli, EmptyHttpAddressDisables) {
   EXPECT_FALSE(config_of(run({"--http-address", ""})).http.address.has_value());
   EXPECT_FALSE(config_of(run({"--http-address="})).http.address.has_value());
@@ -629,6 +643,23 @@ TEST(Cli, CheckConfigPrintsMaskedEffectiveConfig) {
   EXPECT_THAT(e.text, Not(HasSubstr("dbsecret")));
 }
 
+TEST(Config, RealmMustBeUtf8TextWithoutControlCharacters) {
+  // Found by fuzz_config: a realm with bytes that are not UTF-8 was accepted, and its dump did not
+  // load again (REALM is UTF-8 text, RFC 8489 §14.9).
+  // Raw bytes in the file: a stray 0xFF, an overlong '/', a UTF-16 surrogate; then control
+  // characters written as YAML escapes.
+  for (const char* bad : {"realm: a\xff" "b\n", "realm: \xc0\xaf" "x\n", "realm: \xed\xa0\x80" "x\n",
+                          "realm: \"a\\tb\"\n", "software: \"x\\u0001\"\n"}) {
+    SCOPED_TRACE(bad);
+    auto r = load(bad);
+    ASSERT_FALSE(r);
+    EXPECT_THAT(error_of(r), HasSubstr("must be UTF-8 text without control characters"));
+  }
+  auto ok = load("realm: \"r\u00e9alm.example\"\n");
+  ASSERT_TRUE(ok) << error_of(ok);
+  EXPECT_EQ(ok->realm, "r\u00e9alm.example");
+}
+
 TEST(Cli, CheckConfigReportsErrors) {
   TempDir dir;
   auto path = dir.write("ferry.yaml", "realm: x\nlimits:\n  max_lifetime: 7200\n");
@@ -684,6 +715,67 @@ TEST_F(LogTest, TextAndRuntimeLevelChange) {
   set_log_level(LogLevel::Off);
   spdlog::error("silenced");
   EXPECT_THAT(out_.str(), Not(HasSubstr("silenced")));
+}
+
+// ------------------------------------------------------------------------------------------------
+// http.* (ICE servers API) and drain.*
+// ------------------------------------------------------------------------------------------------
+
+constexpr char kHash[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";  // SHA-256("test")
+
+TEST(ConfigOps, ApiKeysIceUrlsAndDrainFromYaml) {
+  auto r = load(std::string("http:\n  api_keys:\n    - {name: web, sha256: ") + kHash +
+                "}\n  api_requests_per_second: 9\n  ice_urls: [\"stun:h:3478\", \"turns:h:5349?transport=tcp\"]\n"
+                "  credential_ttl: 60\n  max_credential_ttl: 120\ndrain:\n  timeout: 7\n  alternate_server: 192.0.2.9\n");
+  ASSERT_TRUE(r) << error_of(r);
+  ASSERT_EQ(r->http.api_keys.size(), 1u);
+  EXPECT_EQ(r->http.api_keys[0].name, "web");
+  EXPECT_EQ(r->http.api_keys[0].sha256[0], 0x9f);
+  EXPECT_EQ(r->http.api_requests_per_second, 9u);
+  EXPECT_EQ(r->http.ice_urls.size(), 2u);
+  EXPECT_EQ(r->http.credential_ttl, 60u);
+  EXPECT_EQ(r->drain.timeout, 7u);
+  ASSERT_TRUE(r->drain.alternate_server);
+  EXPECT_EQ(r->drain.alternate_server->to_string(), "192.0.2.9:3478");
+  // Shown in --check-config output (a hash is not the key).
+  EXPECT_THAT(dump_effective(*r), HasSubstr(kHash));
+}
+
+TEST(ConfigOps, ErrorsNameKeyAndLine) {
+  EXPECT_EQ(error_of(load("http:\n  api_keys:\n    - {name: web, sha256: abc}\n")),
+            "ferry.yaml:3: http.api_keys[0].sha256: must be 64 hex digits, the SHA-256 of the key (got 3 characters)");
+  EXPECT_EQ(error_of(load(std::string("http:\n  api_keys:\n    - {name: 'a b', sha256: ") + kHash + "}\n")),
+            "ferry.yaml:3: http.api_keys[0].name: name may hold only letters, digits and - _ . @ (got 'a b')");
+  EXPECT_EQ(error_of(load("http:\n  api_keys:\n    - {name: web}\n")),
+            "ferry.yaml:3: http.api_keys[0]: key 'web' needs sha256 (the SHA-256 of the key, in hex)");
+  EXPECT_THAT(error_of(load("http:\n  ice_urls: [\"http://x\"]\n")),
+              StartsWith("ferry.yaml:2: http.ice_urls[0]: must be a stun:, stuns:, turn: or turns: URL"));
+  EXPECT_EQ(error_of(load("http:\n  credential_ttl: 7200\n  max_credential_ttl: 3600\n")),
+            "ferry.yaml:2: http.credential_ttl: http.credential_ttl (7200) must not be above http.max_credential_ttl (3600)");
+  EXPECT_THAT(error_of(load("drain:\n  alternate_server: nowhere\n")), StartsWith("ferry.yaml:2: drain.alternate_server: must be IP[:PORT]"));
+  EXPECT_EQ(error_of(load("drain:\n  timeout: -1\n")), "ferry.yaml:2: drain.timeout: must not be negative (got -1)");
+}
+
+TEST(ConfigOps, EnvironmentAndFlags) {
+  auto r = load("", {{"FERRY_HTTP_API_KEYS", std::string("web:") + kHash + ", app:" + kHash},
+                     {"FERRY_HTTP_ICE_URLS", "stun:a:3478,turn:a:3478?transport=udp"},
+                     {"FERRY_DRAIN_TIMEOUT", "0"}});
+  ASSERT_TRUE(r) << error_of(r);
+  EXPECT_EQ(r->http.api_keys.size(), 2u);
+  EXPECT_EQ(r->http.api_keys[1].name, "app");
+  EXPECT_EQ(r->http.ice_urls[1], "turn:a:3478?transport=udp");
+  EXPECT_EQ(r->drain.timeout, 0u);
+  EXPECT_THAT(error_of(load("", {{"FERRY_HTTP_API_KEYS", "nohash"}})), StartsWith("FERRY_HTTP_API_KEYS: http.api_keys: must be NAME:SHA256HEX"));
+
+  auto parsed = run({"--api-key-hash", std::string("cli:") + kHash, "--ice-url", "turn:x:3478", "--drain-timeout", "12",
+                     "--alternate-server", "[2001:db8::1]:3478"});
+  const Config& c = config_of(parsed);
+  ASSERT_EQ(c.http.api_keys.size(), 1u);
+  EXPECT_EQ(c.http.api_keys[0].name, "cli");
+  EXPECT_EQ(c.http.ice_urls, std::vector<std::string>{"turn:x:3478"});
+  EXPECT_EQ(c.drain.timeout, 12u);
+  EXPECT_EQ(c.drain.alternate_server->to_string(), "[2001:db8::1]:3478");
+  EXPECT_EQ(c.origins.at("drain.timeout"), "--drain-timeout");
 }
 
 }  // namespace

@@ -112,6 +112,7 @@ class AsyncStore final : public auth::CredentialStore {
  public:
   explicit AsyncStore(auth::CredentialStore& inner) : inner_(inner) {}
   std::optional<auth::LookupResult> lookup(std::string_view username, std::string_view realm, Callback done) override {
+    if (!defer) return inner_.lookup(username, realm, nullptr);
     queued_.push_back({std::string(username), std::string(realm), std::move(done)});
     return std::nullopt;
   }
@@ -119,6 +120,7 @@ class AsyncStore final : public auth::CredentialStore {
     return inner_.username_for_hash(h, realm);
   }
   size_t queued() const { return queued_.size(); }
+  bool defer = true;  // false: answer at once, like a warm cache
   // Answers every queued lookup, as a database reply arriving on the loop would.
   void answer_all() {
     auto q = std::move(queued_);
@@ -1469,6 +1471,35 @@ TEST_F(TurnCoreTest, CloseUserClosesOnlyThatUsersAllocations) {
   expect_error(refresh(a1, tuple(1)), code::AllocationMismatch);
 }
 
+TEST_F(TurnCoreTest, RevalidateClosesAllocationsTheStoreNoLongerVouchesFor) {
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  EXPECT_EQ(server().revalidate_users(), 0u);  // nothing changed
+  EXPECT_EQ(server().allocation_count(), 2u);
+  users.add_password("alice", "new-password");  // a new key: the old allocation is no longer vouched for
+  users.remove("bob");
+  EXPECT_EQ(server().revalidate_users(), 2u);
+  EXPECT_EQ(server().allocation_count(), 0u);
+  EXPECT_TRUE(io.open.empty());
+}
+
+TEST_F(TurnCoreTest, RevalidateWithAnAsyncStoreClosesWhenTheAnswerComes) {
+  AsyncStore async(users);
+  store = &async;
+  async.defer = false;
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  async.defer = true;
+  users.remove("alice");
+  EXPECT_EQ(server().revalidate_users(), 0u);  // answers pending
+  EXPECT_EQ(server().allocation_count(), 2u);
+  async.answer_all();
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_NE(server().find_allocation(tuple(2)), nullptr);
+}
+
 TEST_F(TurnCoreTest, StreamClientClosingEndsItsAllocation) {
   const FiveTuple tcp = tuple(1, Transport::Tcp);
   TurnClient a = alice(), b = bob();
@@ -1598,6 +1629,251 @@ TEST_F(TurnCoreTest, Rfc5766ChannelNumbersAcceptedWhenConfigured) {
   send_channel_data(tuple(1), 0x56CB, "hello");
   ASSERT_EQ(io.to_peer.size(), 1u);
   EXPECT_EQ(io.to_peer[0].peer, peer);
+}
+
+// ================================ relay policy matrix (issue 8) ================================
+// Every address class refused by default, through every way a client can name a peer: the
+// CreatePermission and ChannelBind are answered 403 and install nothing, and a Send indication to
+// the peer relays nothing (indications get no answer; the drop is counted as policy).
+
+TEST_F(TurnCoreTest, RelayPolicyMatrixRefusesEveryDefaultDeniedClass) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient c = alice();
+  AllocateOptions o;
+  o.additional_family = Family::V6;  // a dual allocation, so IPv6 peers are refused by policy, not 443
+  allocate_ok(c, tuple(1), o);
+  const struct {
+    const char* cls;
+    const char* peer;
+  } kDenied[] = {
+      {"loopback v4", "127.0.0.1:9"},
+      {"loopback v4 (other)", "127.10.20.30:9"},
+      {"unspecified v4", "0.0.0.0:9"},
+      {"this network", "0.1.2.3:9"},
+      {"RFC 1918 10/8", "10.1.2.3:9"},
+      {"RFC 1918 172.16/12", "172.16.5.4:9"},
+      {"RFC 1918 192.168/16", "192.168.1.1:9"},
+      {"RFC 6598 shared", "100.64.0.1:9"},
+      {"link-local v4 (cloud metadata)", "169.254.169.254:80"},
+      {"multicast v4", "224.0.0.251:9"},
+      {"broadcast", "255.255.255.255:9"},
+      {"reserved 240/4", "240.0.0.1:9"},
+      {"loopback v6", "[::1]:9"},
+      {"unspecified v6", "[::]:9"},
+      {"link-local v6", "[fe80::1]:9"},
+      {"ULA", "[fd00::1]:9"},
+      {"multicast v6", "[ff02::1]:9"},
+      {"IPv4-mapped loopback", "[::ffff:127.0.0.1]:9"},
+      {"IPv4-mapped private", "[::ffff:10.0.0.1]:9"},
+      {"IPv4-compatible loopback", "[::127.0.0.1]:9"},
+      {"NAT64 of private", "[64:ff9b::a00:1]:9"},
+      {"NAT64 of loopback", "[64:ff9b::7f00:1]:9"},
+      {"6to4 of private", "[2002:a00:1::1]:9"},
+      {"server's own relay v4", "198.51.100.10:9"},
+      {"server's own relay v6", "[2001:db8::10]:9"},
+  };
+  uint16_t channel = 0x4000;
+  for (const auto& d : kDenied) {
+    SCOPED_TRACE(std::string(d.cls) + " " + d.peer);
+    const TransportAddress peer = addr(d.peer);
+    expect_error(permit(c, tuple(1), {peer}), code::Forbidden);
+    expect_error(bind(c, tuple(1), channel++, peer), code::Forbidden);
+    const uint64_t policy_drops = server().stats().dropped[static_cast<size_t>(DropReason::Policy)].get();
+    send_indication(c, tuple(1), peer, "probe");
+    EXPECT_TRUE(io.to_peer.empty());
+    EXPECT_GT(server().stats().dropped[static_cast<size_t>(DropReason::Policy)].get() +
+                  server().stats().dropped[static_cast<size_t>(DropReason::NoPermission)].get(),
+              policy_drops);
+  }
+  const Allocation* a = server().find_allocation(tuple(1));
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->permissions.size(), 0u);
+  EXPECT_TRUE(io.to_peer.empty());
+  // And a public peer still works, so the refusals above were the policy's doing.
+  EXPECT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
+  send_indication(c, tuple(1), kPeer, "ok");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+}
+
+TEST_F(TurnCoreTest, UnauthenticatedAnswersAreRateLimitedPerSourceIp) {
+  config.unauth_requests_per_second = 5;  // bursts of 10
+  auto challenges = [&](const FiveTuple& t, int n) {
+    int answered = 0;
+    for (int i = 0; i < n; ++i) {
+      TurnClient c = alice();
+      auto req = c.allocate_request(buf);
+      io.to_client.clear();
+      server().on_client_packet(t, *req);
+      answered += static_cast<int>(io.to_client.size());
+    }
+    return answered;
+  };
+  FiveTuple spoofed = tuple(1);
+  EXPECT_EQ(challenges(spoofed, 30), 10);
+  spoofed.client.port = 9;  // another port of the same IP shares its bucket
+  EXPECT_EQ(challenges(spoofed, 5), 0);
+  EXPECT_EQ(challenges(tuple(2), 10), 10);  // another source is not affected
+  EXPECT_EQ(challenges(tuple(3, Transport::Tcp), 30), 30);  // a stream's source cannot be spoofed
+  EXPECT_EQ(server().stats().dropped[static_cast<size_t>(DropReason::RateLimited)].get(), 25u);
+  clock.advance(std::chrono::seconds(1));
+  EXPECT_EQ(challenges(tuple(1), 30), 5);
+  // An authenticated client is not held back by the limit on its challenges.
+  TurnClient c = alice();
+  clock.advance(std::chrono::seconds(2));
+  allocate_ok(c, tuple(1));
+}
+
+}  // namespace
+}  // namespace ferry::turn
+
+// ================================ Draining and gauges ================================
+
+namespace ferry::turn {
+namespace {
+
+int64_t active(const ServerStats& s, Transport t, AllocationFamily f) {
+  return s.allocations_active[static_cast<size_t>(t)][idx(f)].get();
+}
+
+TEST_F(TurnCoreTest, DrainingRefusesNewAllocationsWith508AndKeepsOldOnes) {
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  server().set_draining(true);
+  EXPECT_TRUE(server().draining());
+  TurnClient b = bob();
+  Response r = allocate(b, tuple(2));
+  expect_error(r, code::InsufficientCapacity);
+  EXPECT_TRUE(r.authenticated);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_EQ(server().stats().allocations_refused[code::InsufficientCapacity].get(), 1u);
+  // The existing allocation lives on: refresh, permissions and data still work.
+  EXPECT_EQ(refresh(a, tuple(1), 600).outcome, Outcome::Success);
+  ASSERT_EQ(permit(a, tuple(1), {kPeer}).outcome, Outcome::Success);
+  send_indication(a, tuple(1), kPeer, "still relayed");
+  EXPECT_EQ(io.to_peer.size(), 1u);
+  // ...and ends when the client deletes it, or expires.
+  ASSERT_EQ(refresh(a, tuple(1), 0).outcome, Outcome::Success);
+  EXPECT_EQ(server().stats().active_allocations(), 0);
+  server().set_draining(false);
+  allocate_ok(b, tuple(2));
+}
+
+TEST_F(TurnCoreTest, DrainingWithAlternateServerAnswers300WithAlternateServer) {
+  const TransportAddress alt = addr("203.0.113.9:3478");
+  server().set_draining(true, alt);
+  TurnClient c = alice();
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::TryAlternate);
+  EXPECT_TRUE(r.authenticated);  // RFC 8489 §10: only the real server may redirect
+  MessageView v = response_view();
+  auto a = v.find(attr::AlternateServer);
+  ASSERT_TRUE(a.has_value());
+  auto decoded = stun::decode_address(a->value);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(*decoded, alt);
+  expect_nothing_allocated();
+  EXPECT_EQ(server().stats().allocations_refused[code::TryAlternate].get(), 1u);
+}
+
+TEST_F(TurnCoreTest, DrainingAlternateOfOtherFamilyFallsBackTo508) {
+  server().set_draining(true, addr("[2001:db8::9]:3478"));
+  TurnClient c = alice();
+  Response r = allocate(c, tuple(1));
+  expect_error(r, code::InsufficientCapacity);
+  EXPECT_FALSE(response_view().has(attr::AlternateServer));
+}
+
+TEST_F(TurnCoreTest, DrainingStillAnswersARetransmittedAllocate) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));
+  const std::vector<uint8_t> first = last_request;
+  server().set_draining(true);
+  io.to_client.clear();
+  server().on_client_packet(tuple(1), Bytes(first));
+  ASSERT_EQ(io.to_client.size(), 1u);
+  auto v = MessageView::parse(Bytes(io.to_client[0].bytes));
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->cls(), stun::Class::Success);
+}
+
+TEST_F(TurnCoreTest, GaugesFollowAllocationsPermissionsAndChannels) {
+  config.relays.push_back(RelayAddress{kRelay6, std::nullopt});
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  TurnClient b = bob();
+  AllocateOptions dual;
+  dual.additional_family = Family::V6;
+  ASSERT_EQ(allocate(b, tuple(2, Transport::Tcp), dual).relayed.size(), 2u);
+  const ServerStats& s = server().stats();
+  EXPECT_EQ(active(s, Transport::Udp, AllocationFamily::V4), 1);
+  EXPECT_EQ(active(s, Transport::Tcp, AllocationFamily::Dual), 1);
+  EXPECT_EQ(s.active_allocations(), 2);
+
+  ASSERT_EQ(permit(a, tuple(1), {kPeer, kPeer2}).outcome, Outcome::Success);
+  ASSERT_EQ(permit(a, tuple(1), {kPeer}).outcome, Outcome::Success);  // a refresh, not a new one
+  EXPECT_EQ(s.permissions_active.get(), 2);
+  ASSERT_EQ(bind(a, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  EXPECT_EQ(s.channels_active.get(), 1);
+  EXPECT_EQ(s.permissions_active.get(), 2);
+
+  // Dropping the IPv6 leg moves the allocation from dual to IPv4.
+  ASSERT_EQ(refresh(b, tuple(2, Transport::Tcp), 0, Family::V6).outcome, Outcome::Success);
+  EXPECT_EQ(active(s, Transport::Tcp, AllocationFamily::Dual), 0);
+  EXPECT_EQ(active(s, Transport::Tcp, AllocationFamily::V4), 1);
+
+  // Permissions expire after 300 s (the channel refreshes its own peer's permission only when
+  // rebound), channels after 600 s; the tick recounts.
+  clock.advance(301s);
+  ASSERT_EQ(refresh(a, tuple(1), 600).outcome, Outcome::Success);
+  server().tick();
+  EXPECT_EQ(s.permissions_active.get(), 0);
+  EXPECT_EQ(s.channels_active.get(), 1);
+  clock.advance(300s);
+  server().tick();
+  EXPECT_EQ(s.channels_active.get(), 0);
+
+  // Deleting takes everything of an allocation off the gauges.
+  ASSERT_EQ(permit(a, tuple(1), {kPeer}).outcome, Outcome::Success);
+  EXPECT_EQ(s.permissions_active.get(), 1);
+  ASSERT_EQ(refresh(a, tuple(1), 0).outcome, Outcome::Success);
+  EXPECT_EQ(s.permissions_active.get(), 0);
+  EXPECT_EQ(active(s, Transport::Udp, AllocationFamily::V4), 0);
+  server().on_client_closed(tuple(2, Transport::Tcp));
+  EXPECT_EQ(s.active_allocations(), 0);
+}
+
+TEST_F(TurnCoreTest, ResponsesAreCountedByMethodAndResult) {
+  TurnClient c = alice();
+  allocate_ok(c, tuple(1));  // a 401 challenge, then success
+  const ServerStats& s = server().stats();
+  EXPECT_EQ(s.responses[idx(RequestMethod::Allocate)][idx(RequestResult::Error)].get(), 1u);
+  EXPECT_EQ(s.responses[idx(RequestMethod::Allocate)][idx(RequestResult::Success)].get(), 1u);
+  EXPECT_EQ(s.allocations_refused[code::Unauthenticated].get(), 0u) << "a challenge is not a refusal";
+  expect_error(allocate(c, tuple(1)), code::AllocationMismatch);  // a second one on the same 5-tuple
+  EXPECT_EQ(s.allocations_refused[code::AllocationMismatch].get(), 1u);
+  EXPECT_EQ(refresh(c, tuple(1), 600).outcome, Outcome::Success);
+  EXPECT_EQ(s.responses[idx(RequestMethod::Refresh)][idx(RequestResult::Success)].get(), 1u);
+}
+
+TEST_F(TurnCoreTest, SetLimitsAppliesToNewRequests) {
+  TurnClient a = alice();
+  allocate_ok(a, tuple(1));
+  ServerCoreConfig l = config;
+  l.max_lifetime = 120;
+  l.default_lifetime = 60;
+  l.max_allocations = 1;
+  server().set_limits(l);
+  // A refresh asking for an hour now gets the new maximum.
+  Response r = refresh(a, tuple(1), 3600);
+  ASSERT_EQ(r.outcome, Outcome::Success);
+  EXPECT_EQ(a.lifetime(), 120u);
+  // The cap of one allocation is reached: 508 for the next.
+  TurnClient b = bob();
+  expect_error(allocate(b, tuple(2)), code::InsufficientCapacity);
+  l.max_allocations = 0;
+  server().set_limits(l);
+  allocate_ok(b, tuple(2));
+  EXPECT_EQ(server().allocation_count(), 2u);
 }
 
 }  // namespace

@@ -8,6 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 #include <array>
 #include <csignal>
 #include <cstring>
@@ -55,11 +59,10 @@ class ShellTest : public ::testing::Test {
     s.base.core.port_min = 26000;
     s.base.core.port_max = 26099;
     s.base.core.nonce_key = auth::random_key();
-    s.make_credentials = [] {
-      auto users = std::make_unique<auth::StaticUsers>("ferry.test");
-      users->add_password("alice", "secret");
-      return users;
-    };
+    auto users = std::make_shared<auth::StaticUsers>("ferry.test");
+    users->add_password("alice", "secret");
+    s.credentials.realm = "ferry.test";
+    s.credentials.users = users;
     pool_ = std::make_unique<WorkerPool>(std::move(s));
     auto err = pool_->start();
     ASSERT_FALSE(err.has_value()) << *err;
@@ -240,12 +243,37 @@ TEST_F(ShellTest, BindFailureNamesTheListener) {
   s.workers = 1;
   s.base.listeners = {ListenerConfig{udp_, Transport::Udp}};
   s.base.core.relays = {turn::RelayAddress{loopback(), std::nullopt}};
-  s.make_credentials = [] { return std::make_unique<auth::StaticUsers>("ferry"); };
+  s.credentials.realm = "ferry";
   WorkerPool second(std::move(s));
   auto err = second.start();
   ASSERT_TRUE(err.has_value());
   EXPECT_NE(err->find("udp " + udp_.to_string()), std::string::npos) << *err;
   EXPECT_NE(err->find("address already in use"), std::string::npos) << *err;
+}
+
+// Worker::post runs tasks on the worker's own loop thread, in order; set_draining travels that way.
+TEST_F(ShellTest, PostedTasksRunOnEachLoopAndCarryTheDrain) {
+  start(2);
+  std::mutex m;
+  std::vector<std::thread::id> ran_on;
+  std::atomic<int> draining_seen{0};
+  pool_->set_draining(true, std::nullopt);
+  for (size_t i = 0; i < pool_->size(); ++i) {
+    Worker& w = pool_->worker(i);
+    w.post([&] {  // queued after the set_draining task: sees its effect
+      std::lock_guard lock(m);
+      ran_on.push_back(std::this_thread::get_id());
+      if (w.core().draining()) ++draining_seen;
+    });
+  }
+  for (int i = 0; i < 200 && draining_seen.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(draining_seen.load(), 2);
+  std::lock_guard lock(m);
+  ASSERT_EQ(ran_on.size(), 2u);
+  EXPECT_NE(ran_on[0], ran_on[1]) << "each worker runs its own tasks";
+  EXPECT_NE(ran_on[0], std::this_thread::get_id());
+  // Every loop stamps a heartbeat for /healthz.
+  for (size_t i = 0; i < pool_->size(); ++i) EXPECT_LT(steady_ms() - pool_->worker(i).stats().heartbeat_ms.get(), 2000);
 }
 
 TEST(PortShareTest, SplitsEvenlyAndContiguously) {

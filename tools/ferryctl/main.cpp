@@ -10,6 +10,7 @@
 //   ferryctl secret list [--realm R]
 //   ferryctl secret revoke ID
 //   ferryctl token USER --ttl SECONDS [--realm R] [--secret-stdin] [--url turn:...]...
+//   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
@@ -426,6 +427,55 @@ int cmd_secret_revoke(Db& db, const std::string& id) {
   return 0;
 }
 
+// ---- API keys for GET /v1/ice-servers (only SHA-256 of each key is stored) ----
+
+bool valid_key_name(const std::string& name) {
+  static const std::regex re(R"(^[A-Za-z0-9._@-]{1,64}$)");
+  return std::regex_match(name, re);
+}
+
+int cmd_apikey_add(Db& db, const std::string& name) {
+  if (!valid_key_name(name)) fail("API key name must be 1-64 letters, digits or - _ . @");
+  unsigned char raw[32];
+  if (RAND_bytes(raw, sizeof raw) != 1) fail("no randomness available");
+  std::string key = hex(raw, sizeof raw);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(key.data(), key.size(), md, &n, EVP_sha256(), nullptr);
+  std::string state, err;
+  auto r = db.exec("INSERT INTO api_keys (name, sha256) VALUES ($1, decode($2, 'hex'))", {name, hex(md, n)}, &state, &err);
+  if (!r) {
+    wipe(key);
+    if (state == "23505") fail("an active API key named '" + name + "' already exists (revoke it first)");
+    if (state == "42P01") fail("database error: " + err + " (run `ferryctl db migrate` first)");
+    fail("database error: " + err);
+  }
+  std::cerr << "added API key '" << name << "' (sha256 " << hex(md, 4)
+            << "...); it is shown once, below: give it to the web application\n";
+  std::cout << key << "\n";
+  wipe(key);
+  return 0;
+}
+
+int cmd_apikey_list(Db& db) {
+  auto r = db.exec(
+      "SELECT name, encode(substring(sha256 from 1 for 4), 'hex'), "
+      "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+      "CASE WHEN revoked_at IS NULL THEN 'active' ELSE 'revoked' END FROM api_keys ORDER BY id");
+  std::printf("%-24s %-10s %-21s %s\n", "NAME", "SHA256", "CREATED", "STATE");
+  for (int i = 0; i < PQntuples(r.get()); ++i)
+    std::printf("%-24s %-10s %-21s %s\n", PQgetvalue(r.get(), i, 0), PQgetvalue(r.get(), i, 1), PQgetvalue(r.get(), i, 2),
+                PQgetvalue(r.get(), i, 3));
+  return 0;
+}
+
+int cmd_apikey_revoke(Db& db, const std::string& name) {
+  auto r = db.exec("UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL", {name});
+  if (std::string_view(PQcmdTuples(r.get())) == "0") fail("no active API key named '" + name + "'");
+  std::cout << "revoked API key '" << name << "' (servers stop accepting it within a minute)\n";
+  return 0;
+}
+
 int cmd_token(const Globals& g, const std::string& realm, const std::string& user, uint64_t ttl, bool secret_stdin,
               std::vector<std::string> urls) {
   if (ttl == 0) fail("--ttl must be positive");
@@ -521,6 +571,14 @@ int main(int argc, char** argv) {
   token->add_flag("--secret-stdin", token_secret_stdin, "read the shared secret from stdin (no database needed)");
   token->add_option("--url", urls, "TURN URL(s) for the iceServers entry (default turn:localhost:3478?transport=udp)");
 
+  auto* apikey = app.add_subcommand("apikey", "API keys for ferry's GET /v1/ice-servers")->require_subcommand(1);
+  std::string key_name;
+  auto* k_add = apikey->add_subcommand("add", "add a key: generated, printed once on stdout, stored as SHA-256");
+  k_add->add_option("name", key_name, "the key's name (the user part of the credentials it gets)")->required();
+  auto* k_list = apikey->add_subcommand("list", "list keys (names and hash prefixes, never keys)");
+  auto* k_revoke = apikey->add_subcommand("revoke", "revoke the active key of this name");
+  k_revoke->add_option("name", key_name)->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -548,6 +606,9 @@ int main(int argc, char** argv) {
     if (*s_add) return cmd_secret_add(conn, realm, expires, secret_stdin);
     if (*s_list) return cmd_secret_list(conn, realm_filter);
     if (*s_revoke) return cmd_secret_revoke(conn, secret_id);
+    if (*k_add) return cmd_apikey_add(conn, key_name);
+    if (*k_list) return cmd_apikey_list(conn);
+    if (*k_revoke) return cmd_apikey_revoke(conn, key_name);
     fail("unknown command", 2);
   } catch (const Failure& f) {
     std::cerr << "ferryctl: " << f.message << "\n";
