@@ -949,6 +949,17 @@ def server_from_args(args, config: ServerConfig) -> Server:
                   ready_timeout=args.ready_timeout)
 
 
+def report(name: str, problems: list[str], summary: str) -> int:
+    """A test's verdict: every problem and a FAIL line (exit status 1), or one PASS line (0)."""
+    if problems:
+        for p in problems:
+            print(f"  problem: {p}")
+        print(f"FAIL {name}: {len(problems)} problem(s)")
+        return 1
+    print(f"PASS {name}: {summary}")
+    return 0
+
+
 def require_tool(path: str) -> str:
     found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
     if not found:

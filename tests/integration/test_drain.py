@@ -108,13 +108,7 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"FAIL {NAME}: {exc}")
         return 1
-    if problems:
-        for p in problems:
-            print(f"  problem: {p}")
-        print(f"FAIL {NAME}: {len(problems)} problem(s)")
-        return 1
-    print(f"PASS {NAME}: readiness flips, new Allocates get 508 or 300+ALTERNATE-SERVER, old ones live on, exit 0")
-    return 0
+    return harness.report(NAME, problems, "readiness flips, new Allocates get 508 or 300+ALTERNATE-SERVER, old ones live on, exit 0")
 
 
 if __name__ == "__main__":

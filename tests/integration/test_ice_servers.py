@@ -111,14 +111,8 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"FAIL {NAME}: {exc}")
         return 1
-    if problems:
-        for p in problems:
-            print(f"  problem: {p}")
-        print(f"FAIL {NAME}: {len(problems)} problem(s)")
-        return 1
-    print(f"PASS {NAME}: 401 without/with a wrong key, a credential that allocates, 429 over the rate, 503 "
-          "without a secret")
-    return 0
+    return harness.report(NAME, problems, "401 without/with a wrong key, a credential that allocates, 429 over the rate, 503 "
+                          "without a secret")
 
 
 if __name__ == "__main__":

@@ -93,13 +93,7 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         print(f"FAIL {NAME}: {exc}")
         return 1
-    if problems:
-        for p in problems:
-            print(f"  problem: {p}")
-        print(f"FAIL {NAME}: {len(problems)} problem(s)")
-        return 1
-    print(f"PASS {NAME}: promtool accepts a live scrape after real traffic; healthz and readyz 200")
-    return 0
+    return harness.report(NAME, problems, "promtool accepts a live scrape after real traffic; healthz and readyz 200")
 
 
 if __name__ == "__main__":
