@@ -66,6 +66,18 @@ std::optional<std::string> add_peer_rules(turn::PeerPolicy& policy, const Config
   return std::nullopt;
 }
 
+// The fields ServerCore::set_limits takes: set at startup and again on SIGHUP.
+void set_limits(turn::ServerCoreConfig& c, const Config& config) {
+  c.default_lifetime = config.limits.default_lifetime;
+  c.max_lifetime = config.limits.max_lifetime;
+  c.max_allocations = config.limits.max_allocations;
+  c.max_allocations_per_user = config.limits.max_allocations_per_user;
+  c.max_permissions = config.limits.max_permissions_per_allocation;
+  c.max_channels = config.limits.max_channels_per_allocation;
+  c.bandwidth_per_allocation = config.limits.bandwidth_per_allocation;
+  c.unauth_requests_per_second = config.limits.unauth_requests_per_second;
+}
+
 turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::RelayAddress> relays) {
   turn::ServerCoreConfig c;
   c.realm = config.realm;
@@ -73,17 +85,10 @@ turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::Relay
   c.relays = std::move(relays);
   c.port_min = config.relay.port_min;
   c.port_max = config.relay.port_max;
-  c.default_lifetime = config.limits.default_lifetime;
-  c.max_lifetime = config.limits.max_lifetime;
+  set_limits(c, config);
   c.nonce_lifetime = config.auth.nonce_lifetime;
-  c.max_allocations = config.limits.max_allocations;
-  c.max_allocations_per_user = config.limits.max_allocations_per_user;
-  c.max_permissions = config.limits.max_permissions_per_allocation;
-  c.max_channels = config.limits.max_channels_per_allocation;
   c.max_channel_number = config.relay.strict_channel_numbers ? turn::ChannelNumber::kMax : turn::ChannelNumber::kMaxRfc5766;
-  c.bandwidth_per_allocation = config.limits.bandwidth_per_allocation;
   c.userhash = config.auth.userhash;
-  c.unauth_requests_per_second = config.limits.unauth_requests_per_second;
   c.nonce_key = auth::random_key();  // one key for all workers: a nonce from one is valid at another
   c.seed = random_seed();
   return c;
@@ -173,7 +178,8 @@ struct Reloader {
     auto settings = std::make_shared<const server::CredentialSettings>(credential_settings(next));
     for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).reload_credentials(settings);
     // Limits: the total allocation cap is split between workers as at startup.
-    turn::ServerCoreConfig limits = core_config(next, {});
+    turn::ServerCoreConfig limits;
+    set_limits(limits, next);
     if (limits.max_allocations != 0) limits.max_allocations = (limits.max_allocations + pool->size() - 1) / pool->size();
     for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).set_limits(limits);
     ops->api_keys().set_keys(next.http.api_keys, next.http.api_requests_per_second);
