@@ -28,6 +28,14 @@ class RelaySockets {
     if (id >= sockets_.size() || sockets_[id] == nullptr) return UV_EBADF;
     return sockets_[id]->send(peer, bytes);
   }
+  // Through the receive area's SendBatch when possible (see UdpSocket::send_relayed).
+  void send_relayed(turn::RelayId id, const stun::TransportAddress& peer, stun::Bytes bytes, turn::Counter& dropped) {
+    if (id >= sockets_.size() || sockets_[id] == nullptr) {
+      dropped.add();
+      return;
+    }
+    sockets_[id]->send_relayed(peer, bytes, dropped);
+  }
   size_t open_count() const;
 
  private:

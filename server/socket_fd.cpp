@@ -74,6 +74,11 @@ int open_bound_socket(int type, const stun::TransportAddress& local, const Socke
                       : ::setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof mode);
     if (rc != 0) return fail(fd);
   }
+  if (options.buffer_bytes > 0) {
+    // Not fatal: a smaller buffer only means drops under bursts.
+    (void)::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &options.buffer_bytes, sizeof options.buffer_bytes);
+    (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &options.buffer_bytes, sizeof options.buffer_bytes);
+  }
   sockaddr_storage ss{};
   const unsigned len = local.to_sockaddr(ss);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) return fail(fd);

@@ -15,6 +15,10 @@ struct SocketOptions {
   // live in one worker's core. 0 or 1: the kernel's 5-tuple hash.
   uint32_t steer_by_ip_among = 0;
   bool dont_fragment = false;  // DF set on every datagram (TURN DONT-FRAGMENT, RFC 8656 §14.8)
+  // SO_RCVBUF/SO_SNDBUF, best effort (the kernel caps them at net.core.rmem_max/wmem_max). 0: the
+  // kernel default (about 208 KiB), which a listener that all of a worker's clients share fills
+  // with a burst of 1000-byte datagrams.
+  int buffer_bytes = 0;
 };
 
 // A non-blocking, close-on-exec socket of `type` (SOCK_DGRAM / SOCK_STREAM) bound to `local`.

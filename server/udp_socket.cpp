@@ -29,6 +29,7 @@ UdpSocket* UdpSocket::open(uv_loop_t* loop, const stun::TransportAddress& local,
     *error = rc;
     return nullptr;
   }
+  s->fd_ = fd;
   s->local_ = bound_address(fd, local);
   return s;
 }
@@ -52,12 +53,17 @@ void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, co
   auto* s = static_cast<UdpSocket*>(handle->data);
   if (s->closing_) return;  // libuv still hands over the rest of a batch read before uv_close
   if (nread < 0) {
+    s->end_of_batch();
     s->handler_->on_receive_error(*s, static_cast<int>(nread));
     return;
   }
-  // nread == 0 with no address: the socket ran dry, or the end of a batch (UV_UDP_MMSG_FREE).
-  // A truncated datagram is useless to relay.
-  if (addr == nullptr || (flags & UV_UDP_PARTIAL)) return;
+  // nread == 0 with no address: the socket ran dry, or the end of a batch (UV_UDP_MMSG_FREE):
+  // what the batch relayed goes out now, before the next read reuses the buffer.
+  if (addr == nullptr) {
+    s->end_of_batch();
+    return;
+  }
+  if (flags & UV_UDP_PARTIAL) return;  // a truncated datagram is useless to relay
   const ReceiveArea& a = s->area_;
   // The datagram is at buf->base: the area's start, or the start of chunk k of a batch.
   uint8_t* storage = reinterpret_cast<uint8_t*>(buf->base) - a.headroom;
@@ -68,6 +74,7 @@ void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, co
   auto from = stun::TransportAddress::from_sockaddr(addr);
   if (!from) return;
   s->handler_->on_datagram(*s, *from, storage, len);
+  if (!(flags & UV_UDP_MMSG_CHUNK)) s->end_of_batch();  // a single read: it was its own batch
 }
 
 int UdpSocket::send(const stun::TransportAddress& to, stun::Bytes bytes) {
@@ -79,9 +86,24 @@ int UdpSocket::send(const stun::TransportAddress& to, stun::Bytes bytes) {
   return rc < 0 ? rc : 0;
 }
 
+void UdpSocket::send_relayed(const stun::TransportAddress& to, stun::Bytes bytes, turn::Counter& dropped) {
+  if (area_.batch != nullptr && area_.batch->holds(bytes)) {
+    area_.batch->add(fd_, to, bytes, dropped);
+  } else if (send(to, bytes) != 0) {
+    dropped.add();
+  }
+}
+
 void UdpSocket::close() {
   if (closing_) return;
   closing_ = true;
+  if (area_.batch != nullptr) {
+    // Closed mid-batch (its allocation ended): libuv makes no end-of-batch call for a closed
+    // handle, so send what others queued now, while their bytes are still in place, and not what
+    // was queued for this descriptor, whose number the kernel may hand out again.
+    area_.batch->discard(fd_);
+    area_.batch->flush();
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&handle_), [](uv_handle_t* h) { delete static_cast<UdpSocket*>(h->data); });
 }
 

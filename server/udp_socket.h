@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "server/send_batch.h"
 #include "server/socket_fd.h"
 #include "stun/bytes.h"
 #include "stun/transport_address.h"
@@ -40,6 +41,9 @@ struct ReceiveArea {
   size_t size = 0;
   size_t headroom = 0;
   size_t tailroom = 0;
+  // Relayed datagrams held back until the batch ends (send_relayed); flushed by whichever socket
+  // finishes a batch, so every socket reading into `storage` must name the same one. Null: none.
+  SendBatch* batch = nullptr;
 };
 
 class UdpSocket {
@@ -56,6 +60,9 @@ class UdpSocket {
   // Sends now or not at all: a full socket buffer (EAGAIN/ENOBUFS) drops the datagram, as a
   // router would. Returns 0 or a libuv error code.
   int send(const stun::TransportAddress& to, stun::Bytes bytes);
+  // A relayed datagram: joins the receive area's SendBatch when its bytes are in the receive buffer
+  // (sent when the batch being handled ends), else sent now. A failure adds to `dropped`.
+  void send_relayed(const stun::TransportAddress& to, stun::Bytes bytes, turn::Counter& dropped);
   // Closes the socket; the object deletes itself once libuv is done with the handle.
   void close();
 
@@ -68,7 +75,12 @@ class UdpSocket {
   static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned flags);
 
+  void end_of_batch() const {
+    if (area_.batch != nullptr) area_.batch->flush();
+  }
+
   uv_udp_t handle_{};
+  int fd_ = -1;
   stun::TransportAddress local_;
   ReceiveArea area_;
   DatagramHandler* handler_ = nullptr;

@@ -4,6 +4,9 @@ namespace ferry::server {
 
 namespace {
 constexpr uint64_t kTickMs = 1000;
+// Socket buffers of a UDP listener: every client of the worker shares it, so a burst of 128
+// 1000-byte datagrams must fit (the default 208 KiB holds about 90). coturn uses the same size.
+constexpr int kListenerBufferBytes = 4 * 1024 * 1024;
 
 std::string describe(const ListenerConfig& l) {
   return std::string(to_string(l.transport)) + " " + l.address.to_string();
@@ -25,7 +28,8 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   constexpr size_t tail = turn::ServerCore::kPeerTailroom;
   // Not zeroed: the pages stay untouched (out of RSS) until datagrams land in them.
   receive_buffer_ = std::make_unique_for_overwrite<uint8_t[]>(head + kReceiveBytes + tail);
-  const ReceiveArea relay_area{receive_buffer_.get(), head + kReceiveBytes + tail, head, tail};
+  send_batch_ = std::make_unique<SendBatch>(receive_buffer_.get(), head + kReceiveBytes + tail);
+  const ReceiveArea relay_area{receive_buffer_.get(), head + kReceiveBytes + tail, head, tail, send_batch_.get()};
   relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
   tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
                                        connection_stats_);
@@ -50,12 +54,14 @@ SocketOptions Worker::listener_options() const {
 }
 
 std::optional<std::string> Worker::bind() {
-  const ReceiveArea client_area{receive_buffer_.get(), kReceiveBytes, 0, 0};
+  const ReceiveArea client_area{receive_buffer_.get(), kReceiveBytes, 0, 0, send_batch_.get()};
   for (const ListenerConfig& l : settings_.listeners) {
     ListenerConfig bound = l;
     int rc = 0;
     if (l.transport == Transport::Udp) {
-      UdpSocket* s = UdpSocket::open(&loop_, l.address, listener_options(), &rc);
+      SocketOptions options = listener_options();
+      options.buffer_bytes = kListenerBufferBytes;
+      UdpSocket* s = UdpSocket::open(&loop_, l.address, options, &rc);
       if (s != nullptr) {
         rc = s->start(client_area, static_cast<DatagramHandler&>(*this), 0);
         udp_listeners_.push_back(s);  // closed with the others, even if start failed
@@ -152,6 +158,8 @@ void Worker::close_handles() {
 }
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------
+// Relayed datagrams leave when the receive batch that brought them ends (SendBatch): one sendmmsg
+// per socket per batch.
 
 void Worker::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) {
   core_->on_client_packet(turn::FiveTuple{from, socket.local(), turn::Transport::Udp}, stun::Bytes(storage, len));
@@ -175,7 +183,7 @@ void Worker::send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) {
   }
   for (UdpSocket* s : udp_listeners_) {
     if (s->local() == to.server) {
-      if (s->send(to.client, bytes) != 0) stats_.client_send_dropped.add();
+      s->send_relayed(to.client, bytes, stats_.client_send_dropped);
       return;
     }
   }
@@ -183,7 +191,7 @@ void Worker::send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) {
 }
 
 void Worker::send_to_peer(turn::RelayId relay, const stun::TransportAddress& peer, stun::Bytes bytes) {
-  if (relays_->send(relay, peer, bytes) != 0) stats_.peer_send_dropped.add();
+  relays_->send_relayed(relay, peer, bytes, stats_.peer_send_dropped);
 }
 
 // ---- control path ---------------------------------------------------------------------------------

@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <functional>
-#include <mutex>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +18,7 @@
 #include "server/dtls_listener.h"
 #include "server/database_stats.h"
 #include "server/relay_sockets.h"
+#include "server/send_batch.h"
 #include "server/shell_stats.h"
 #include "server/tcp_listener.h"
 #include "server/tls_context.h"
@@ -126,6 +126,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   // enough for a full recvmmsg batch (1.25 MiB per loop).
   static constexpr size_t kReceiveBytes = UdpSocket::kBatchReceiveBytes;
   std::unique_ptr<uint8_t[]> receive_buffer_;
+  std::unique_ptr<SendBatch> send_batch_;  // relayed datagrams of the batch being handled
   PeerReceiver peer_receiver_{*this};
   std::unique_ptr<RelaySockets> relays_;
   ConnectionStats connection_stats_;
