@@ -7,7 +7,8 @@ Scenarios (each with its own ferry, one worker, clients from turn_udp_client.py)
                8656 §7.2), ferry stays up, still answers Binding, the existing allocations still
                relay both ways; a TCP client is closed (libuv accepts and closes it on EMFILE)
                and ferry does not spin on the pending connection. Deleting three allocations
-               frees their descriptors: new Allocates and TCP work again.
+               frees their descriptors: new Allocates and TCP work again. Skipped against a
+               UBSan build: its vptr check opens a pipe, so at EMFILE it reports false errors.
   ports        a relay range of 8 ports: the ninth Allocate gets 508; after one Refresh(0) an
                Allocate succeeds again.
   flood        limits.bandwidth_per_allocation 100000 (bytes/s, one second of burst). A peer
@@ -96,11 +97,21 @@ def tcp_binding_refused(port: int) -> str:
         return type(exc).__name__
 
 
+def has_ubsan_vptr_check(binary: str) -> bool:
+    return b"__ubsan_handle_dynamic_type_cache_miss" in Path(binary).read_bytes()
+
+
 def scenario_descriptors(args, problems: list[str]) -> str:
     def check(cond: bool, what: str) -> None:
         if not cond:
             problems.append(f"descriptors: {what}")
 
+    binary = args.bin or harness.find_ferry_binary()
+    if binary and has_ubsan_vptr_check(binary):
+        # UBSan's vptr check probes memory with pipe() (sanitizer_common's IsAccessibleMemoryRange);
+        # at EMFILE that fails and every check missing its cache reports a false "invalid vptr" and,
+        # with -fno-sanitize-recover, ends ferry. The release stage runs this scenario.
+        return "skipped: UBSan's vptr check needs descriptors itself (false reports at EMFILE)"
     http_port = harness.pick_free_port()
     cfg = server_config(args, tcp=True, http_port=http_port)
     # Measure what ferry holds idle, then run it again with that plus a little.
