@@ -99,10 +99,13 @@ nlohmann::json run_churn(const Options& o) {
   const uint64_t life_ns = seconds_to_ns(o.churn_life);
   const uint64_t expire_ns = static_cast<uint64_t>(o.expire_lifetime) * kNsPerSecond;
 
-  // Every allocation is one stream of the sink; at most one ends per 0.5 * life per slot.
+  // Every allocation is one stream of the sink. A slot of -n turns over at most every 0.5 * life
+  // (the expiring ones every half lifetime, if shorter); allocations that fail sooner only use up
+  // the table earlier (session_cap_hit), which also keeps a refusing server from being hammered.
   const double run_s = o.warmup + o.duration;
-  const auto max_sessions = static_cast<uint64_t>(
-      std::min(2e6, live_target * (2.0 + std::ceil(run_s / (0.5 * o.churn_life)))));
+  const double shortest = std::min(0.5 * o.churn_life, 0.5 * o.expire_lifetime);
+  const auto max_sessions =
+      static_cast<uint64_t>(std::min(2e6, live_target * (2.0 + std::ceil(run_s / shortest))));
 
   std::string err;
   const auto sink_addr = stun::TransportAddress::parse(o.sink);
