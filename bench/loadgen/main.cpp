@@ -40,6 +40,11 @@ void print_text(const nlohmann::json& j) {
     std::printf("allocate: %.0f allocations/s, latency p50 %.1f us p99 %.1f us, %s failed\n",
                 j["aps"].get<double>(), j["latency_us"]["p50"].get<double>(), j["latency_us"]["p99"].get<double>(),
                 j["failed"].dump().c_str());
+  } else if (mode == "churn") {
+    std::printf("churn: %s allocated, %s refreshed, %s deleted, %s expired, %s failed; %.0f packets/s, loss %.2f%%\n",
+                j["allocated"].dump().c_str(), j["refreshed"].dump().c_str(), j["deleted"].dump().c_str(),
+                j["expired"].dump().c_str(), j["failed"].dump().c_str(), j["pps"].get<double>(),
+                100 * j["loss"].get<double>());
   }
   for (const auto& [k, v] : j.items()) std::printf("  %-16s %s\n", k.c_str(), v.dump().c_str());
 }
@@ -51,6 +56,7 @@ bool measured_something(const nlohmann::json& j) {
     return j["ready"].get<uint64_t>() > 0 && (j["duration"].get<double>() == 0 || j["received"].get<uint64_t>() > 0);
   }
   if (mode == "binding") return j["responses"].get<uint64_t>() > 0;
+  if (mode == "churn") return j["allocated"].get<uint64_t>() > 0 && j["received"].get<uint64_t>() > 0;
   return j["allocations"].get<uint64_t>() > 0;
 }
 
@@ -66,14 +72,16 @@ int main(int argc, char** argv) {
                "with a built-in sink. Sends only to loopback unless --allow-remote."};
   app.set_help_flag("-h,--help", "Print this help and exit.");
   const std::map<std::string, Mode> modes{
-      {"relay", Mode::Relay}, {"raw", Mode::Raw}, {"binding", Mode::Binding}, {"allocate", Mode::Allocate}};
+      {"relay", Mode::Relay}, {"raw", Mode::Raw}, {"binding", Mode::Binding}, {"allocate", Mode::Allocate},
+      {"churn", Mode::Churn}};
   const std::map<std::string, Framing> framings{{"channel", Framing::Channel}, {"send", Framing::Send}};
   app.add_option("--mode", o.mode,
                  "relay: allocations send to the sink through the server; raw: the same packets as plain UDP "
                  "(to bench/forwarder); binding: Binding requests/s; allocate: authenticated Allocates/s of --count new "
-                 "clients")
+                 "clients; churn: --rate packets/s while -n allocations at a time are created, refreshed, left to "
+                 "expire and deleted")
       ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
-      ->option_text("relay|raw|binding|allocate (default relay)");
+      ->option_text("relay|raw|binding|allocate|churn (default relay)");
   app.add_option("--target", target, "Server (or forwarder) IP:PORT, e.g. 127.0.0.1:3478")->required();
   app.add_flag("--allow-remote", o.allow_remote, "Allow a target or sink outside 127.0.0.0/8 and ::1");
   app.add_option("--user", o.user, "Long-term credential username (relay, allocate)");
@@ -90,7 +98,7 @@ int main(int argc, char** argv) {
   app.add_option("-s,--size", o.size, "Payload bytes per packet (at least 24: the stamp)")
       ->check(CLI::Range(24, 65000))
       ->default_str("100");
-  app.add_option("-r,--rate", o.rate, "Packets/s over all streams; 0 = as fast as --window allows")
+  app.add_option("-r,--rate", o.rate, "Packets/s over all streams; 0 = as fast as --window allows (churn: 1000)")
       ->check(CLI::Range(0.0, 1e8))
       ->default_str("0");
   app.add_option("-w,--window", o.window, "With --rate 0: packets (binding: requests) in flight at most")
@@ -117,6 +125,15 @@ int main(int argc, char** argv) {
                  "relay: after setup print READY and keep the allocations idle this many seconds (memory probes)")
       ->check(CLI::Range(0.0, 3600.0));
   app.add_option("--lifetime", o.lifetime, "LIFETIME asked for in Allocate (seconds)")->default_str("600");
+  app.add_option("--churn-life", o.churn_life,
+                 "churn: seconds an allocation relays before it is deleted or left to expire (each 0.5x..1.5x)")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->default_str("5");
+  app.add_option("--expire-lifetime", o.expire_lifetime,
+                 "churn: LIFETIME asked by the third of the allocations left to expire (the server's "
+                 "limits.default_lifetime must not be above it)")
+      ->check(CLI::Range(1u, 3600u))
+      ->default_str("4");
   app.add_option("--setup-concurrency", o.setup_concurrency, "relay: allocations being set up at once")
       ->check(CLI::Range(1u, 10000u))
       ->default_str("64");
@@ -151,10 +168,10 @@ int main(int argc, char** argv) {
               << ", sink " << o.sink << "); pass --allow-remote if you mean it\n";
     return kUsage;
   }
-  if (o.mode == Mode::Relay || o.mode == Mode::Allocate) {
+  if (o.mode == Mode::Relay || o.mode == Mode::Allocate || o.mode == Mode::Churn) {
     const char* pw = std::getenv(password_env.c_str());
     if (o.user.empty() || pw == nullptr || *pw == '\0') {
-      std::cerr << "ferry-loadgen: --mode relay/allocate need --user and the password in $" << password_env << "\n";
+      std::cerr << "ferry-loadgen: --mode relay/allocate/churn need --user and the password in $" << password_env << "\n";
       return kUsage;
     }
     o.password = pw;
@@ -167,6 +184,7 @@ int main(int argc, char** argv) {
       case Mode::Raw: report = ferry::bench::run_relay(o); break;
       case Mode::Binding: report = ferry::bench::run_binding(o); break;
       case Mode::Allocate: report = ferry::bench::run_allocate(o); break;
+      case Mode::Churn: report = ferry::bench::run_churn(o); break;
     }
     if (o.json) {
       std::printf("%s\n", report.dump().c_str());

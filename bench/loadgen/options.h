@@ -13,6 +13,7 @@ enum class Mode {
   Raw,       // the same packets as plain UDP to a forwarder (the machine's ceiling)
   Binding,   // STUN Binding requests/s
   Allocate,  // authenticated Allocate (+ delete) cycles/s
+  Churn,     // a steady relay rate over allocations created, refreshed, expired and deleted all along
 };
 
 enum class Framing { Channel, Send };  // ChannelData or Send indications
@@ -38,6 +39,8 @@ struct Options {
   std::string sink = "127.0.0.1:0";
   double hold = 0;           // relay: seconds to keep the allocations idle after setup (memory probes)
   uint32_t lifetime = 600;   // LIFETIME asked for in Allocate
+  double churn_life = 5;           // churn: seconds an allocation relays (0.5x..1.5x) before it ends
+  uint32_t expire_lifetime = 4;    // churn: LIFETIME of the allocations left to expire
   uint32_t setup_concurrency = 64;
   uint64_t max_count = 0;    // binding/allocate: stop after this many successes (0: duration decides)
   double rto = 0.5;          // first retransmission timeout of a request (RFC 8489 §6.2.1), doubling

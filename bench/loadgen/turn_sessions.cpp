@@ -21,6 +21,7 @@ std::string_view to_string(Step s) {
     case Step::Permission: return "CreatePermission";
     case Step::ChannelBind: return "ChannelBind";
     case Step::Delete: return "Refresh(0)";
+    case Step::Refresh: return "Refresh";
   }
   return "?";
 }
@@ -42,16 +43,18 @@ void SessionDriver::transmit(Session& s) {
 bool SessionDriver::send_step(Session& s, DriveResult& r) {
   std::array<uint8_t, 1500> buf;
   stun::Result<stun::Bytes> built = stun::Error::NoSpace;
+  const uint32_t lifetime = s.lifetime != 0 ? s.lifetime : params_.lifetime;
   switch (s.steps[s.next]) {
     case Step::Allocate: {
       client::AllocateOptions o;
-      o.lifetime = params_.lifetime;
+      o.lifetime = lifetime;
       built = s.client->allocate_request(buf, o);
       break;
     }
     case Step::Permission: built = s.client->create_permission_request(buf, {params_.peer}); break;
     case Step::ChannelBind: built = s.client->channel_bind_request(buf, params_.channel, params_.peer); break;
     case Step::Delete: built = s.client->refresh_request(buf, 0u); break;
+    case Step::Refresh: built = s.client->refresh_request(buf, lifetime); break;
   }
   if (!built) {
     fail(s, cat("building ", to_string(s.steps[s.next]), ": ", stun::to_string(built.error())), r);
@@ -100,6 +103,7 @@ bool SessionDriver::on_datagram(Session& s, stun::Bytes packet, uint64_t now, Dr
     case Outcome::Error:
       if (step == Step::Delete && resp.error_code == kAllocationMismatch) {
         s.allocated = false;  // already gone (expired): nothing left to delete
+        s.gone = true;
         break;
       }
       fail(s, cat(to_string(step), ": ", std::to_string(resp.error_code), " ", resp.reason), r);
@@ -121,13 +125,41 @@ bool SessionDriver::on_datagram(Session& s, stun::Bytes packet, uint64_t now, Dr
   return !send_step(s, r);
 }
 
+bool SessionDriver::begin(Session& s, DriveResult& r) {
+  s.next = 0;
+  if (s.steps.empty()) {
+    ++r.completed;
+    return true;
+  }
+  return !send_step(s, r);
+}
+
+bool SessionDriver::service(Session& s, bool readable, uint64_t now, DriveResult& r, const StepDone& step_done) {
+  std::array<uint8_t, 2048> buf;
+  if (readable) {
+    for (int n = 0; n < 16; ++n) {  // a few datagrams per pass, then the others
+      const ssize_t got = ::recv(s.fd, buf.data(), buf.size(), MSG_DONTWAIT);
+      if (got < 0) break;  // EAGAIN, or ECONNREFUSED (ICMP): the RTO deals with it
+      if (on_datagram(s, stun::Bytes(buf.data(), static_cast<size_t>(got)), now, r, step_done)) return true;
+    }
+  }
+  if (s.deadline_ns > now) return false;
+  if (s.transmissions >= params_.transmissions) {
+    fail(s, cat(to_string(s.steps[s.next]), ": timeout"), r);
+    return true;
+  }
+  ++r.retransmissions;
+  s.rto_ns *= 2;
+  transmit(s);
+  return false;
+}
+
 DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepDone& step_done,
                                  uint64_t start_until_ns, uint64_t hard_deadline_ns) {
   DriveResult r;
   std::vector<Session*> active;
   std::vector<pollfd> fds;
   bool more = true;
-  std::array<uint8_t, 2048> buf;
   auto finish = [&](size_t i) {
     Session* s = active[i];
     active[i] = active.back();
@@ -144,16 +176,10 @@ DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepD
         more = false;
         break;
       }
-      s->next = 0;
-      if (s->steps.empty()) {
-        ++r.completed;
+      if (begin(*s, r)) {
         done(*s);
-        continue;
-      }
-      if (send_step(*s, r)) {
-        active.push_back(s);
       } else {
-        done(*s);
+        active.push_back(s);
       }
     }
     if (active.empty() && (!more || now >= start_until_ns)) break;
@@ -169,26 +195,8 @@ DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepD
     now = now_ns();
     // Walk backwards so finish(i) (swap with the last) never skips an unvisited session.
     for (size_t i = active.size(); i-- > 0;) {
-      Session& s = *active[i];
-      bool finished = false;
-      if (ready > 0 && (fds[i].revents & (POLLIN | POLLERR))) {
-        for (int n = 0; n < 16 && !finished; ++n) {  // a few datagrams per pass, then the others
-          const ssize_t got = ::recv(s.fd, buf.data(), buf.size(), MSG_DONTWAIT);
-          if (got < 0) break;  // EAGAIN, or ECONNREFUSED (ICMP): the RTO deals with it
-          finished = on_datagram(s, stun::Bytes(buf.data(), static_cast<size_t>(got)), now, r, step_done);
-        }
-      }
-      if (!finished && s.deadline_ns <= now) {
-        if (s.transmissions >= params_.transmissions) {
-          fail(s, cat(to_string(s.steps[s.next]), ": timeout"), r);
-          finished = true;
-        } else {
-          ++r.retransmissions;
-          s.rto_ns *= 2;
-          transmit(s);
-        }
-      }
-      if (finished) finish(i);
+      const bool readable = ready > 0 && (fds[i].revents & (POLLIN | POLLERR)) != 0;
+      if (service(*active[i], readable, now, r, step_done)) finish(i);
     }
   }
   for (size_t i = active.size(); i-- > 0;) {

@@ -1,5 +1,5 @@
 // Many TURN sessions at once, each one UDP socket and one sans-I/O TurnClient (client/), driven
-// through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh(LIFETIME 0). The
+// through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh, Refresh(LIFETIME 0). The
 // client handles the 401/438 challenges (RFC 8489 §9.2); this driver owns the sockets, resends a
 // request's very bytes on its RTO (§6.2.1, doubling) and keeps at most `concurrency` sessions busy.
 #pragma once
@@ -16,7 +16,7 @@
 
 namespace ferry::bench {
 
-enum class Step : uint8_t { Allocate, Permission, ChannelBind, Delete };
+enum class Step : uint8_t { Allocate, Permission, ChannelBind, Delete, Refresh };
 std::string_view to_string(Step s);
 
 struct Session {
@@ -26,6 +26,8 @@ struct Session {
   std::vector<Step> steps;
   size_t next = 0;      // index into steps of the request in flight
   bool allocated = false;  // an Allocate succeeded and no Delete yet
+  bool gone = false;       // a Delete was answered 437: the allocation had already expired
+  uint32_t lifetime = 0;   // LIFETIME for Allocate and Refresh; 0: SessionParams::lifetime
   bool failed = false;
   std::string error;
   stun::TransportAddress relayed;
@@ -72,6 +74,13 @@ class SessionDriver {
   // done or `hard_deadline_ns` passes; sessions still busy then fail with "deadline".
   DriveResult drive(const Next& next, const Done& done, const StepDone& step_done, uint64_t start_until_ns,
                     uint64_t hard_deadline_ns);
+
+  // The same one session at a time, for callers with their own loop (churn_run.cpp). begin() sends
+  // the first of `s.steps`; service() reads what `s.fd` has when `readable` and retransmits or gives
+  // up when the RTO has passed. Both return true when the session is finished (every step done,
+  // or failed).
+  bool begin(Session& s, DriveResult& r);
+  bool service(Session& s, bool readable, uint64_t now, DriveResult& r, const StepDone& step_done);
 
  private:
   bool send_step(Session& s, DriveResult& r);
