@@ -1,6 +1,9 @@
 #include "server/relay_sockets.h"
 
 #include <algorithm>
+#include <chrono>
+
+#include <spdlog/spdlog.h>
 
 namespace ferry::server {
 
@@ -12,8 +15,15 @@ turn::OpenRelayResult RelaySockets::open(turn::RelayId id, const stun::Transport
   if (s == nullptr) {
     // Someone else holds the port: the core picks another. Anything else (EMFILE, ENOBUFS,
     // EADDRNOTAVAIL) will not get better by trying other ports.
-    return error == UV_EADDRINUSE || error == UV_EACCES ? turn::OpenRelayResult::PortInUse
-                                                        : turn::OpenRelayResult::NoResources;
+    if (error == UV_EADDRINUSE || error == UV_EACCES) return turn::OpenRelayResult::PortInUse;
+    // The client gets 508, which max_allocations gives too: say which it was, at most every 10 s.
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_warning_ >= std::chrono::seconds(10)) {
+      last_warning_ = now;
+      spdlog::warn("cannot open a relay socket on {}: {} (Allocate answered 508; raise the descriptor limit, "
+                   "ulimit -n, if it is EMFILE)", local.to_string(), uv_strerror(error));
+    }
+    return turn::OpenRelayResult::NoResources;
   }
   if (s->start(area_, handler_, id) != 0) {
     s->close();

@@ -3,6 +3,7 @@
 // headroom in front, so the core frames the payload for the client in place.
 #pragma once
 
+#include <chrono>
 #include <vector>
 
 #include <uv.h>
@@ -43,6 +44,7 @@ class RelaySockets {
   ReceiveArea area_;
   DatagramHandler& handler_;
   std::vector<UdpSocket*> sockets_;  // null: free slot
+  std::chrono::steady_clock::time_point last_warning_{};
 };
 
 }  // namespace ferry::server

@@ -181,6 +181,9 @@ def scenario_descriptors(args, problems: list[str]) -> str:
             problems.append(f"descriptors: TCP Binding after recovery failed: {exc}")
         refused_508 = metric(http_port, 'ferry_allocations_refused_total{code="508"}')
         check(refused_508 >= 2, f"ferry_allocations_refused_total{{code=\"508\"}} is {refused_508}, want >= 2")
+        # The operator is told why (the 508 alone looks like max_allocations), once, not per Allocate.
+        warnings = srv.log_text().count("cannot open a relay socket")
+        check(warnings == 1, f"{warnings} 'cannot open a relay socket' warnings in the log, want 1")
         check(srv.alive(), "ferry died")
         if problems:
             srv.dump_log("ferry log (descriptors)")
