@@ -781,6 +781,17 @@ TEST(ConfigOps, EnvironmentAndFlags) {
 
 // ---- nat_discovery (RFC 5780) -------------------------------------------------------------------
 
+// The nat_discovery plan of a configuration that must load.
+std::optional<NatDiscoveryPlan> nat_plan(const std::string& yaml) {
+  auto r = load(yaml);
+  EXPECT_TRUE(r) << error_of(r);
+  std::optional<NatDiscoveryPlan> plan;
+  if (r) {
+    EXPECT_EQ(plan_nat_discovery(*r, plan), "");
+  }
+  return plan;
+}
+
 TEST(ConfigNatDiscovery, PlansThreeListenersAroundTheUdpOne) {
   auto r = load("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.1:3478/tcp\", \"[::1]:3478/udp\"]\n"
                 "nat_discovery:\n  other_address: 127.0.0.2\n  other_port: 3479\n");
@@ -805,22 +816,13 @@ TEST(ConfigNatDiscovery, PlansThreeListenersAroundTheUdpOne) {
 }
 
 TEST(ConfigNatDiscovery, ListenersAlreadyConfiguredAreNotAddedTwice) {
-  auto r = load("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.2:3478/udp\"]\n"
-                "nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n");
-  ASSERT_TRUE(r) << error_of(r);
-  std::optional<NatDiscoveryPlan> plan;
-  ASSERT_EQ(plan_nat_discovery(*r, plan), "");
+  auto plan = nat_plan("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.2:3478/udp\"]\n"
+                       "nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n");
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->added.size(), 2u);
 }
 
-TEST(ConfigNatDiscovery, OffByDefault) {
-  auto r = load("");
-  ASSERT_TRUE(r) << error_of(r);
-  std::optional<NatDiscoveryPlan> plan;
-  EXPECT_EQ(plan_nat_discovery(*r, plan), "");
-  EXPECT_FALSE(plan);
-}
+TEST(ConfigNatDiscovery, OffByDefault) { EXPECT_FALSE(nat_plan("")); }
 
 TEST(ConfigNatDiscovery, ErrorsNameKeyAndLine) {
   const std::string one_udp = "listeners: [\"127.0.0.1:3478/udp\"]\n";
