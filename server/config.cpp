@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include "server/local_addresses.h"
+
 extern char** environ;
 
 namespace ferry::server {
@@ -452,6 +454,14 @@ const std::vector<ScalarField>& scalar_fields() {
       FERRY_UINT("database.negative_cache_ttl", database.negative_cache_ttl, 0, 3600),
       FERRY_UINT("database.max_stale", database.max_stale, 0, 30 * 86400),
       FERRY_UINT("database.secrets_refresh", database.secrets_refresh, 1, 86400),
+      {"nat_discovery.other_address", [](Config& c, std::string_view t, std::string_view) -> std::string {
+         if (t.empty()) { c.nat_discovery.other_address.reset(); return ""; }
+         stun::TransportAddress a;
+         if (auto d = parse_ip_into(a, t); !d.empty()) return d + ", or \"\" for none";
+         c.nat_discovery.other_address = a;
+         return "";
+       }},
+      FERRY_UINT("nat_discovery.other_port", nat_discovery.other_port, 0, 65535),
   };
   return fields;
 }
@@ -470,7 +480,7 @@ const std::vector<std::string>& list_keys() {
   return keys;
 }
 const std::vector<std::string>& section_keys() {
-  static const std::vector<std::string> keys = {"relay", "auth", "peers", "limits", "tls", "log", "http", "drain", "database"};
+  static const std::vector<std::string> keys = {"relay", "auth", "peers", "limits", "tls", "log", "http", "drain", "database", "nat_discovery"};
   return keys;
 }
 // Pairs that may not both appear in one mapping.
@@ -1136,7 +1146,46 @@ std::optional<ConfigError> validate_config(const Config& c) {
   std::set<std::string> names;
   for (const auto& u : c.auth.users)
     if (!names.insert(u.name).second) return fail("auth.users", "duplicate user '" + u.name + "'");
+  std::optional<NatDiscoveryPlan> plan;
+  if (auto d = plan_nat_discovery(c, plan); !d.empty())
+    return fail(c.nat_discovery.other_address ? "nat_discovery.other_address" : "nat_discovery.other_port", d);
   return std::nullopt;
+}
+
+std::string plan_nat_discovery(const Config& c, std::optional<NatDiscoveryPlan>& out) {
+  out.reset();
+  const NatDiscoveryConfig& nd = c.nat_discovery;
+  if (!nd.enabled()) return "";
+  // RFC 5780 §6: without a second address and a second port there is no OTHER-ADDRESS to give.
+  if (!nd.other_address) return "needs nat_discovery.other_address too: RFC 5780 needs a second IP and a second port";
+  if (nd.other_port == 0) return "needs nat_discovery.other_port too: RFC 5780 needs a second IP and a second port";
+  const stun::TransportAddress a2 = nd.other_address->with_port(nd.other_port);
+  if (is_unspecified(a2)) return "must be a concrete address, not " + a2.ip_string();
+  // The primary is the udp listener of A2's family on another IP and another port.
+  std::vector<const ListenerConfig*> primaries;
+  for (const auto& l : c.listeners)
+    if (l.transport == Transport::Udp && l.address.family == a2.family && l.address.ip != a2.ip && l.address.port != a2.port)
+      primaries.push_back(&l);
+  const std::string family = a2.is_v4() ? "IPv4" : "IPv6";
+  if (primaries.empty())
+    return "needs a udp " + family + " listener on another address and port to pair with " + a2.to_string();
+  if (primaries.size() > 1)
+    return "pairs with one udp " + family + " listener, but there are several (" + primaries[0]->address.to_string() +
+           ", " + primaries[1]->address.to_string() + ")";
+  const stun::TransportAddress a1 = primaries[0]->address;
+  // RFC 5780 §6.1: RESPONSE-ORIGIN names the address a response leaves from; a wildcard cannot.
+  if (is_unspecified(a1))
+    return "the udp listener " + a1.to_string() + " it pairs with must be on a concrete address, not a wildcard";
+  NatDiscoveryPlan plan{a1, a2, {}};
+  for (const auto& address : {a2.with_port(a1.port), a1.with_port(a2.port), a2}) {
+    ListenerConfig l{address, Transport::Udp, true};
+    bool configured = false;
+    for (const auto& existing : c.listeners)
+      configured = configured || (existing.transport == Transport::Udp && existing.address == address);
+    if (!configured) plan.added.push_back(l);
+  }
+  out = std::move(plan);
+  return "";
 }
 
 ConfigResult load_config_string(std::string_view yaml, std::string_view source_name, const Environment& env) {
@@ -1301,6 +1350,12 @@ std::string dump_effective(const Config& c) {
   scalar("negative_cache_ttl", "database.negative_cache_ttl", c.database.negative_cache_ttl);
   scalar("max_stale", "database.max_stale", c.database.max_stale);
   scalar("secrets_refresh", "database.secrets_refresh", c.database.secrets_refresh);
+  out << YAML::EndMap;
+
+  out << YAML::Key << "nat_discovery" << YAML::Value << YAML::BeginMap;
+  scalar("other_address", "nat_discovery.other_address",
+         c.nat_discovery.other_address ? c.nat_discovery.other_address->ip_string() : std::string());
+  scalar("other_port", "nat_discovery.other_port", c.nat_discovery.other_port);
   out << YAML::EndMap;
 
   out << YAML::EndMap;

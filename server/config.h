@@ -46,6 +46,7 @@ std::optional<LogFormat> parse_log_format(std::string_view text);
 struct ListenerConfig {
   stun::TransportAddress address;  // IP and port to bind
   Transport transport = Transport::Udp;
+  bool nat_alternate = false;  // added for nat_discovery (RFC 5780): not advertised in ICE URLs
   friend bool operator==(const ListenerConfig&, const ListenerConfig&) = default;
 };
 
@@ -146,6 +147,25 @@ struct DrainConfig {
   std::optional<stun::TransportAddress> alternate_server;
 };
 
+// RFC 5780 NAT behaviour discovery. With both keys set, the udp listener A1:P1 of other_address's
+// family is joined by udp listeners on A2:P1, A1:P2 and A2:P2 (A2 = other_address, P2 =
+// other_port); Binding answers on those four carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour
+// CHANGE-REQUEST. One of the two alone is refused: a server that cannot use the same ports on two
+// addresses must not send OTHER-ADDRESS (RFC 5780 §6), so it would be the same as neither.
+struct NatDiscoveryConfig {
+  std::optional<stun::TransportAddress> other_address;  // A2 (port 0); none = off
+  uint16_t other_port = 0;                                // P2; 0 = off
+  bool enabled() const { return other_address.has_value() || other_port != 0; }
+};
+
+// What nat_discovery adds to a valid configuration: the primary listener A1:P1, the alternate
+// A2:P2, and the udp listeners among A2:P1, A1:P2, A2:P2 not configured already.
+struct NatDiscoveryPlan {
+  stun::TransportAddress primary;
+  stun::TransportAddress alternate;
+  std::vector<ListenerConfig> added;
+};
+
 struct DatabaseConfig {
   std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
   std::string url_file;  // where `url` was read from, if it was
@@ -170,6 +190,7 @@ struct Config {
   HttpConfig http;
   DrainConfig drain;
   DatabaseConfig database;
+  NatDiscoveryConfig nat_discovery;
 
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
   std::map<std::string, std::string> origins;
@@ -232,6 +253,10 @@ std::string set_config_value(Config& config, std::string_view dotted_key, std::s
 // Every FERRY_* variable the config understands, with its dotted key, in schema order.
 std::vector<std::pair<std::string, std::string>> environment_variables();
 std::string env_var_for(std::string_view dotted_key);  // "limits.max_lifetime" -> "FERRY_LIMITS_MAX_LIFETIME"
+
+// The listeners nat_discovery needs, or nothing when it is off. Returns an error detail (for the
+// key nat_discovery.other_address) or "".
+std::string plan_nat_discovery(const Config& config, std::optional<NatDiscoveryPlan>& out);
 
 // "IP[:PORT][/udp|tcp|tls|dtls]" ("0.0.0.0:3478/udp", "[::]:5349/tls"), as --listen and
 // FERRY_LISTENERS take it: no transport = udp and tcp; no port = 3478 (5349 for tls/dtls).

@@ -17,6 +17,7 @@ std::vector<std::string> derive_ice_urls(const std::vector<ListenerConfig>& list
     if (std::find(out.begin(), out.end(), url) == out.end()) out.push_back(std::move(url));
   };
   for (const auto& l : listeners) {
+    if (l.nat_alternate) continue;  // for RFC 5780 clients, who learn it from OTHER-ADDRESS
     std::optional<stun::TransportAddress> host;
     if (!is_unspecified(l.address)) {
       host = l.address;

@@ -39,9 +39,9 @@ uint64_t random_seed() {
 
 // Peers that are this server (listener and relay IPs) must never be relayed to; the core adds its
 // relay addresses itself. A wildcard listener is every interface address of its family.
-void add_listener_addresses(turn::PeerPolicy& policy, const Config& config,
+void add_listener_addresses(turn::PeerPolicy& policy, const std::vector<server::ListenerConfig>& listeners,
                             const std::vector<server::InterfaceAddress>& interfaces) {
-  for (const auto& l : config.listeners) {
+  for (const auto& l : listeners) {
     if (!server::is_unspecified(l.address)) {
       policy.add_own_address(l.address);
       continue;
@@ -136,6 +136,9 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
   if (a.realm != b.realm) changed.push_back("realm");
   if (a.workers != b.workers) changed.push_back("workers");
   if (listeners(a) != listeners(b)) changed.push_back("listeners");
+  if (a.nat_discovery.other_address != b.nat_discovery.other_address ||
+      a.nat_discovery.other_port != b.nat_discovery.other_port)
+    changed.push_back("nat_discovery");
   if (a.relay.port_min != b.relay.port_min || a.relay.port_max != b.relay.port_max) changed.push_back("relay ports");
   if (a.database.url != b.database.url || a.database.pool_size != b.database.pool_size) changed.push_back("database");
   return changed;
@@ -218,9 +221,16 @@ int main(int argc, char** argv) {
     spdlog::error("{}", *err);
     return 1;
   }
-  add_listener_addresses(base.policy, config, interfaces);
-  base.core = core_config(config, std::move(resolved.relays));
   base.listeners = config.listeners;
+  base.core = core_config(config, std::move(resolved.relays));
+  // RFC 5780: three more udp listeners around the primary one (validated with the config).
+  std::optional<server::NatDiscoveryPlan> nat;
+  server::plan_nat_discovery(config, nat);
+  if (nat) {
+    base.core.nat_discovery = turn::NatDiscovery{nat->primary, nat->alternate};
+    base.listeners.insert(base.listeners.end(), nat->added.begin(), nat->added.end());
+  }
+  add_listener_addresses(base.policy, base.listeners, interfaces);
   if (auto err = server::configure_transports(config, base)) {
     spdlog::error("{}", *err);
     return 1;
@@ -244,7 +254,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& l : pool.listeners())
-    spdlog::info("listening on {} {}", server::to_string(l.transport), l.address.to_string());
+    spdlog::info("listening on {} {}{}", server::to_string(l.transport), l.address.to_string(),
+                 l.nat_alternate ? " (RFC 5780 alternate)" : "");
+  if (nat)
+    spdlog::info("NAT behaviour discovery (RFC 5780): {} with other address {}", nat->primary.to_string(),
+                 nat->alternate.to_string());
   spdlog::info("ferry {} running with {} worker{}, relay ports {}-{}, {} user{}, {} shared secret{}{}", FERRY_VERSION,
                pool.size(), pool.size() == 1 ? "" : "s", config.relay.port_min, config.relay.port_max,
                config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets,

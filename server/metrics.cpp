@@ -187,8 +187,11 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
   counter("ferry_channels_bound_total", "Channel bindings made.",
           [](const WorkerStatsView& w) { return w.core->channels_bound.get(); });
   {
-    auto f = family("ferry_connections_active", "Client stream connections open now, by transport.", MetricType::Gauge);
+    auto f = family("ferry_connections_active", "Client connections (TCP, TLS) and DTLS sessions open now, by transport.",
+                    MetricType::Gauge);
     add_value(f, {{"transport", "tcp"}}, sum(ws, [](const WorkerStatsView& w) { return w.shell->tcp_connections.get(); }));
+    add_value(f, {{"transport", "tls"}}, sum(ws, [](const WorkerStatsView& w) { return w.shell->tls_connections.get(); }));
+    add_value(f, {{"transport", "dtls"}}, sum(ws, [](const WorkerStatsView& w) { return w.shell->dtls_sessions.get(); }));
     out.push_back(std::move(f));
   }
 

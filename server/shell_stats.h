@@ -13,8 +13,11 @@ struct ShellStats {
   turn::Counter client_send_dropped;  // UDP to clients: socket buffer full or send error
   turn::Counter peer_send_dropped;    // UDP to peers
   turn::Counter receive_errors;
-  // Copied from the TcpListener on every tick (it keeps plain integers that only its loop may read).
+  // Copied from the TcpListener and the DtlsListener on every tick (they keep plain integers that
+  // only their loop may read).
   turn::Gauge tcp_connections;
+  turn::Gauge tls_connections;
+  turn::Gauge dtls_sessions;
   turn::Gauge tcp_frames_dropped;  // cumulative: frames over a connection's write budget
   // Milliseconds on the steady clock at the loop's last tick (or start): /healthz checks that
   // every loop has ticked recently.

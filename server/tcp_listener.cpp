@@ -298,6 +298,12 @@ void TcpListener::on_write(uv_write_t* req, int status) {
   if (status < 0 && !c.closing && c.owner != nullptr) c.owner->close(c, true);
 }
 
+size_t TcpListener::connection_count(turn::Transport transport) const {
+  size_t n = 0;
+  for (const auto& [tuple, c] : connections_) n += tuple.transport == transport;
+  return n;
+}
+
 void TcpListener::close_connection(const turn::FiveTuple& client) {
   auto it = connections_.find(client);
   if (it != connections_.end()) close(*it->second, false);

@@ -56,6 +56,8 @@ class TcpListener {
   void close();
 
   size_t connection_count() const { return connections_.size(); }
+  // Open connections of one transport (tcp or tls), counted when asked: once a tick.
+  size_t connection_count(turn::Transport transport) const;
   uint64_t dropped_frames() const { return dropped_frames_; }
 
   struct Connection;  // defined in the .cpp

@@ -101,7 +101,9 @@ void Worker::run() {
 void Worker::on_tick() {
   core_->tick();
   tcp_->sweep_idle();
-  stats_.tcp_connections.set(static_cast<int64_t>(tcp_->connection_count()));
+  stats_.tcp_connections.set(static_cast<int64_t>(tcp_->connection_count(turn::Transport::Tcp)));
+  stats_.tls_connections.set(static_cast<int64_t>(tcp_->connection_count(turn::Transport::Tls)));
+  stats_.dtls_sessions.set(static_cast<int64_t>(dtls_ ? dtls_->session_count() : 0));
   stats_.tcp_frames_dropped.set(static_cast<int64_t>(tcp_->dropped_frames()));
   stats_.heartbeat_ms.set(steady_ms());
   if (const auto* pool = credentials_->database_pool()) {

@@ -18,7 +18,9 @@ enum class OpenRelayResult { Opened, PortInUse, NoResources };
 class Io {
  public:
   virtual ~Io() = default;
-  // A STUN message or ChannelData frame to the client at `to` (for streams: its connection).
+  // A STUN message or ChannelData frame to the client at `to` (for streams: its connection). Over
+  // UDP it leaves from the listener bound at `to.server`: usually where the client's packet
+  // arrived, another of the server's addresses when a Binding asks for it (RFC 5780 CHANGE-REQUEST).
   virtual void send_to_client(const FiveTuple& to, stun::Bytes bytes) = 0;
   // A datagram from relay socket `relay` to `peer`.
   virtual void send_to_peer(RelayId relay, const stun::TransportAddress& peer, stun::Bytes bytes) = 0;

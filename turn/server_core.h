@@ -20,6 +20,7 @@
 #include "turn/clock.h"
 #include "turn/five_tuple.h"
 #include "turn/io.h"
+#include "turn/nat_discovery.h"
 #include "turn/peer_policy.h"
 #include "turn/relay_port_pool.h"
 #include "turn/server_stats.h"
@@ -48,8 +49,10 @@ struct ServerCoreConfig {
   uint16_t max_channel_number = ChannelNumber::kMax;
   uint64_t bandwidth_per_allocation = 0;  // bytes/s, 0 unlimited
   bool userhash = true;
-  // RFC 5780: when set, Binding answers carry OTHER-ADDRESS and honour CHANGE-REQUEST.
-  std::optional<stun::TransportAddress> other_address;
+  // RFC 5780: when set, Binding requests that reach one of its four UDP addresses are answered
+  // with RESPONSE-ORIGIN and OTHER-ADDRESS, and CHANGE-REQUEST, RESPONSE-PORT and PADDING are
+  // honoured; without it those three attributes get 420 (RFC 5780 §6.1).
+  std::optional<NatDiscovery> nat_discovery;
   std::array<uint8_t, 32> nonce_key{};
   uint64_t seed = 0;  // for the relay port pools
   // Answers given before authentication (401/438 challenges, 400, 420) per source IP over UDP/DTLS,

@@ -76,6 +76,8 @@ def main() -> int:
                     "ferry_workers": lambda v: v >= 1,
                     "ferry_draining": lambda v: v == 0,
                     'ferry_connections_active{transport="tcp"}': lambda v: v >= 0,
+                    'ferry_connections_active{transport="tls"}': lambda v: v >= 0,
+                    'ferry_connections_active{transport="dtls"}': lambda v: v >= 0,
                     "ferry_database_query_duration_seconds_count": lambda v: v == 0,
                 }
                 for series, ok in expectations.items():

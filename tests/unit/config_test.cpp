@@ -12,6 +12,7 @@
 
 #include "server/cli.h"
 #include "server/config.h"
+#include "server/ice_servers.h"
 #include "server/log.h"
 
 namespace ferry::server {
@@ -776,6 +777,95 @@ TEST(ConfigOps, EnvironmentAndFlags) {
   EXPECT_EQ(c.drain.timeout, 12u);
   EXPECT_EQ(c.drain.alternate_server->to_string(), "[2001:db8::1]:3478");
   EXPECT_EQ(c.origins.at("drain.timeout"), "--drain-timeout");
+}
+
+// ---- nat_discovery (RFC 5780) -------------------------------------------------------------------
+
+// The nat_discovery plan of a configuration that must load.
+std::optional<NatDiscoveryPlan> nat_plan(const std::string& yaml) {
+  auto r = load(yaml);
+  EXPECT_TRUE(r) << error_of(r);
+  std::optional<NatDiscoveryPlan> plan;
+  if (r) {
+    EXPECT_EQ(plan_nat_discovery(*r, plan), "");
+  }
+  return plan;
+}
+
+TEST(ConfigNatDiscovery, PlansThreeListenersAroundTheUdpOne) {
+  auto r = load("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.1:3478/tcp\", \"[::1]:3478/udp\"]\n"
+                "nat_discovery:\n  other_address: 127.0.0.2\n  other_port: 3479\n");
+  ASSERT_TRUE(r) << error_of(r);
+  std::optional<NatDiscoveryPlan> plan;
+  ASSERT_EQ(plan_nat_discovery(*r, plan), "");
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->primary.to_string(), "127.0.0.1:3478");
+  EXPECT_EQ(plan->alternate.to_string(), "127.0.0.2:3479");
+  std::vector<std::string> added;
+  for (const auto& l : plan->added) {
+    EXPECT_EQ(l.transport, Transport::Udp);
+    EXPECT_TRUE(l.nat_alternate);
+    added.push_back(l.address.to_string());
+  }
+  EXPECT_EQ(added, (std::vector<std::string>{"127.0.0.2:3478", "127.0.0.1:3479", "127.0.0.2:3479"}));
+  EXPECT_THAT(dump_effective(*r), HasSubstr("other_address: 127.0.0.2  # from ferry.yaml:3"));
+  // Not advertised: clients learn the alternate from OTHER-ADDRESS.
+  std::vector<ListenerConfig> all = r->listeners;
+  all.insert(all.end(), plan->added.begin(), plan->added.end());
+  for (const auto& url : derive_ice_urls(all, r->relay.addresses)) EXPECT_THAT(url, Not(HasSubstr("127.0.0.2"))) << url;
+}
+
+TEST(ConfigNatDiscovery, ListenersAlreadyConfiguredAreNotAddedTwice) {
+  auto plan = nat_plan("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.2:3478/udp\"]\n"
+                       "nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n");
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->added.size(), 2u);
+}
+
+TEST(ConfigNatDiscovery, OffByDefault) { EXPECT_FALSE(nat_plan("")); }
+
+TEST(ConfigNatDiscovery, ErrorsNameKeyAndLine) {
+  const std::string one_udp = "listeners: [\"127.0.0.1:3478/udp\"]\n";
+  // RFC 5780 §6: a second address without a second port (or the reverse) cannot give OTHER-ADDRESS.
+  EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_address: 127.0.0.2\n")),
+            "ferry.yaml:3: nat_discovery.other_address: needs nat_discovery.other_port too: RFC 5780 needs a second "
+            "IP and a second port");
+  EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_port: 3479\n")),
+            "ferry.yaml:3: nat_discovery.other_port: needs nat_discovery.other_address too: RFC 5780 needs a second "
+            "IP and a second port");
+  EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_address: nowhere\n")),
+            "ferry.yaml:3: nat_discovery.other_address: must be an IPv4 or IPv6 address (got 'nowhere'), or \"\" for none");
+  EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_port: 70000\n")),
+            "ferry.yaml:3: nat_discovery.other_port: must be at most 65535 (got 70000)");
+  EXPECT_EQ(error_of(load(one_udp + "nat_discovery: {other_address: 0.0.0.0, other_port: 3479}\n")),
+            "ferry.yaml:2: nat_discovery.other_address: must be a concrete address, not 0.0.0.0");
+  // The default listeners are wildcards: RESPONSE-ORIGIN could not name the source.
+  EXPECT_EQ(error_of(load("nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n")),
+            "ferry.yaml:1: nat_discovery.other_address: the udp listener 0.0.0.0:3478 it pairs with must be on a "
+            "concrete address, not a wildcard");
+  EXPECT_EQ(error_of(load("listeners: [\"127.0.0.1:3478/tcp\"]\nnat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n")),
+            "ferry.yaml:2: nat_discovery.other_address: needs a udp IPv4 listener on another address and port to pair "
+            "with 127.0.0.2:3479");
+  EXPECT_EQ(error_of(load("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.3:3478/udp\"]\n"
+                          "nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n")),
+            "ferry.yaml:2: nat_discovery.other_address: pairs with one udp IPv4 listener, but there are several "
+            "(127.0.0.1:3478, 127.0.0.3:3478)");
+  EXPECT_EQ(error_of(load(one_udp + "nat_discovery: {other_address: '::1', other_port: 3479}\n")),
+            "ferry.yaml:2: nat_discovery.other_address: needs a udp IPv6 listener on another address and port to pair "
+            "with [::1]:3479");
+}
+
+TEST(ConfigNatDiscovery, EnvironmentAndSet) {
+  auto r = load("listeners: [\"127.0.0.1:3478/udp\"]\n",
+                {{"FERRY_NAT_DISCOVERY_OTHER_ADDRESS", "127.0.0.2"}, {"FERRY_NAT_DISCOVERY_OTHER_PORT", "3479"}});
+  ASSERT_TRUE(r) << error_of(r);
+  EXPECT_EQ(r->nat_discovery.other_address->ip_string(), "127.0.0.2");
+  EXPECT_EQ(r->nat_discovery.other_port, 3479u);
+  auto parsed = run({"--listen", "127.0.0.1:3478/udp", "--set", "nat_discovery.other_address=127.0.0.2", "--set",
+                     "nat_discovery.other_port=3479"});
+  const Config& c = config_of(parsed);
+  EXPECT_EQ(c.nat_discovery.other_port, 3479u);
+  EXPECT_EQ(c.origins.at("nat_discovery.other_port"), "--set nat_discovery.other_port");
 }
 
 }  // namespace

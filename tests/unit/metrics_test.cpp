@@ -79,6 +79,9 @@ TEST(Metrics, SumsEveryWorker) {
   w.shell[0].tcp_frames_dropped.set(2);
   w.shell[1].client_send_dropped.add(1);
   w.shell[1].tcp_connections.set(5);
+  w.shell[0].tls_connections.set(2);
+  w.shell[1].tls_connections.set(1);
+  w.shell[0].dtls_sessions.set(4);
   w.db[0].observe(db::QueryStats{"", db::QueryStatus::Ok, 0us, 1500us});
   w.db[0].set_connections(1, 0);
   w.draining = true;
@@ -102,6 +105,8 @@ TEST(Metrics, SumsEveryWorker) {
   EXPECT_THAT(text, HasSubstr("ferry_requests_total{method=\"binding\",result=\"success\"} 7\n"));
   EXPECT_THAT(text, HasSubstr("ferry_auth_failures_total{reason=\"bad_integrity\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("ferry_connections_active{transport=\"tcp\"} 5\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_connections_active{transport=\"tls\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_connections_active{transport=\"dtls\"} 4\n"));
   EXPECT_THAT(text, HasSubstr("ferry_database_connections{state=\"up\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("ferry_database_queries_total{status=\"ok\"} 1\n"));
   // Cumulative buckets in seconds; the sample of 1.5 ms is in le=0.0025 and above.
