@@ -34,6 +34,10 @@ struct TcpListener::Connection final : TlsSession::Output {
   bool counted = false;      // holds a place in the ConnectionLimiter
   bool closing = false;
   bool notify_on_close = false;
+  // RFC 6062 data connection: unframed bytes, for the RawStreamHandler under raw_id.
+  bool raw = false;
+  bool close_when_drained = false;
+  uint32_t raw_id = 0;
 
   // TLS records (handshake, data, alerts) go out through the same write path as plain frames.
   void on_tls_output(stun::Bytes ciphertext) override {
@@ -214,7 +218,7 @@ void TcpListener::decrypt(Connection& c, size_t n) {
 void TcpListener::consume(Connection& c) {
   uint8_t* buf = c.buffer.get();
   size_t off = 0;
-  while (!c.closing) {
+  while (!c.closing && !c.raw) {
     // Frame every ChannelData number a client may have bound (up to 0x7FFF); the core decides validity.
     auto size = stun::stream_frame_size(stun::Bytes(buf + off, c.used - off), stun::kMaxChannelRfc5766);
     if (!size || (*size && **size > limits_.read_buffer)) {
@@ -229,6 +233,14 @@ void TcpListener::consume(Connection& c) {
     off += n;
   }
   if (c.closing) return;  // the handler ended the connection (e.g. its allocation went away)
+  if (c.raw) {
+    // A data connection (possibly since the frame just handled, its ConnectionBind): whatever
+    // follows is the client's data for the peer.
+    c.used -= off;  // first, so a handler that reads again finds the buffer free
+    if (c.used > 0 && raw_handler_ != nullptr) raw_handler_->on_raw_bytes(c.raw_id, stun::Bytes(buf + off, c.used));
+    c.used = 0;
+    return;
+  }
   if (off > 0) {
     std::memmove(buf, buf + off, c.used - off);
     c.used -= off;
@@ -295,7 +307,62 @@ void TcpListener::on_write(uv_write_t* req, int status) {
   std::unique_ptr<WriteRequest> w(static_cast<WriteRequest*>(req->data));
   Connection& c = *w->connection;  // write callbacks run before the close callback frees it
   c.queued -= w->size;
-  if (status < 0 && !c.closing && c.owner != nullptr) c.owner->close(c, true);
+  if (c.closing || c.owner == nullptr) return;
+  TcpListener& self = *c.owner;
+  if (status < 0) {
+    self.close(c, true);
+    return;
+  }
+  if (!c.raw) return;
+  if (c.close_when_drained && c.queued == 0) {
+    self.close(c, false);
+  } else if (c.queued <= self.limits_.write_budget / 2 && self.raw_handler_ != nullptr) {
+    self.raw_handler_->on_raw_drained(c.raw_id);
+  }
+}
+
+bool TcpListener::make_raw(const turn::FiveTuple& client, uint32_t id) {
+  auto it = connections_.find(client);
+  if (it == connections_.end() || it->second->closing) return false;
+  it->second->raw = true;
+  it->second->raw_id = id;
+  return true;
+}
+
+std::optional<size_t> TcpListener::write_raw(const turn::FiveTuple& client, stun::Bytes bytes) {
+  auto it = connections_.find(client);
+  if (it == connections_.end()) return std::nullopt;
+  Connection& c = *it->second;
+  if (c.tls) {
+    if (!c.tls->write(bytes)) return std::nullopt;
+  } else if (!write_bytes(c, bytes)) {
+    return std::nullopt;
+  }
+  if (c.closing) return std::nullopt;
+  return c.queued;
+}
+
+void TcpListener::set_reading(const turn::FiveTuple& client, bool reading) {
+  auto it = connections_.find(client);
+  if (it == connections_.end() || it->second->closing) return;
+  Connection& c = *it->second;
+  if (reading) {
+    if (uv_read_start(stream(c.handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) close(c, true);
+  } else {
+    uv_read_stop(stream(c.handle));
+  }
+}
+
+void TcpListener::close_when_drained(const turn::FiveTuple& client) {
+  auto it = connections_.find(client);
+  if (it == connections_.end()) return;
+  Connection& c = *it->second;
+  if (c.queued == 0) {
+    close(c, false);
+    return;
+  }
+  uv_read_stop(stream(c.handle));
+  c.close_when_drained = true;
 }
 
 void TcpListener::close_connection(const turn::FiveTuple& client) {
@@ -309,7 +376,7 @@ void TcpListener::sweep_idle() {
   for (auto& [tuple, c] : connections_) {
     if (!c->established && now - c->accepted_ms >= limits_.handshake_timeout_ms) {
       late.push_back(c);  // e.g. a ClientHello and then silence, or one byte and then silence
-    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !handler_.holds_allocation(tuple)) {
+    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !c->raw && !handler_.holds_allocation(tuple)) {
       idle.push_back(c);
     }
   }
@@ -345,7 +412,12 @@ void TcpListener::on_close(uv_handle_t* h) {
   std::unique_ptr<Connection> c(static_cast<Connection*>(h->data));
   if (c->owner == nullptr) return;  // the listener is gone
   c->owner->closing_.erase(c.get());
-  if (c->notify_on_close) c->owner->handler_.on_closed(c->tuple);
+  if (!c->notify_on_close) return;
+  if (c->raw) {
+    if (c->owner->raw_handler_ != nullptr) c->owner->raw_handler_->on_raw_closed(c->raw_id);
+  } else {
+    c->owner->handler_.on_closed(c->tuple);
+  }
 }
 
 void TcpListener::close() {

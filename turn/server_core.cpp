@@ -247,7 +247,8 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
   }
   uint8_t binding[48];
   const size_t bn = from.encode(binding);
-  if (nonces_.check(*nonce, Bytes(binding, bn), clock_.unix_seconds()) != auth::NonceCheck::Valid) {
+  if (nonces_.check(*nonce, Bytes(binding, bn), clock_.unix_seconds()) != auth::NonceCheck::Valid &&
+      !connection_bind_nonce_valid(msg, *nonce)) {
     stats_.auth_failed(AuthFailure::BadNonce);
     send_challenge(from, msg, code::StaleNonce);
     return;

@@ -149,6 +149,7 @@ class ServerCore {
   uint16_t check_tcp_allocate(const FiveTuple& from, const stun::MessageView& msg) const;
   void handle_connect(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void handle_connection_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  bool connection_bind_nonce_valid(const stun::MessageView& msg, std::string_view nonce) const;
   TcpConnection* new_tcp_connection(Allocation& a, const stun::TransportAddress& peer);
   size_t pending_tcp_connections(const Allocation& a) const;
   void answer_connect(TcpConnection& c, uint16_t error);  // error 0: success with CONNECTION-ID

@@ -224,6 +224,22 @@ void ServerCore::handle_connection_bind(const FiveTuple& from, const MessageView
   io_.bind_data_connection(c.id, from);
 }
 
+// A data connection is part of its allocation's session: clients (coturn's among them) sign the
+// ConnectionBind with the nonce of the control connection, which the new connection has never been
+// sent, and cannot follow a challenge on the data connection. So that nonce is good here too --
+// for a ConnectionBind naming a connection of that allocation, and only while it waits for one.
+bool ServerCore::connection_bind_nonce_valid(const MessageView& msg, std::string_view nonce) const {
+  if (msg.method() != Method::ConnectionBind) return false;
+  auto id_attr = msg.find(attr::ConnectionId);
+  auto id = id_attr ? stun::decode_u32(id_attr->value) : stun::Result<uint32_t>(stun::Error::Missing);
+  if (!id) return false;
+  auto it = tcp_connections_.find(*id);
+  if (it == tcp_connections_.end() || it->second.state != TcpConnection::State::AwaitingBind) return false;
+  uint8_t binding[48];
+  const size_t n = it->second.owner->tuple.encode(binding);
+  return nonces_.check(nonce, stun::Bytes(binding, n), clock_.unix_seconds()) == auth::NonceCheck::Valid;
+}
+
 // ---- lifetimes ---------------------------------------------------------------------------------------------
 
 void ServerCore::on_peer_connection_closed(ConnectionId id) {

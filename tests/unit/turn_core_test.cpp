@@ -2211,6 +2211,26 @@ TEST_F(TcpAllocationTest, ConnectionBindMakesADataConnection) {
   EXPECT_NE(server().find_allocation(control), nullptr);
 }
 
+TEST_F(TcpAllocationTest, ConnectionBindMayUseTheControlConnectionsNonce) {
+  // coturn's uclient signs the ConnectionBind on the new connection with the nonce its control
+  // connection got, and cannot follow a challenge there.
+  TurnClient c = alice();
+  allocate_tcp(c, control);
+  const ConnectionId id = connect_ok(c, kPeer);
+  const FiveTuple data = tuple(2, Transport::Tcp);
+  auto req = c.request(buf, stun::Method::ConnectionBind, [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
+  ASSERT_TRUE(req.ok());
+  Response r = exchange(c, data, *req);
+  EXPECT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
+  ASSERT_EQ(io.bound.size(), 1u);
+  // Only for a connection waiting for its bind: otherwise that nonce is stale on this connection.
+  auto again = c.request(buf, stun::Method::ConnectionBind, [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
+  ASSERT_TRUE(again.ok());
+  r = exchange(c, tuple(3, Transport::Tcp), *again);
+  EXPECT_EQ(r.outcome, Outcome::Retry);
+  EXPECT_EQ(r.error_code, code::StaleNonce);
+}
+
 TEST_F(TcpAllocationTest, ConnectionBindForAPassiveConnection) {
   TurnClient c = alice();
   const TransportAddress relayed = allocate_tcp(c, control);
