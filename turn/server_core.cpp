@@ -1021,6 +1021,7 @@ void ServerCore::set_limits(const ServerCoreConfig& l) {
   config_.max_permissions = l.max_permissions;
   config_.max_channels = l.max_channels;
   config_.bandwidth_per_allocation = l.bandwidth_per_allocation;
+  config_.tcp_relay = l.tcp_relay;  // for new Allocates; TCP allocations already made go on
   if (l.unauth_requests_per_second != config_.unauth_requests_per_second) {
     config_.unauth_requests_per_second = l.unauth_requests_per_second;
     const uint64_t rate = l.unauth_requests_per_second;

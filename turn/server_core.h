@@ -108,7 +108,8 @@ class ServerCore {
   // §7.2, RFC 8489 §10), else 508 Insufficient Capacity. false: back to normal.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate = std::nullopt);
   // A configuration reload: takes the limits of `limits` (lifetimes, allocation quotas,
-  // permission/channel/bandwidth limits of new allocations, the unauthenticated rate) and ignores
+  // permission/channel/bandwidth limits of new allocations, the unauthenticated rate, whether TCP
+  // allocations are offered) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
   bool draining() const { return draining_; }
