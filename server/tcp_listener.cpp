@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/socket_fd.h"
+#include "server/stream_write.h"
 #include "server/tls_session.h"
 #include "stun/channel_data.h"
 
@@ -47,15 +48,8 @@ struct TcpListener::Connection final : TlsSession::Output {
 
 namespace {
 
-struct WriteRequest {
-  uv_write_t req{};
-  TcpListener::Connection* connection = nullptr;
-  size_t size = 0;
-  std::unique_ptr<uint8_t[]> bytes;
-};
-
-uv_stream_t* stream(uv_tcp_t& t) { return reinterpret_cast<uv_stream_t*>(&t); }
-uv_handle_t* handle(uv_tcp_t& t) { return reinterpret_cast<uv_handle_t*>(&t); }
+uv_stream_t* stream(uv_tcp_t& t) { return as_stream(t); }
+uv_handle_t* handle(uv_tcp_t& t) { return as_handle(t); }
 
 std::optional<stun::TransportAddress> address_of(int (*get)(const uv_tcp_t*, sockaddr*, int*), const uv_tcp_t& t) {
   sockaddr_storage ss{};
@@ -273,39 +267,19 @@ bool TcpListener::send(const turn::FiveTuple& to, stun::Bytes frame) {
 
 bool TcpListener::write_bytes(Connection& c, stun::Bytes bytes) {
   if (c.closing) return false;
-  size_t written = 0;
-  if (c.queued == 0) {
-    uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
-                             static_cast<unsigned>(bytes.size()));
-    const int n = uv_try_write(stream(c.handle), &b, 1);
-    if (n >= 0 && static_cast<size_t>(n) == bytes.size()) return true;
-    if (n >= 0) {
-      written = static_cast<size_t>(n);
-    } else if (n != UV_EAGAIN) {
-      close(c, true);
-      return false;
-    }
-  }
   // Any unwritten tail of a partly written frame must follow, or the stream loses its framing.
-  auto* w = new WriteRequest();
-  w->connection = &c;
-  w->size = bytes.size() - written;
-  w->bytes = std::make_unique<uint8_t[]>(w->size);
-  std::memcpy(w->bytes.get(), bytes.data() + written, w->size);
-  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(w->bytes.get()), static_cast<unsigned>(w->size));
-  w->req.data = w;
-  if (uv_write(&w->req, stream(c.handle), &b, 1, &TcpListener::on_write) != 0) {
-    delete w;
+  const long queued = write_or_queue(stream(c.handle), bytes, c.queued, &c, &TcpListener::on_write);
+  if (queued < 0) {
     close(c, true);
     return false;
   }
-  c.queued += w->size;
+  c.queued += static_cast<size_t>(queued);
   return true;
 }
 
 void TcpListener::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<WriteRequest> w(static_cast<WriteRequest*>(req->data));
-  Connection& c = *w->connection;  // write callbacks run before the close callback frees it
+  std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
+  Connection& c = *static_cast<Connection*>(w->owner);  // write callbacks run before the close callback frees it
   c.queued -= w->size;
   if (c.closing || c.owner == nullptr) return;
   TcpListener& self = *c.owner;

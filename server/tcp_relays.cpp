@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "server/socket_fd.h"
+#include "server/stream_write.h"
 #include "turn/server_core.h"
 
 namespace ferry::server {
@@ -15,8 +16,8 @@ constexpr size_t kReadBuffer = 65536;     // per bound peer connection
 constexpr int kBacklog = 64;              // peers connecting to one relayed address at once
 constexpr uint64_t kDrainTimeoutMs = 30'000;  // a peer that will not take the rest is cut off
 
-uv_stream_t* stream(uv_tcp_t& t) { return reinterpret_cast<uv_stream_t*>(&t); }
-uv_handle_t* handle(uv_tcp_t& t) { return reinterpret_cast<uv_handle_t*>(&t); }
+uv_stream_t* stream(uv_tcp_t& t) { return as_stream(t); }
+uv_handle_t* handle(uv_tcp_t& t) { return as_handle(t); }
 
 // Relayed addresses are shared: the listener and every connection made from it bind the same
 // address and port (RFC 6062 §5.2), which Linux allows between sockets that all set SO_REUSEPORT.
@@ -47,15 +48,6 @@ struct TcpRelays::PeerConnection {
   bool closing = false;
   uint64_t draining_since_ms = 0;
 };
-
-namespace {
-struct PeerWrite {
-  uv_write_t req{};
-  TcpRelays::PeerConnection* peer = nullptr;
-  size_t size = 0;
-  std::unique_ptr<uint8_t[]> bytes;
-};
-}  // namespace
 
 TcpRelays::TcpRelays(uv_loop_t* loop, TcpListener& clients) : loop_(loop), clients_(clients) {
   clients_.set_raw_handler(this);
@@ -243,38 +235,18 @@ void TcpRelays::on_raw_bytes(uint32_t id, stun::Bytes bytes) {
 }
 
 void TcpRelays::write_to_peer(PeerConnection& p, stun::Bytes bytes) {
-  size_t written = 0;
-  if (p.queued == 0) {
-    uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
-                             static_cast<unsigned>(bytes.size()));
-    const int n = uv_try_write(stream(p.handle), &b, 1);
-    if (n >= 0 && static_cast<size_t>(n) == bytes.size()) return;
-    if (n >= 0) {
-      written = static_cast<size_t>(n);
-    } else if (n != UV_EAGAIN) {
-      peer_ended(p, false);
-      return;
-    }
-  }
   // Copied only when the peer's socket is full; the budget bounds how much.
-  auto* w = new PeerWrite();
-  w->peer = &p;
-  w->size = bytes.size() - written;
-  w->bytes = std::make_unique_for_overwrite<uint8_t[]>(w->size);
-  std::memcpy(w->bytes.get(), bytes.data() + written, w->size);
-  w->req.data = w;
-  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(w->bytes.get()), static_cast<unsigned>(w->size));
-  if (uv_write(&w->req, stream(p.handle), &b, 1, &on_write) != 0) {
-    delete w;
+  const long queued = write_or_queue(stream(p.handle), bytes, p.queued, &p, &on_write);
+  if (queued < 0) {
     peer_ended(p, false);
     return;
   }
-  p.queued += w->size;
+  p.queued += static_cast<size_t>(queued);
 }
 
 void TcpRelays::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<PeerWrite> w(static_cast<PeerWrite*>(req->data));
-  PeerConnection& p = *w->peer;  // write callbacks run before the close callback frees it
+  std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
+  PeerConnection& p = *static_cast<PeerConnection*>(w->owner);  // write callbacks run before the close callback frees it
   p.queued -= w->size;
   if (p.closing || p.owner == nullptr) return;
   TcpRelays& self = *p.owner;
