@@ -395,6 +395,7 @@ const std::vector<ScalarField>& scalar_fields() {
       FERRY_UINT("relay.port_min", relay.port_min, 1, 65535),
       FERRY_UINT("relay.port_max", relay.port_max, 1, 65535),
       {"relay.strict_channel_numbers", [](Config& c, std::string_view t, std::string_view) { return parse_bool(c.relay.strict_channel_numbers, t); }},
+      {"relay.tcp_allocations", [](Config& c, std::string_view t, std::string_view) { return parse_bool(c.relay.tcp_allocations, t); }},
       FERRY_UINT("auth.nonce_lifetime", auth.nonce_lifetime, 1, 86400),
       {"auth.userhash", [](Config& c, std::string_view t, std::string_view) { return parse_bool(c.auth.userhash, t); }},
       FERRY_UINT("limits.max_allocations", limits.max_allocations, 0, UINT32_MAX),
@@ -1252,6 +1253,7 @@ std::string dump_effective(const Config& c) {
   scalar("port_min", "relay.port_min", c.relay.port_min);
   scalar("port_max", "relay.port_max", c.relay.port_max);
   scalar("strict_channel_numbers", "relay.strict_channel_numbers", c.relay.strict_channel_numbers);
+  scalar("tcp_allocations", "relay.tcp_allocations", c.relay.tcp_allocations);
   out << YAML::EndMap;
 
   out << YAML::Key << "auth" << YAML::Value << YAML::BeginMap;

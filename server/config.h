@@ -63,6 +63,8 @@ struct RelayConfig {
   // ChannelBind accepts only RFC 8656's 0x4000-0x4FFF when true; when false (the default) also the
   // RFC 5766 range up to 0x7FFF, which libwebrtc and coturn's clients still pick from.
   bool strict_channel_numbers = false;
+  // RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP from TCP/TLS clients); false answers 442.
+  bool tcp_allocations = true;
 };
 
 struct UserConfig {

@@ -186,6 +186,12 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
           [](const WorkerStatsView& w) { return w.core->permissions_created.get(); });
   counter("ferry_channels_bound_total", "Channel bindings made.",
           [](const WorkerStatsView& w) { return w.core->channels_bound.get(); });
+  gauge("ferry_tcp_peer_connections_active",
+        "RFC 6062 peer data connections of TCP allocations now: connecting, waiting for ConnectionBind, or bound.",
+        sum(ws, [](const WorkerStatsView& w) { return w.core->tcp_connections_active.get(); }));
+  counter("ferry_tcp_peer_connections_opened_total",
+          "RFC 6062 peer data connections established (Connect succeeded, or a permitted peer connected).",
+          [](const WorkerStatsView& w) { return w.core->tcp_connections_opened.get(); });
   {
     auto f = family("ferry_connections_active", "Client connections (TCP, TLS) and DTLS sessions open now, by transport.",
                     MetricType::Gauge);

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/socket_fd.h"
+#include "server/stream_write.h"
 #include "server/tls_session.h"
 #include "stun/channel_data.h"
 
@@ -34,6 +35,10 @@ struct TcpListener::Connection final : TlsSession::Output {
   bool counted = false;      // holds a place in the ConnectionLimiter
   bool closing = false;
   bool notify_on_close = false;
+  // RFC 6062 data connection: unframed bytes, for the RawStreamHandler under raw_id.
+  bool raw = false;
+  bool close_when_drained = false;
+  uint32_t raw_id = 0;
 
   // TLS records (handshake, data, alerts) go out through the same write path as plain frames.
   void on_tls_output(stun::Bytes ciphertext) override {
@@ -43,15 +48,8 @@ struct TcpListener::Connection final : TlsSession::Output {
 
 namespace {
 
-struct WriteRequest {
-  uv_write_t req{};
-  TcpListener::Connection* connection = nullptr;
-  size_t size = 0;
-  std::unique_ptr<uint8_t[]> bytes;
-};
-
-uv_stream_t* stream(uv_tcp_t& t) { return reinterpret_cast<uv_stream_t*>(&t); }
-uv_handle_t* handle(uv_tcp_t& t) { return reinterpret_cast<uv_handle_t*>(&t); }
+uv_stream_t* stream(uv_tcp_t& t) { return as_stream(t); }
+uv_handle_t* handle(uv_tcp_t& t) { return as_handle(t); }
 
 std::optional<stun::TransportAddress> address_of(int (*get)(const uv_tcp_t*, sockaddr*, int*), const uv_tcp_t& t) {
   sockaddr_storage ss{};
@@ -214,7 +212,7 @@ void TcpListener::decrypt(Connection& c, size_t n) {
 void TcpListener::consume(Connection& c) {
   uint8_t* buf = c.buffer.get();
   size_t off = 0;
-  while (!c.closing) {
+  while (!c.closing && !c.raw) {
     // Frame every ChannelData number a client may have bound (up to 0x7FFF); the core decides validity.
     auto size = stun::stream_frame_size(stun::Bytes(buf + off, c.used - off), stun::kMaxChannelRfc5766);
     if (!size || (*size && **size > limits_.read_buffer)) {
@@ -229,6 +227,14 @@ void TcpListener::consume(Connection& c) {
     off += n;
   }
   if (c.closing) return;  // the handler ended the connection (e.g. its allocation went away)
+  if (c.raw) {
+    // A data connection (possibly since the frame just handled, its ConnectionBind): whatever
+    // follows is the client's data for the peer.
+    c.used -= off;  // first, so a handler that reads again finds the buffer free
+    if (c.used > 0 && raw_handler_ != nullptr) raw_handler_->on_raw_bytes(c.raw_id, stun::Bytes(buf + off, c.used));
+    c.used = 0;
+    return;
+  }
   if (off > 0) {
     std::memmove(buf, buf + off, c.used - off);
     c.used -= off;
@@ -261,41 +267,76 @@ bool TcpListener::send(const turn::FiveTuple& to, stun::Bytes frame) {
 
 bool TcpListener::write_bytes(Connection& c, stun::Bytes bytes) {
   if (c.closing) return false;
-  size_t written = 0;
-  if (c.queued == 0) {
-    uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
-                             static_cast<unsigned>(bytes.size()));
-    const int n = uv_try_write(stream(c.handle), &b, 1);
-    if (n >= 0 && static_cast<size_t>(n) == bytes.size()) return true;
-    if (n >= 0) {
-      written = static_cast<size_t>(n);
-    } else if (n != UV_EAGAIN) {
-      close(c, true);
-      return false;
-    }
-  }
   // Any unwritten tail of a partly written frame must follow, or the stream loses its framing.
-  auto* w = new WriteRequest();
-  w->connection = &c;
-  w->size = bytes.size() - written;
-  w->bytes = std::make_unique<uint8_t[]>(w->size);
-  std::memcpy(w->bytes.get(), bytes.data() + written, w->size);
-  uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(w->bytes.get()), static_cast<unsigned>(w->size));
-  w->req.data = w;
-  if (uv_write(&w->req, stream(c.handle), &b, 1, &TcpListener::on_write) != 0) {
-    delete w;
+  const long queued = write_or_queue(stream(c.handle), bytes, c.queued, &c, &TcpListener::on_write);
+  if (queued < 0) {
     close(c, true);
     return false;
   }
-  c.queued += w->size;
+  c.queued += static_cast<size_t>(queued);
   return true;
 }
 
 void TcpListener::on_write(uv_write_t* req, int status) {
-  std::unique_ptr<WriteRequest> w(static_cast<WriteRequest*>(req->data));
-  Connection& c = *w->connection;  // write callbacks run before the close callback frees it
+  std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
+  Connection& c = *static_cast<Connection*>(w->owner);  // write callbacks run before the close callback frees it
   c.queued -= w->size;
-  if (status < 0 && !c.closing && c.owner != nullptr) c.owner->close(c, true);
+  if (c.closing || c.owner == nullptr) return;
+  TcpListener& self = *c.owner;
+  if (status < 0) {
+    self.close(c, true);
+    return;
+  }
+  if (!c.raw) return;
+  if (c.close_when_drained && c.queued == 0) {
+    self.close(c, false);
+  } else if (c.queued <= self.limits_.write_budget / 2 && self.raw_handler_ != nullptr) {
+    self.raw_handler_->on_raw_drained(c.raw_id);
+  }
+}
+
+bool TcpListener::make_raw(const turn::FiveTuple& client, uint32_t id) {
+  auto it = connections_.find(client);
+  if (it == connections_.end() || it->second->closing) return false;
+  it->second->raw = true;
+  it->second->raw_id = id;
+  return true;
+}
+
+std::optional<size_t> TcpListener::write_raw(const turn::FiveTuple& client, stun::Bytes bytes) {
+  auto it = connections_.find(client);
+  if (it == connections_.end()) return std::nullopt;
+  Connection& c = *it->second;
+  if (c.tls) {
+    if (!c.tls->write(bytes)) return std::nullopt;
+  } else if (!write_bytes(c, bytes)) {
+    return std::nullopt;
+  }
+  if (c.closing) return std::nullopt;
+  return c.queued;
+}
+
+void TcpListener::set_reading(const turn::FiveTuple& client, bool reading) {
+  auto it = connections_.find(client);
+  if (it == connections_.end() || it->second->closing) return;
+  Connection& c = *it->second;
+  if (reading) {
+    if (uv_read_start(stream(c.handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) close(c, true);
+  } else {
+    uv_read_stop(stream(c.handle));
+  }
+}
+
+void TcpListener::close_when_drained(const turn::FiveTuple& client) {
+  auto it = connections_.find(client);
+  if (it == connections_.end()) return;
+  Connection& c = *it->second;
+  if (c.queued == 0) {
+    close(c, false);
+    return;
+  }
+  uv_read_stop(stream(c.handle));
+  c.close_when_drained = true;
 }
 
 size_t TcpListener::connection_count(turn::Transport transport) const {
@@ -315,7 +356,7 @@ void TcpListener::sweep_idle() {
   for (auto& [tuple, c] : connections_) {
     if (!c->established && now - c->accepted_ms >= limits_.handshake_timeout_ms) {
       late.push_back(c);  // e.g. a ClientHello and then silence, or one byte and then silence
-    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !handler_.holds_allocation(tuple)) {
+    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !c->raw && !handler_.holds_allocation(tuple)) {
       idle.push_back(c);
     }
   }
@@ -351,7 +392,12 @@ void TcpListener::on_close(uv_handle_t* h) {
   std::unique_ptr<Connection> c(static_cast<Connection*>(h->data));
   if (c->owner == nullptr) return;  // the listener is gone
   c->owner->closing_.erase(c.get());
-  if (c->notify_on_close) c->owner->handler_.on_closed(c->tuple);
+  if (!c->notify_on_close) return;
+  if (c->raw) {
+    if (c->owner->raw_handler_ != nullptr) c->owner->raw_handler_->on_raw_closed(c->raw_id);
+  } else {
+    c->owner->handler_.on_closed(c->tuple);
+  }
 }
 
 void TcpListener::close() {

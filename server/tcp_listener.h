@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -50,6 +51,21 @@ class TcpListener {
   // beyond the budget the frame is dropped whole so the stream stays framed. False: dropped.
   bool send(const turn::FiveTuple& to, stun::Bytes frame);
   void close_connection(const turn::FiveTuple& client);
+
+  // RFC 6062 §5.4: the connection becomes a data connection. Bytes after the frame being handled
+  // and everything read later go to `raw_handler` under `id`, unframed; the idle timeout no
+  // longer applies (the allocation's lifetime does). false: no such connection.
+  bool make_raw(const turn::FiveTuple& client, uint32_t id);
+  // Writes raw bytes to a data connection, queueing what the socket does not take at once (never
+  // dropping: the caller stops reading its source when the queue passes the write budget).
+  // Returns the bytes queued afterwards, or nullopt when the connection is gone.
+  std::optional<size_t> write_raw(const turn::FiveTuple& client, stun::Bytes bytes);
+  // Stops or resumes reading a data connection (back-pressure from the other side).
+  void set_reading(const turn::FiveTuple& client, bool reading);
+  // Closes a data connection once its queued bytes are written (the peer side ended).
+  void close_when_drained(const turn::FiveTuple& client);
+  void set_raw_handler(RawStreamHandler* h) { raw_handler_ = h; }
+  size_t write_budget() const { return limits_.write_budget; }
   // Closes connections past the handshake or idle timeout; call about once a second.
   void sweep_idle();
   // Stops listening and closes every connection, without on_closed().
@@ -78,6 +94,7 @@ class TcpListener {
 
   uv_loop_t* loop_;
   StreamHandler& handler_;
+  RawStreamHandler* raw_handler_ = nullptr;
   ConnectionLimits limits_;
   ConnectionLimiter& limiter_;
   ConnectionStats& stats_;

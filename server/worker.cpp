@@ -33,7 +33,9 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
   tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
                                        connection_stats_);
+  tcp_relays_ = std::make_unique<TcpRelays>(&loop_, *tcp_);
   core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
+  tcp_relays_->set_core(core_.get());
 }
 
 Worker::~Worker() {
@@ -44,6 +46,7 @@ Worker::~Worker() {
   credentials_.reset();  // closes its database handles; the loop run below frees them
   relays_.reset();
   dtls_.reset();
+  tcp_relays_.reset();
   tcp_.reset();
   uv_run(&loop_, UV_RUN_DEFAULT);  // runs the close callbacks that free the handles
   uv_loop_close(&loop_);
@@ -101,6 +104,7 @@ void Worker::run() {
 void Worker::on_tick() {
   core_->tick();
   tcp_->sweep_idle();
+  tcp_relays_->sweep();
   stats_.tcp_connections.set(static_cast<int64_t>(tcp_->connection_count(turn::Transport::Tcp)));
   stats_.tls_connections.set(static_cast<int64_t>(tcp_->connection_count(turn::Transport::Tls)));
   stats_.dtls_sessions.set(static_cast<int64_t>(dtls_ ? dtls_->session_count() : 0));
@@ -146,6 +150,8 @@ void Worker::close_handles() {
   credentials_->stop();
   for (UdpSocket* s : udp_listeners_) s->close();
   udp_listeners_.clear();
+  tcp_relays_->set_core(nullptr);  // no callbacks into the core from here on
+  tcp_relays_->close_all();
   tcp_->close();
   if (dtls_) dtls_->close();
   relays_->close_all();
@@ -204,7 +210,26 @@ turn::OpenRelayResult Worker::open_relay(turn::RelayId relay, const stun::Transp
   return relays_->open(relay, local, dont_fragment);
 }
 
-void Worker::close_relay(turn::RelayId relay) { relays_->close(relay); }
+void Worker::close_relay(turn::RelayId relay) {
+  relays_->close(relay);
+  tcp_relays_->close_listener(relay);  // a relay id names a UDP socket or a TCP listener
+}
+
+turn::OpenRelayResult Worker::open_tcp_relay(turn::RelayId relay, const stun::TransportAddress& local) {
+  if (handles_closed_) return turn::OpenRelayResult::NoResources;
+  return tcp_relays_->open(relay, local);
+}
+
+bool Worker::connect_peer(turn::ConnectionId id, turn::RelayId relay, const stun::TransportAddress& peer) {
+  if (handles_closed_) return false;
+  return tcp_relays_->connect(id, relay, peer);
+}
+
+void Worker::bind_data_connection(turn::ConnectionId id, const turn::FiveTuple& client) {
+  tcp_relays_->bind(id, client);
+}
+
+void Worker::close_peer_connection(turn::ConnectionId id) { tcp_relays_->close(id); }
 
 void Worker::allocation_closed(const turn::FiveTuple& client) {
   if (turn::is_stream(client.transport)) tcp_->close_connection(client);

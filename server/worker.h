@@ -21,6 +21,7 @@
 #include "server/send_batch.h"
 #include "server/shell_stats.h"
 #include "server/tcp_listener.h"
+#include "server/tcp_relays.h"
 #include "server/tls_context.h"
 #include "server/udp_socket.h"
 #include "server/worker_credentials.h"
@@ -86,6 +87,10 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
                                    bool dont_fragment) override;
   void close_relay(turn::RelayId relay) override;
   void allocation_closed(const turn::FiveTuple& client) override;
+  turn::OpenRelayResult open_tcp_relay(turn::RelayId relay, const stun::TransportAddress& local) override;
+  bool connect_peer(turn::ConnectionId id, turn::RelayId relay, const stun::TransportAddress& peer) override;
+  void bind_data_connection(turn::ConnectionId id, const turn::FiveTuple& client) override;
+  void close_peer_connection(turn::ConnectionId id) override;
 
  private:
   // Peer datagrams arrive here; client datagrams go to the Worker's own on_datagram.
@@ -132,6 +137,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   ConnectionStats connection_stats_;
   ConnectionLimiter limiter_{settings_.tcp};  // shared by tcp_ and dtls_
   std::unique_ptr<TcpListener> tcp_;
+  std::unique_ptr<TcpRelays> tcp_relays_;  // RFC 6062: peer sides of TCP allocations
   std::unique_ptr<DtlsListener> dtls_;  // made by bind() when a dtls listener is configured
   std::vector<UdpSocket*> udp_listeners_;
   std::vector<ListenerConfig> bound_;

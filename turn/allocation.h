@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "stun/integrity.h"
 #include "stun/message.h"
@@ -42,6 +43,10 @@ struct Allocation {
   stun::TransactionId allocate_txid{};  // to answer a retransmitted Allocate the same way (§7.2)
   std::optional<uint64_t> reservation_token;  // returned in the success response, if any
   uint32_t granted_lifetime = 0;
+  // RFC 6062: REQUESTED-TRANSPORT TCP. The legs are then TCP listeners, data flows only over
+  // peer data connections (no Send, no ChannelData), and these are its connections' ids.
+  bool tcp = false;
+  std::vector<ConnectionId> tcp_connections;
 
   const RelayLeg* leg_for(stun::Family f) const {
     const auto& leg = f == stun::Family::V4 ? v4 : v6;

@@ -15,6 +15,10 @@ using RelayId = uint32_t;
 
 enum class OpenRelayResult { Opened, PortInUse, NoResources };
 
+// RFC 6062 §6.2.1 CONNECTION-ID: names one peer data connection of a TCP allocation. Chosen by the
+// core, unique among its open connections and hard to guess (a client binds to it by value).
+using ConnectionId = uint32_t;
+
 class Io {
  public:
   virtual ~Io() = default;
@@ -29,6 +33,27 @@ class Io {
   virtual void close_relay(RelayId relay) = 0;
   // The allocation of a stream client ended; the shell may close the connection.
   virtual void allocation_closed(const FiveTuple& /*client*/) {}
+
+  // ---- RFC 6062 TCP allocations. The defaults refuse, for shells without TCP relays. ----
+  // Listens for TCP at exactly `local` (the relayed address of a TCP allocation, §5.1);
+  // close_relay(relay) stops it. Peers that connect are offered to ServerCore::on_peer_connection.
+  virtual OpenRelayResult open_tcp_relay(RelayId /*relay*/, const stun::TransportAddress& /*local*/) {
+    return OpenRelayResult::NoResources;
+  }
+  // Starts connecting from the relayed address of `relay` to `peer` (§5.2) and reports the outcome
+  // later (never from inside this call) through ServerCore::on_peer_connected(id, ...). false: it
+  // could not even start. The core owns the timeout: it calls close_peer_connection(id) then.
+  virtual bool connect_peer(ConnectionId /*id*/, RelayId /*relay*/, const stun::TransportAddress& /*peer*/) {
+    return false;
+  }
+  // §5.4: peer data connection `id` and the stream client connection `client` become one pipe; from
+  // now on the shell moves bytes between them as they are (no STUN framing, no core on the way) and
+  // reports the end of either through ServerCore::on_peer_connection_closed(id). Peer data that
+  // waited for the bind comes first.
+  virtual void bind_data_connection(ConnectionId /*id*/, const FiveTuple& /*client*/) {}
+  // Closes peer data connection `id`, its client data connection once bound, or abandons the
+  // connect in progress. No callback into the core follows.
+  virtual void close_peer_connection(ConnectionId /*id*/) {}
 };
 
 }  // namespace ferry::turn

@@ -82,6 +82,7 @@ bool ServerCore::unauthenticated_answer_allowed(const FiveTuple& to) {
 
 ServerCore::~ServerCore() {
   *alive_ = false;
+  for (auto& [id, c] : tcp_connections_) io_.close_peer_connection(id);
   for (auto& [tuple, a] : allocations_) {
     if (a->v4) close_leg(*a->v4);
     if (a->v6) close_leg(*a->v6);
@@ -158,6 +159,8 @@ void ServerCore::handle_stun(const FiveTuple& from, const MessageView& msg) {
     case Method::Refresh:
     case Method::CreatePermission:
     case Method::ChannelBind:
+    case Method::Connect:         // RFC 6062 §5.2
+    case Method::ConnectionBind:  // RFC 6062 §5.4
       authenticate(from, msg);
       return;
     default:
@@ -317,7 +320,8 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
   }
   uint8_t binding[48];
   const size_t bn = from.encode(binding);
-  if (nonces_.check(*nonce, Bytes(binding, bn), clock_.unix_seconds()) != auth::NonceCheck::Valid) {
+  if (nonces_.check(*nonce, Bytes(binding, bn), clock_.unix_seconds()) != auth::NonceCheck::Valid &&
+      !connection_bind_nonce_valid(msg, *nonce)) {
     stats_.auth_failed(AuthFailure::BadNonce);
     send_challenge(from, msg, code::StaleNonce);
     return;
@@ -441,6 +445,10 @@ void ServerCore::dispatch(const FiveTuple& from, const MessageView& msg, const A
     handle_allocate(from, msg, auth);
     return;
   }
+  if (msg.method() == Method::ConnectionBind) {  // comes on a connection without an allocation
+    handle_connection_bind(from, msg, auth);
+    return;
+  }
   auto it = allocations_.find(from);
   if (it == allocations_.end()) {
     send_error(from, msg, code::AllocationMismatch, &auth);
@@ -455,7 +463,14 @@ void ServerCore::dispatch(const FiveTuple& from, const MessageView& msg, const A
   switch (msg.method()) {
     case Method::Refresh: handle_refresh(from, msg, auth, a); return;
     case Method::CreatePermission: handle_create_permission(from, msg, auth, a); return;
-    case Method::ChannelBind: handle_channel_bind(from, msg, auth, a); return;
+    case Method::ChannelBind:
+      if (a.tcp) {  // RFC 6062: data of a TCP allocation goes over data connections only
+        send_error(from, msg, code::BadRequest, &auth, "No channels on a TCP allocation");
+        return;
+      }
+      handle_channel_bind(from, msg, auth, a);
+      return;
+    case Method::Connect: handle_connect(from, msg, auth, a); return;
     default: send_error(from, msg, code::BadRequest, &auth); return;
   }
 }
@@ -478,7 +493,7 @@ RelayId ServerCore::new_relay_slot(Allocation* owner) {
   return static_cast<RelayId>(relay_owner_.size() - 1);
 }
 
-std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool dont_fragment, bool even_port,
+std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port,
                                              bool reserve_next, std::optional<uint64_t> token,
                                              uint64_t* reserved_token, uint16_t* error) {
   *error = code::AddressFamilyNotSupported;
@@ -512,7 +527,8 @@ std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool dont_frag
       leg.advertised = (ra.external ? *ra.external : ra.local).with_port(*port);
       leg.pool = &pool;
       leg.id = new_relay_slot(nullptr);
-      const OpenRelayResult r = io_.open_relay(leg.id, leg.local, dont_fragment);
+      // A TCP allocation's relayed address is a TCP listener at a port of the same pool (RFC 6062 §5.1).
+      const OpenRelayResult r = tcp ? io_.open_tcp_relay(leg.id, leg.local) : io_.open_relay(leg.id, leg.local, dont_fragment);
       if (r == OpenRelayResult::Opened) {
         if (pair) {
           uint64_t t = 0;
@@ -590,9 +606,16 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
     send_error(from, msg, code::BadRequest, &auth);
     return;
   }
-  if (*proto != stun::kTransportUdp) {
+  const bool tcp = *proto == stun::kTransportTcp && config_.tcp_relay;
+  if (*proto != stun::kTransportUdp && !tcp) {
     send_error(from, msg, code::UnsupportedTransportProtocol, &auth);
     return;
+  }
+  if (tcp) {
+    if (uint16_t err = check_tcp_allocate(from, msg); err != 0) {
+      send_error(from, msg, err, &auth, "TCP allocations need a TCP/TLS client and no DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN");
+      return;
+    }
   }
   const bool dont_fragment = msg.has(attr::DontFragment);
   auto even_attr = msg.find(attr::EvenPort);
@@ -675,7 +698,7 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
     }
     family = config_.relays[it->second.first].local.family;
   }
-  auto leg = open_leg(family, dont_fragment, even, reserve, token, &reserved_token, &err);
+  auto leg = open_leg(family, tcp, dont_fragment, even, reserve, token, &reserved_token, &err);
   if (!leg) {
     send_error(from, msg, err, &auth);
     return;
@@ -684,13 +707,14 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   uint16_t v6_error = 0;
   if (dual) {
     uint64_t unused = 0;
-    auto leg6 = open_leg(stun::Family::V6, dont_fragment, false, false, std::nullopt, &unused, &v6_error);
+    auto leg6 = open_leg(stun::Family::V6, tcp, dont_fragment, false, false, std::nullopt, &unused, &v6_error);
     if (leg6) {
       alloc->v6 = *leg6;
       v6_error = 0;
     }
   }
   alloc->tuple = from;
+  alloc->tcp = tcp;
   alloc->username = auth.username;
   alloc->key = auth.key;
   alloc->sha256 = auth.sha256;
@@ -922,7 +946,7 @@ void ServerCore::handle_send(const FiveTuple& from, const MessageView& msg) {
     stats_.drop(DropReason::Malformed);
     return;
   }
-  if (!peer_allowed(*peer)) {
+  if (!peer_allowed(*peer) || it->second->tcp) {  // a TCP allocation has no Send (RFC 6062)
     stats_.drop(DropReason::Policy);
     return;
   }
@@ -1008,6 +1032,8 @@ Gauge& ServerCore::active_gauge(const Allocation& a) {
 
 void ServerCore::destroy(Allocation& a, bool connection_gone) {
   const FiveTuple tuple = a.tuple;
+  // RFC 6062 §5.5: the allocation's data connections end with it.
+  while (!a.tcp_connections.empty()) close_tcp_connection(a.tcp_connections.back(), /*tell_shell=*/true);
   active_gauge(a).sub();
   stats_.permissions_active.sub(static_cast<int64_t>(a.permissions.size()));
   stats_.channels_active.sub(static_cast<int64_t>(a.channels.live_count(clock_.now())));
@@ -1048,6 +1074,7 @@ void ServerCore::tick() {
   // Recount after the destroys: the survivors are exactly the allocations summed above.
   stats_.permissions_active.set(permissions);
   stats_.channels_active.set(channels);
+  expire_tcp_connections(now);
   for (auto& pool : pools_) pool->expire(now);
   // Forget reservation tokens whose port the pool has taken back.
   for (auto it = reservations_.begin(); it != reservations_.end();) {
@@ -1067,6 +1094,7 @@ void ServerCore::set_limits(const ServerCoreConfig& l) {
   config_.max_permissions = l.max_permissions;
   config_.max_channels = l.max_channels;
   config_.bandwidth_per_allocation = l.bandwidth_per_allocation;
+  config_.tcp_relay = l.tcp_relay;  // for new Allocates; TCP allocations already made go on
   if (l.unauth_requests_per_second != config_.unauth_requests_per_second) {
     config_.unauth_requests_per_second = l.unauth_requests_per_second;
     const uint64_t rate = l.unauth_requests_per_second;
@@ -1147,6 +1175,10 @@ MessageBuilder ServerCore::start_response(const MessageView& req, Class cls) {
 }
 
 void ServerCore::finish_and_send(const FiveTuple& to, const MessageView& req, MessageBuilder& b, const Auth* auth) {
+  finish_and_send(to, req.fingerprint().has_value(), b, auth);
+}
+
+void ServerCore::finish_and_send(const FiveTuple& to, bool fingerprint, MessageBuilder& b, const Auth* auth) {
   if (!config_.software.empty()) b.add_text(attr::Software, config_.software);
   if (auth != nullptr) {
     if (auth->sha256) {
@@ -1155,7 +1187,7 @@ void ServerCore::finish_and_send(const FiveTuple& to, const MessageView& req, Me
       b.add_message_integrity(auth->key.view());
     }
   }
-  if (req.fingerprint()) b.add_fingerprint();
+  if (fingerprint) b.add_fingerprint();
   if (auto bytes = b.finish()) io_.send_to_client(to, *bytes);
 }
 

@@ -24,6 +24,7 @@
 #include "turn/peer_policy.h"
 #include "turn/relay_port_pool.h"
 #include "turn/server_stats.h"
+#include "turn/tcp_connection.h"
 
 namespace ferry::turn {
 
@@ -59,6 +60,13 @@ struct ServerCoreConfig {
   // whose source may be spoofed: beyond this rate they are dropped, so ferry cannot be used to
   // reflect traffic at someone. 0: unlimited. Bursts of twice the rate are allowed.
   uint32_t unauth_requests_per_second = 0;
+  // RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP from TCP/TLS clients); false: 442 as for
+  // any other unsupported transport.
+  bool tcp_relay = true;
+  // Peer data connections of one TCP allocation that are connecting or waiting for their
+  // ConnectionBind. Bound ones each hold a client connection, which the per-source connection
+  // limit of the shell already bounds.
+  size_t max_pending_tcp_connections = 16;
 };
 
 class ServerCore {
@@ -81,6 +89,14 @@ class ServerCore {
   void on_peer_packet(RelayId relay, const stun::TransportAddress& peer, uint8_t* buffer, size_t len);
   // A stream client went away: its allocation dies with it.
   void on_client_closed(const FiveTuple& client);
+  // RFC 6062 §5.2: the outcome of Io::connect_peer. On failure the shell has already let go of
+  // the connection; the client gets 447.
+  void on_peer_connected(ConnectionId id, bool connected);
+  // RFC 6062 §5.3: `peer` connected to the TCP relay `relay`. Returns the id the shell keeps the
+  // connection under (the client has been sent a ConnectionAttempt), or nullopt: close it now.
+  std::optional<ConnectionId> on_peer_connection(RelayId relay, const stun::TransportAddress& peer);
+  // Peer data connection `id` ended on either side, or its connect was abandoned by the shell.
+  void on_peer_connection_closed(ConnectionId id);
   // Expires allocations, permissions, channels and port reservations. Call about once a second.
   void tick();
   // Ends the allocations of a user (revocation). Returns how many were closed.
@@ -95,7 +111,8 @@ class ServerCore {
   // §7.2, RFC 8489 §10), else 508 Insufficient Capacity. false: back to normal.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate = std::nullopt);
   // A configuration reload: takes the limits of `limits` (lifetimes, allocation quotas,
-  // permission/channel/bandwidth limits of new allocations, the unauthenticated rate) and ignores
+  // permission/channel/bandwidth limits of new allocations, the unauthenticated rate, whether TCP
+  // allocations are offered) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
   bool draining() const { return draining_; }
@@ -105,6 +122,11 @@ class ServerCore {
   const ServerStats& stats() const { return stats_; }
   const ServerCoreConfig& config() const { return config_; }
   size_t open_relay_count() const;
+  size_t tcp_connection_count() const { return tcp_connections_.size(); }
+  const TcpConnection* find_tcp_connection(ConnectionId id) const {
+    auto it = tcp_connections_.find(id);
+    return it == tcp_connections_.end() ? nullptr : &it->second;
+  }
 
  private:
   struct Request;  // a request in flight, with its authentication state
@@ -127,10 +149,21 @@ class ServerCore {
   void handle_channel_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void handle_send(const FiveTuple& from, const stun::MessageView& msg);
   void handle_channel_data(const FiveTuple& from, stun::Bytes packet);
+  // RFC 6062 (tcp_relay.cpp)
+  uint16_t check_tcp_allocate(const FiveTuple& from, const stun::MessageView& msg) const;
+  void handle_connect(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
+  void handle_connection_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  bool connection_bind_nonce_valid(const stun::MessageView& msg, std::string_view nonce) const;
+  TcpConnection* new_tcp_connection(Allocation& a, const stun::TransportAddress& peer);
+  size_t pending_tcp_connections(const Allocation& a) const;
+  void answer_connect(TcpConnection& c, uint16_t error);  // error 0: success with CONNECTION-ID
+  void close_tcp_connection(ConnectionId id, bool tell_shell);
+  void expire_tcp_connections(Instant now);
 
   // Responses. `auth` null: unauthenticated (no MESSAGE-INTEGRITY).
   stun::MessageBuilder start_response(const stun::MessageView& req, stun::Class cls);
   void finish_and_send(const FiveTuple& to, const stun::MessageView& req, stun::MessageBuilder& b, const Auth* auth);
+  void finish_and_send(const FiveTuple& to, bool fingerprint, stun::MessageBuilder& b, const Auth* auth);
   void send_error(const FiveTuple& to, const stun::MessageView& req, uint16_t code, const Auth* auth,
                   std::string_view reason = {});
   void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
@@ -141,8 +174,9 @@ class ServerCore {
   bool peer_allowed(const stun::TransportAddress& peer) const;
   void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
   void destroy(Allocation& a, bool connection_gone = false);
-  std::optional<RelayLeg> open_leg(stun::Family family, bool dont_fragment, bool even_port, bool reserve_next,
-                                   std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
+  std::optional<RelayLeg> open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port,
+                                   bool reserve_next, std::optional<uint64_t> token, uint64_t* reserved_token,
+                                   uint16_t* error);
   void close_leg(RelayLeg& leg);
   size_t close_unvouched(const std::string& username, const auth::LookupResult& r);
   bool unauthenticated_answer_allowed(const FiveTuple& to);
@@ -169,6 +203,8 @@ class ServerCore {
   std::vector<TokenBucket> unauth_buckets_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
   uint64_t indication_counter_ = 0;
+  std::unordered_map<ConnectionId, TcpConnection> tcp_connections_;  // RFC 6062 peer data connections
+  uint64_t connection_id_counter_ = 0;
   bool draining_ = false;
   std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;

@@ -71,6 +71,11 @@ struct ServerStats {
   std::array<std::array<Gauge, idx(AllocationFamily::Count)>, kTransportCount> allocations_active;
   Gauge permissions_active;  // exact (per-table size deltas), expired ones leave on the next tick
   Gauge channels_active;     // live bindings; recounted every tick
+  // RFC 6062 peer data connections: established (Connect succeeded, or a peer with a permission
+  // connected to a TCP relay), and those the core tracks now (connecting, waiting for their
+  // ConnectionBind, or bound).
+  Counter tcp_connections_opened;
+  Gauge tcp_connections_active;
 
   void drop(DropReason r) { dropped[static_cast<size_t>(r)].add(); }
   void auth_failed(AuthFailure r) { auth_failures[static_cast<size_t>(r)].add(); }

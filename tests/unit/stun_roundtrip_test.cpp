@@ -238,6 +238,37 @@ TEST(StunRoundTrip, EveryOtherAttribute) {
   EXPECT_EQ(m.unknown_required(out), 0u) << "every attribute the builder writes is known";
 }
 
+// RFC 6062 §6.1: the TCP-allocation methods and their message types on the wire.
+TEST(StunRoundTrip, Rfc6062MethodsAndConnectionId) {
+  EXPECT_EQ(make_type(Method::Connect, Class::Request), 0x000A);
+  EXPECT_EQ(make_type(Method::Connect, Class::Error), 0x011A);
+  EXPECT_EQ(make_type(Method::ConnectionBind, Class::Success), 0x010B);
+  EXPECT_EQ(make_type(Method::ConnectionAttempt, Class::Indication), 0x001C);
+  for (Method m : {Method::Connect, Method::ConnectionBind, Method::ConnectionAttempt}) {
+    for (Class c : {Class::Request, Class::Indication, Class::Success, Class::Error}) {
+      EXPECT_EQ(method_of(make_type(m, c)), m);
+      EXPECT_EQ(class_of(make_type(m, c)), c);
+    }
+  }
+  std::array<uint8_t, 64> out{};
+  MessageBuilder mb(out, Method::ConnectionAttempt, Class::Indication, kTxId);
+  mb.add_xor_address(attr::XorPeerAddress, v4("192.0.2.1:32853")).add_u32(attr::ConnectionId, 0x01020304);
+  auto bytes = mb.finish();
+  ASSERT_TRUE(bytes.ok());
+  auto m = MessageView::parse(*bytes);
+  ASSERT_TRUE(m.ok());
+  EXPECT_TRUE(m->is(Method::ConnectionAttempt, Class::Indication));
+  auto id = m->find(attr::ConnectionId);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(to_hex(id->value), "01020304");  // network order, 4 bytes (§6.2.1)
+  EXPECT_EQ(*decode_u32(id->value), 0x01020304u);
+  EXPECT_EQ(attr::name(attr::ConnectionId), "CONNECTION-ID");
+  EXPECT_TRUE(attr::known(attr::ConnectionId));
+  EXPECT_FALSE(decode_u32(Bytes(id->value.data(), 3)).ok());
+  EXPECT_EQ(code::reason(code::ConnectionAlreadyExists), "Connection Already Exists");
+  EXPECT_EQ(code::reason(code::ConnectionTimeoutOrFailure), "Connection Timeout or Failure");
+}
+
 TEST(StunRoundTrip, ErrorCodeDefaultsAndRanges) {
   for (uint16_t c : {300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508, 699}) {
     SCOPED_TRACE(c);
