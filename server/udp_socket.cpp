@@ -73,7 +73,12 @@ void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, co
   if ((flags & UV_UDP_MMSG_CHUNK) && len + a.tailroom > kReceiveChunk) return;
   auto from = stun::TransportAddress::from_sockaddr(addr);
   if (!from) return;
+  uint8_t* free_begin = storage + a.headroom + len + a.tailroom;
+  uint8_t* free_end = (flags & UV_UDP_MMSG_CHUNK) ? reinterpret_cast<uint8_t*>(buf->base) + kReceiveChunk - a.headroom
+                                                 : a.storage + a.size - a.tailroom;
+  s->scratch_ = free_end > free_begin ? stun::MutableBytes(free_begin, free_end) : stun::MutableBytes{};
   s->handler_->on_datagram(*s, *from, storage, len);
+  s->scratch_ = {};
   if (!(flags & UV_UDP_MMSG_CHUNK)) s->end_of_batch();  // a single read: it was its own batch
 }
 

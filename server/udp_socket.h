@@ -66,6 +66,10 @@ class UdpSocket {
   // Closes the socket; the object deletes itself once libuv is done with the handle.
   void close();
 
+  // During DatagramHandler::on_datagram: the free part of the receive buffer after the datagram
+  // (the rest of its 64 KiB chunk, short of the next datagram's headroom), which stays put until
+  // the batch ends. Answers built there can wait in the SendBatch. Empty at other times.
+  stun::MutableBytes scratch() const { return scratch_; }
   const stun::TransportAddress& local() const { return local_; }
   uint32_t tag() const { return tag_; }
 
@@ -86,6 +90,7 @@ class UdpSocket {
   DatagramHandler* handler_ = nullptr;
   uint32_t tag_ = 0;
   bool closing_ = false;
+  stun::MutableBytes scratch_;
 };
 
 }  // namespace ferry::server

@@ -170,7 +170,9 @@ void Worker::close_handles() {
 // per socket per batch.
 
 void Worker::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) {
-  core_->on_client_packet(turn::FiveTuple{from, socket.local(), turn::Transport::Udp}, stun::Bytes(storage, len));
+  // The answer is built in the receive buffer after the request, so it joins the batch's sendmmsg.
+  core_->on_client_packet(turn::FiveTuple{from, socket.local(), turn::Transport::Udp}, stun::Bytes(storage, len),
+                          socket.scratch());
 }
 
 void Worker::PeerReceiver::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage,

@@ -100,7 +100,19 @@ const Allocation* ServerCore::find_allocation(const FiveTuple& t) const {
 
 // ---- entry points -------------------------------------------------------------------------------
 
-void ServerCore::on_client_packet(const FiveTuple& from, Bytes packet) {
+stun::MutableBytes ServerCore::response_buffer() {
+  // One answer per lent buffer: a second message built during the same packet must not overwrite
+  // the first, which the shell may not have sent yet.
+  if (scratch_.empty()) return out_;
+  return std::exchange(scratch_, stun::MutableBytes{});
+}
+
+void ServerCore::on_client_packet(const FiveTuple& from, Bytes packet, stun::MutableBytes scratch) {
+  scratch_ = scratch.size() >= kResponseCapacity ? scratch.first(kResponseCapacity) : stun::MutableBytes{};
+  struct Unlend {
+    stun::MutableBytes& s;
+    ~Unlend() { s = {}; }  // answers given later (an asynchronous credential lookup) use out_
+  } unlend{scratch_};
   if (stun::looks_like_channel_data(packet)) {
     handle_channel_data(from, packet);
     return;
@@ -114,7 +126,7 @@ void ServerCore::on_client_packet(const FiveTuple& from, Bytes packet) {
         stun::load_u32(packet.data() + 4) == stun::kMagicCookie &&
         stun::class_of(stun::load_u16(packet.data())) == Class::Request) {
       // Build a minimal 400 from the header alone.
-      MessageBuilder b(out_, stun::make_type(stun::method_of(stun::load_u16(packet.data())), Class::Error),
+      MessageBuilder b(response_buffer(), stun::make_type(stun::method_of(stun::load_u16(packet.data())), Class::Error),
                        std::span<const uint8_t, stun::kTransactionIdSize>(packet.data() + 8, stun::kTransactionIdSize));
       b.add_error_code(code::BadRequest, "Malformed message");
       if (!config_.software.empty()) b.add_text(attr::Software, config_.software);
@@ -1171,7 +1183,7 @@ size_t ServerCore::close_unvouched(const std::string& username, const auth::Look
 MessageBuilder ServerCore::start_response(const MessageView& req, Class cls) {
   // Every answer starts here, so this is where responses are counted by method and result.
   stats_.responses[idx(method_index(req.method()))][idx(cls == Class::Success ? RequestResult::Success : RequestResult::Error)].add();
-  return MessageBuilder(out_, stun::make_type(req.method(), cls), req.cookie_and_id());
+  return MessageBuilder(response_buffer(), stun::make_type(req.method(), cls), req.cookie_and_id());
 }
 
 void ServerCore::finish_and_send(const FiveTuple& to, const MessageView& req, MessageBuilder& b, const Auth* auth) {

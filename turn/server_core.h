@@ -75,6 +75,8 @@ class ServerCore {
   // tailroom after it for stream padding.
   static constexpr size_t kPeerHeadroom = 64;
   static constexpr size_t kPeerTailroom = 4;
+  // The largest response the core builds.
+  static constexpr size_t kResponseCapacity = 2048;
 
   ServerCore(ServerCoreConfig config, const Clock& clock, Io& io, auth::CredentialStore& credentials,
              PeerPolicy policy);
@@ -82,8 +84,11 @@ class ServerCore {
   ServerCore(const ServerCore&) = delete;
   ServerCore& operator=(const ServerCore&) = delete;
 
-  // One datagram, or one complete stream frame, from a client.
-  void on_client_packet(const FiveTuple& from, stun::Bytes packet);
+  // One datagram, or one complete stream frame, from a client. `scratch`, when at least
+  // kResponseCapacity bytes, is where the answer to this packet is built instead of the core's own
+  // buffer: a shell that lends memory which stays put until it flushes can then send the answers of
+  // a whole receive batch together. Only an answer given during this call uses it.
+  void on_client_packet(const FiveTuple& from, stun::Bytes packet, stun::MutableBytes scratch = {});
   // A datagram that arrived on relay socket `relay` from `peer`. The payload sits at
   // buffer[kPeerHeadroom, kPeerHeadroom + len) and the buffer holds kPeerTailroom more bytes.
   void on_peer_packet(RelayId relay, const stun::TransportAddress& peer, uint8_t* buffer, size_t len);
@@ -196,7 +201,10 @@ class ServerCore {
   std::vector<Allocation*> relay_owner_;  // indexed by RelayId; null = free slot
   std::vector<RelayId> free_relays_;
   std::unordered_map<uint64_t, std::pair<size_t, uint16_t>> reservations_;  // token -> (pool, port)
-  std::array<uint8_t, 2048> out_{};  // responses are built here
+  // Where the next response is built: the lent scratch once, else out_.
+  stun::MutableBytes response_buffer();
+  std::array<uint8_t, kResponseCapacity> out_{};  // responses are built here
+  stun::MutableBytes scratch_;                    // lent by on_client_packet for its answer
   // Per-source buckets for unauthenticated answers, indexed by a keyed hash of the source IP: a
   // fixed table (no allocation per source; sources that collide share a bucket).
   static constexpr size_t kUnauthBuckets = 4096;

@@ -54,6 +54,7 @@ std::string string_of(Bytes b) { return std::string(reinterpret_cast<const char*
 
 class RecordingIo final : public Io {
  public:
+  const uint8_t* last_client_data = nullptr;  // where the core built its last message to a client
   struct ToClient {
     FiveTuple to;
     std::vector<uint8_t> bytes;
@@ -65,6 +66,7 @@ class RecordingIo final : public Io {
   };
 
   void send_to_client(const FiveTuple& to, Bytes bytes) override {
+    last_client_data = bytes.data();
     to_client.push_back({to, std::vector<uint8_t>(bytes.begin(), bytes.end())});
   }
   void send_to_peer(RelayId relay, const TransportAddress& peer, Bytes bytes) override {
@@ -362,6 +364,31 @@ TEST_F(TurnCoreTest, Rfc3489BindingWithoutCookieGetsMappedAddress) {
   auto mapped = stun::decode_address(Bytes(res.data() + 24, 8));
   ASSERT_TRUE(mapped.ok());
   EXPECT_EQ(*mapped, tuple(1).client);
+}
+
+TEST_F(TurnCoreTest, AnswerIsBuiltInTheLentScratchOnlyDuringItsPacket) {
+  TurnClient c = alice();
+  auto in_range = [](const uint8_t* p, const std::vector<uint8_t>& v) { return p >= v.data() && p < v.data() + v.size(); };
+  std::vector<uint8_t> scratch(ServerCore::kResponseCapacity + 100, 0);
+  auto req = c.binding_request(buf);
+  ASSERT_TRUE(req);
+  server().on_client_packet(tuple(1), *req, scratch);
+  ASSERT_EQ(io.to_client.size(), 1u);
+  EXPECT_TRUE(in_range(io.last_client_data, scratch));
+  EXPECT_EQ(c.on_response(io.to_client[0].bytes).outcome, Outcome::Success);
+  // Too small to hold any answer: not used.
+  std::vector<uint8_t> small(ServerCore::kResponseCapacity - 1, 0);
+  req = c.binding_request(buf);
+  ASSERT_TRUE(req);
+  server().on_client_packet(tuple(1), *req, small);
+  ASSERT_EQ(io.to_client.size(), 2u);
+  EXPECT_FALSE(in_range(io.last_client_data, small));
+  // Not lent: the core's own buffer, not the scratch of an earlier packet.
+  req = c.binding_request(buf);
+  ASSERT_TRUE(req);
+  server().on_client_packet(tuple(1), *req);
+  ASSERT_EQ(io.to_client.size(), 3u);
+  EXPECT_FALSE(in_range(io.last_client_data, scratch));
 }
 
 TEST_F(TurnCoreTest, BindingIndicationGetsNoAnswer) {
