@@ -1,6 +1,7 @@
 // One event loop and everything on it: a ServerCore, the listeners, the relay sockets and the
-// 1-second tick. The Worker is the core's Io. Workers share nothing on the data path: each has
-// its own SO_REUSEPORT listeners, relay port range, credential store and receive buffer.
+// timer that walks the core's allocations (a tenth every 100 ms). The Worker is the core's Io.
+// Workers share nothing on the data path: each has its own SO_REUSEPORT listeners, relay port
+// range, credential store and receive buffer.
 #pragma once
 
 #include <atomic>
@@ -121,6 +122,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   std::vector<std::function<void()>> posted_tasks_;  // guarded by posted_mutex_
   bool posted_closed_ = false;                 // guarded by posted_mutex_
   uv_timer_t tick_{};
+  uint32_t tick_count_ = 0;
   bool handles_closed_ = false;
   std::atomic<bool> stop_requested_{false};
 

@@ -1065,27 +1065,39 @@ void ServerCore::on_client_closed(const FiveTuple& client) {
   destroy(*it->second, /*connection_gone=*/true);
 }
 
-void ServerCore::tick() {
+void ServerCore::tick(uint32_t part, uint32_t parts) {
   const Instant now = clock_.now();
-  std::vector<Allocation*> expired;
-  int64_t permissions = 0, channels = 0;
-  for (auto& [tuple, a] : allocations_) {
-    if (a->expires <= now) {
-      expired.push_back(a.get());
-      continue;
+  if (parts == 0) parts = 1;
+  part %= parts;
+  std::vector<Allocation*>& expired = expired_scratch_;
+  expired.clear();
+  if (part == 0) round_counts_ = {0, 0};
+  // By hash bucket: erasing keeps the bucket count, and a rehash between two parts (new
+  // allocations) only moves some allocations to a part walked a little earlier or later.
+  for (size_t b = part; b < allocations_.bucket_count(); b += parts) {
+    for (auto it = allocations_.begin(b); it != allocations_.end(b); ++it) {
+      Allocation* a = it->second.get();
+      if (a->expires <= now) {
+        expired.push_back(a);
+        continue;
+      }
+      a->permissions.expire(now);
+      a->channels.expire(now);
+      round_counts_.first += static_cast<int64_t>(a->permissions.size());
+      round_counts_.second += static_cast<int64_t>(a->channels.live_count(now));
     }
-    a->permissions.expire(now);
-    a->channels.expire(now);
-    permissions += static_cast<int64_t>(a->permissions.size());
-    channels += static_cast<int64_t>(a->channels.live_count(now));
   }
   for (Allocation* a : expired) {
     stats_.allocations_expired.add();
     destroy(*a);
   }
-  // Recount after the destroys: the survivors are exactly the allocations summed above.
-  stats_.permissions_active.set(permissions);
-  stats_.channels_active.set(channels);
+  // A whole round walked: recount the gauges (between rounds they follow installs and deletes
+  // one by one). The survivors are exactly the allocations summed above.
+  if (part == parts - 1) {
+    stats_.permissions_active.set(round_counts_.first);
+    stats_.channels_active.set(round_counts_.second);
+  }
+  if (part != 0) return;
   expire_tcp_connections(now);
   for (auto& pool : pools_) pool->expire(now);
   // Forget reservation tokens whose port the pool has taken back.

@@ -103,7 +103,11 @@ class ServerCore {
   // Peer data connection `id` ended on either side, or its connect was abandoned by the shell.
   void on_peer_connection_closed(ConnectionId id);
   // Expires allocations, permissions, channels and port reservations. Call about once a second.
-  void tick();
+  // With parts > 1 it walks only the allocations of part `part` (hash buckets part, part + parts,
+  // ...) and leaves the once-a-second work (connection timers, port reservations) to part 0: a
+  // shell calling tick(i % parts, parts) `parts` times a second spreads the walk, so no single
+  // call holds the loop for long. tick() walks everything at once.
+  void tick(uint32_t part = 0, uint32_t parts = 1);
   // Ends the allocations of a user (revocation). Returns how many were closed.
   size_t close_user(std::string_view username);
   // Looks up the user of every allocation again and closes the allocations whose key the store no
@@ -216,6 +220,10 @@ class ServerCore {
   bool draining_ = false;
   std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;
+  // tick(): permissions and live channels counted so far in this round of parts, and the
+  // allocations a walk found expired.
+  std::pair<int64_t, int64_t> round_counts_{0, 0};
+  std::vector<Allocation*> expired_scratch_;
 };
 
 }  // namespace ferry::turn

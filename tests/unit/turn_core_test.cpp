@@ -1299,6 +1299,32 @@ TEST_F(TurnCoreTest, AllocationExpiresAtItsLifetime) {
   EXPECT_TRUE(io.stream_closed.empty());  // UDP: no connection to close
 }
 
+TEST_F(TurnCoreTest, TickInPartsWalksEveryAllocationOnceARound) {
+  std::vector<TurnClient> clients;
+  for (int i = 0; i < 40; ++i) {
+    clients.push_back(alice());
+    allocate_ok(clients.back(), tuple(i + 1));
+    ASSERT_EQ(permit(clients.back(), tuple(i + 1), {kPeer}).outcome, Outcome::Success);
+  }
+  EXPECT_EQ(server().stats().permissions_active.get(), 40);
+  // Permissions lapse at 300 s: the gauge is recounted once the round of ten parts is complete.
+  clock.advance(301s);
+  for (uint32_t part = 0; part < 9; ++part) server().tick(part, 10);
+  EXPECT_EQ(server().stats().permissions_active.get(), 40);
+  server().tick(9, 10);
+  EXPECT_EQ(server().stats().permissions_active.get(), 0);
+  // Allocations lapse at 600 s: none is left after one round, and none went before its part.
+  clock.advance(300s);
+  size_t left = server().allocation_count();
+  for (uint32_t part = 0; part < 10; ++part) {
+    server().tick(part, 10);
+    EXPECT_LE(server().allocation_count(), left);
+    left = server().allocation_count();
+  }
+  expect_nothing_allocated();
+  EXPECT_EQ(server().stats().allocations_expired.get(), 40u);
+}
+
 TEST_F(TurnCoreTest, PermissionExpiresAtExactly300Seconds) {
   TurnClient c = alice();
   const TransportAddress relayed = allocate_ok(c, tuple(1));
