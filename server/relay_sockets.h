@@ -24,12 +24,8 @@ class RelaySockets {
   turn::OpenRelayResult open(turn::RelayId id, const stun::TransportAddress& local, bool dont_fragment);
   void close(turn::RelayId id);  // unknown or already closed ids are ignored
   void close_all();
-  // 0 or a libuv error code (UV_EBADF: no such socket).
-  int send(turn::RelayId id, const stun::TransportAddress& peer, stun::Bytes bytes) {
-    if (id >= sockets_.size() || sockets_[id] == nullptr) return UV_EBADF;
-    return sockets_[id]->send(peer, bytes);
-  }
-  // Through the receive area's SendBatch when possible (see UdpSocket::send_relayed).
+  // Through the receive area's SendBatch when possible (see UdpSocket::send_relayed); an unknown
+  // or closed id counts as dropped.
   void send_relayed(turn::RelayId id, const stun::TransportAddress& peer, stun::Bytes bytes, turn::Counter& dropped) {
     if (id >= sockets_.size() || sockets_[id] == nullptr) {
       dropped.add();
