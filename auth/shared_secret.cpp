@@ -76,7 +76,7 @@ MintedCredential mint(std::string_view secret, std::string_view user, uint64_t t
   return m;
 }
 
-SharedSecretStore::SharedSecretStore(std::string realm, const turn::Clock& clock, std::vector<std::string> secrets)
+SharedSecretStore::SharedSecretStore(std::string realm, const Clock& clock, std::vector<std::string> secrets)
     : realm_(std::move(realm)), clock_(clock) {
   set_secrets(std::move(secrets));
 }

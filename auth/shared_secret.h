@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "auth/credential_store.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 
 namespace ferry::auth {
 
@@ -47,7 +47,7 @@ MintedCredential mint(std::string_view secret, std::string_view user, uint64_t t
 class SharedSecretStore final : public CredentialStore {
  public:
   // `clock` must outlive the store; its unix_seconds() decides expiry.
-  SharedSecretStore(std::string realm, const turn::Clock& clock, std::vector<std::string> secrets = {});
+  SharedSecretStore(std::string realm, const Clock& clock, std::vector<std::string> secrets = {});
 
   // Replaces the active secrets (configuration reload on SIGHUP, or a DB change). The first one is
   // the primary; order matters only for which key is tried first. Empty strings are dropped.
@@ -65,7 +65,7 @@ class SharedSecretStore final : public CredentialStore {
 
  private:
   std::string realm_;
-  const turn::Clock& clock_;
+  const Clock& clock_;
   std::shared_ptr<const std::vector<std::string>> secrets_;
   uint64_t max_ttl_ = 0;
 };

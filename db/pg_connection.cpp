@@ -1,5 +1,7 @@
 #include "db/pg_connection.h"
 
+#include "base/secret_mask.h"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 
@@ -74,45 +76,6 @@ LogFn stderr_logger() {
     if (level == LogLevel::Debug) return;
     std::fprintf(stderr, "[db] %s: %.*s\n", names[static_cast<int>(level)], static_cast<int>(msg.size()), msg.data());
   };
-}
-
-std::string mask_conninfo(std::string_view conninfo) {
-  std::string s(conninfo);
-  // URI form: scheme://user:password@host...
-  if (auto scheme = s.find("://"); scheme != std::string::npos) {
-    size_t start = scheme + 3;
-    size_t at = s.find('@', start);
-    size_t slash = s.find('/', start);
-    if (at != std::string::npos && (slash == std::string::npos || at < slash)) {
-      size_t colon = s.find(':', start);
-      if (colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
-    }
-  }
-  // password=... in key/value form or in the URI query string.
-  for (size_t pos = 0; (pos = s.find("password=", pos)) != std::string::npos;) {
-    size_t v = pos + 9;
-    size_t end = v;
-    if (end < s.size() && s[end] == '\'') {
-      ++end;
-      while (end < s.size() && s[end] != '\'') end += (s[end] == '\\') ? 2 : 1;
-      end = std::min(end + 1, s.size());
-    } else {
-      while (end < s.size() && s[end] != ' ' && s[end] != '&') ++end;
-    }
-    s.replace(v, end - v, "***");
-    pos = v + 3;
-  }
-  return s;
-}
-
-std::string scrub_conninfo(std::string message, std::string_view conninfo) {
-  if (conninfo.empty()) return message;
-  std::string masked = mask_conninfo(conninfo);
-  for (size_t pos = 0; (pos = message.find(conninfo, pos)) != std::string::npos;) {
-    message.replace(pos, conninfo.size(), masked);
-    pos += masked.size();
-  }
-  return message;
 }
 
 const char* to_string(QueryStatus s) {

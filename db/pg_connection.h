@@ -34,11 +34,6 @@ using LogFn = std::function<void(LogLevel, std::string_view message)>;
 // Writes "[db] <level>: message" to stderr; the server replaces it with spdlog.
 LogFn stderr_logger();
 
-// "postgresql://u:secret@h/db" -> "postgresql://u:***@h/db"; "password=secret" -> "password=***".
-std::string mask_conninfo(std::string_view conninfo);
-// `message` with every occurrence of `conninfo` replaced by its masked form: libpq quotes the
-// whole URI in some parse errors, and those messages get logged.
-std::string scrub_conninfo(std::string message, std::string_view conninfo);
 
 struct PgResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }

@@ -44,7 +44,7 @@ bool parse_uint(std::string_view v, T& out) {
 
 }  // namespace
 
-PgCredentialStore::PgCredentialStore(PgPool& pool, const turn::Clock& clock, PgCredentialStoreOptions opts)
+PgCredentialStore::PgCredentialStore(PgPool& pool, const Clock& clock, PgCredentialStoreOptions opts)
     : pool_(pool),
       clock_(clock),
       opts_(std::move(opts)),
@@ -113,7 +113,7 @@ std::optional<auth::LookupResult> PgCredentialStore::lookup(std::string_view use
     }
     positive_.erase(key);
   }
-  if (turn::Instant* until = negative_.get(key)) {
+  if (Instant* until = negative_.get(key)) {
     if (now < *until) {
       ++stats_.negative_hits;
       return auth::LookupResult::not_found();

@@ -24,7 +24,7 @@
 
 #include "auth/credential_store.h"
 #include "db/pg_connection.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 
 namespace ferry::db {
 
@@ -47,7 +47,7 @@ class PgCredentialStore final : public auth::CredentialStore {
 
   // `pool` and `clock` must outlive the store. Call start_listening() once (before or after
   // pool.start()) to receive revocations.
-  PgCredentialStore(PgPool& pool, const turn::Clock& clock, PgCredentialStoreOptions opts = {});
+  PgCredentialStore(PgPool& pool, const Clock& clock, PgCredentialStoreOptions opts = {});
   ~PgCredentialStore() override;
 
   void start_listening();
@@ -124,7 +124,7 @@ class PgCredentialStore final : public auth::CredentialStore {
 
   struct Positive {
     auth::Credential credential;
-    turn::Instant fresh_until;
+    Instant fresh_until;
   };
   struct Inflight {
     std::string username, realm;
@@ -142,10 +142,10 @@ class PgCredentialStore final : public auth::CredentialStore {
   void log(LogLevel level, std::string_view msg) const;
 
   PgPool& pool_;
-  const turn::Clock& clock_;
+  const Clock& clock_;
   PgCredentialStoreOptions opts_;
   Lru<Positive> positive_;
-  Lru<turn::Instant> negative_;
+  Lru<Instant> negative_;
   std::unordered_map<std::string, Inflight> inflight_;
   RevokeFn on_revoke_;
   std::function<void()> on_resync_;

@@ -1,10 +1,9 @@
-// A small expected-like result for the data path: parse errors are values, not exceptions.
+// The wire codec's error values; the result type itself is base/result.h.
 #pragma once
 
-#include <cassert>
 #include <string_view>
-#include <utility>
-#include <variant>
+
+#include "base/result.h"
 
 namespace ferry::stun {
 
@@ -37,28 +36,9 @@ constexpr std::string_view to_string(Error e) {
   return "unknown";
 }
 
+// The codec's results carry one of the Error values above.
 template <class T>
-class Result {
- public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design, like std::expected
-  Result(Error e) : v_(e) {}                 // NOLINT
-  bool ok() const { return v_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
-  const T& operator*() const& { return value(); }
-  T& operator*() & { return value(); }
-  const T* operator->() const { return &value(); }
-  T* operator->() { return &value(); }
-  Error error() const { assert(!ok()); return std::get<1>(v_); }
-
- private:
-  std::variant<T, Error> v_;
-};
-
-// For operations that produce nothing but may fail.
-struct Ok {};
+using Result = ferry::Result<T, Error>;
 using Status = Result<Ok>;
 
 }  // namespace ferry::stun

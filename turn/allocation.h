@@ -10,7 +10,7 @@
 #include "stun/message.h"
 #include "stun/transport_address.h"
 #include "turn/channel_table.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 #include "turn/five_tuple.h"
 #include "turn/io.h"
 #include "turn/permission_table.h"

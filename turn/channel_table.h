@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "stun/transport_address.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 
 namespace ferry::turn {
 

@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "turn/clock.h"
+#include "base/clock.h"
 
 namespace ferry::turn {
 

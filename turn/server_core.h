@@ -17,7 +17,7 @@
 #include "stun/message.h"
 #include "stun/message_builder.h"
 #include "turn/allocation.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 #include "turn/five_tuple.h"
 #include "turn/io.h"
 #include "turn/nat_discovery.h"

@@ -5,31 +5,11 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <cstdint>
 
+#include "base/counter.h"
+
 namespace ferry::turn {
-
-class Counter {
- public:
-  void add(uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  uint64_t get() const { return v_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<uint64_t> v_{0};
-};
-
-// A level that goes up and down (active allocations, ...), with the same single-writer rule.
-class Gauge {
- public:
-  void add(int64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void sub(int64_t n = 1) { add(-n); }
-  void set(int64_t v) { v_.store(v, std::memory_order_relaxed); }
-  int64_t get() const { return v_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<int64_t> v_{0};
-};
 
 enum class DropReason : uint8_t { NoAllocation, NoPermission, Policy, Bandwidth, Malformed, NoChannel, RateLimited, Count };
 enum class AuthFailure : uint8_t { Missing, BadNonce, UnknownUser, BadIntegrity, StoreUnavailable, WrongUser, Count };

@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "stun/transport_address.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 #include "turn/io.h"
 
 namespace ferry::turn {

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "turn/clock.h"
+#include "base/clock.h"
 
 namespace ferry::turn {
 

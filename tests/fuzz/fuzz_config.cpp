@@ -1,4 +1,4 @@
-// libFuzzer target: the YAML config parser and validator (server/config.cpp over yaml-cpp).
+// libFuzzer target: the YAML config parser and validator (server/config/config.cpp over yaml-cpp).
 //
 // Any text must give a Config or a ConfigError naming a line — never a crash, a hang or an
 // exception escaping. A config that loads must dump (dump_effective, secrets masked) to text that
@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "server/config.h"
+#include "server/config/config.h"
 
 using namespace ferry::server;
 

@@ -13,7 +13,7 @@
 #include "tests/fuzz/fuzz_check.h"
 #include "auth/shared_secret.h"
 #include "stun/integrity.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 
 using namespace ferry;
 
@@ -31,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(colon == std::string_view::npos || !parsed->user_id.empty());
   }
 
-  static const turn::FakeClock clock;  // unix time 1'700'000'000
+  static const FakeClock clock;  // unix time 1'700'000'000
   auth::SharedSecretStore store("fuzz.example", clock, {"first-secret-value", "second-secret-value"});
   bool called = false;
   auto r = store.lookup(name, "fuzz.example", [&](auth::LookupResult) { called = true; });

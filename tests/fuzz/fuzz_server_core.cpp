@@ -21,7 +21,7 @@
 #include "auth/static_users.h"
 #include "client/turn_client.h"
 #include "stun/message.h"
-#include "turn/clock.h"
+#include "base/clock.h"
 #include "turn/server_core.h"
 
 using namespace ferry;
@@ -82,7 +82,7 @@ struct Reader {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  turn::FakeClock clock;
+  FakeClock clock;
   RecordingIo io;
   auth::StaticUsers users("fuzz.example");
   users.add_password("alice", "alice-pw");

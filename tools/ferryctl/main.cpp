@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "auth/shared_secret.h"
+#include "base/secret_mask.h"
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
@@ -95,7 +96,7 @@ class Db {
     conn_ = PQconnectdbParams(keys, vals, 1);
     if (!conn_) fail("cannot connect to the database: out of memory");
     if (PQstatus(conn_) != CONNECTION_OK) {
-      std::string msg = ferry::db::scrub_conninfo(one_line(PQerrorMessage(conn_)), url);
+      std::string msg = ferry::scrub_conninfo(one_line(PQerrorMessage(conn_)), url);
       PQfinish(conn_);
       conn_ = nullptr;
       fail("cannot connect to the database: " + msg);

@@ -1,0 +1,266 @@
+// ferry's configuration: one schema, filled in layers.
+//
+//   built-in defaults  <  YAML file  <  FERRY_* environment variables  <  command-line flags
+//
+// The defaults alone run a STUN server on 3478 udp+tcp (IPv4 and IPv6); TURN needs credentials
+// (auth.users or auth.shared_secrets). Every error names the key and where it came from
+// ("ferry.yaml:12: limits.max_lifetime: must be at most 3600 (got 7200)"). Secrets — passwords,
+// long-term keys, shared secrets, the database URL's password — come from the file, from files
+// the file points at (*_file keys) or from FERRY_* variables, never from flags, and
+// dump_effective() masks them.
+//
+// To add a key: a field here, a row in the scalar table (or a list loader) in config.cpp, a line
+// in dump_effective(), a commented line in examples/ferry.yaml and a test.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "base/result.h"
+#include "stun/transport_address.h"
+
+#ifndef FERRY_VERSION
+#define FERRY_VERSION "dev"
+#endif
+
+namespace ferry::server {
+
+enum class Transport { Udp, Tcp, Tls, Dtls };
+std::string_view to_string(Transport t);
+std::optional<Transport> parse_transport(std::string_view text);  // "udp", "tcp", "tls", "dtls"
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error, Off };
+std::string_view to_string(LogLevel l);
+std::optional<LogLevel> parse_log_level(std::string_view text);  // also accepts "warning"
+
+enum class LogFormat { Text, Json };
+std::string_view to_string(LogFormat f);
+std::optional<LogFormat> parse_log_format(std::string_view text);
+
+struct ListenerConfig {
+  stun::TransportAddress address;  // IP and port to bind
+  Transport transport = Transport::Udp;
+  bool nat_alternate = false;  // added for nat_discovery (RFC 5780): not advertised in ICE URLs
+  friend bool operator==(const ListenerConfig&, const ListenerConfig&) = default;
+};
+
+struct RelayAddressConfig {
+  stun::TransportAddress address;                  // IP relayed sockets bind to (port 0)
+  std::optional<stun::TransportAddress> external;  // advertised instead, behind a 1:1 NAT (port 0)
+  friend bool operator==(const RelayAddressConfig&, const RelayAddressConfig&) = default;
+};
+
+struct RelayConfig {
+  std::vector<RelayAddressConfig> addresses;  // default: 0.0.0.0 and ::
+  uint16_t port_min = 49152;
+  uint16_t port_max = 65535;
+  // ChannelBind accepts only RFC 8656's 0x4000-0x4FFF when true; when false (the default) also the
+  // RFC 5766 range up to 0x7FFF, which libwebrtc and coturn's clients still pick from.
+  bool strict_channel_numbers = false;
+  // RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP from TCP/TLS clients); false answers 442.
+  bool tcp_allocations = true;
+};
+
+struct UserConfig {
+  std::string name;
+  std::string password;                 // set from `password` or read from `password_file`
+  std::string password_file;            // where `password` was read from, if it was
+  std::optional<std::array<uint8_t, 16>> key;  // `key`: MD5(name:realm:password), instead of a password
+};
+
+struct SharedSecretConfig {
+  std::string secret;       // for TURN REST API style credentials
+  std::string secret_file;  // where `secret` was read from, if it was
+};
+
+struct AuthConfig {
+  uint32_t nonce_lifetime = 600;  // seconds
+  bool userhash = false;          // accept USERHASH (RFC 8489 §14.4)
+  std::vector<UserConfig> users;
+  std::vector<SharedSecretConfig> shared_secrets;
+};
+
+struct PeersConfig {
+  // CIDR strings ("10.0.0.0/8", "::1", "fe80::/10"), syntax-checked only; turn/peer_policy parses them.
+  std::vector<std::string> allow;
+  std::vector<std::string> deny;
+};
+
+struct LimitsConfig {
+  uint32_t max_allocations = 0;           // 0 = unlimited
+  uint32_t max_allocations_per_user = 0;  // 0 = unlimited
+  uint32_t max_permissions_per_allocation = 32;
+  uint32_t max_channels_per_allocation = 32;
+  uint64_t bandwidth_per_allocation = 0;  // bytes/s, 0 = unlimited
+  uint32_t default_lifetime = 600;        // seconds
+  uint32_t max_lifetime = 3600;           // seconds, at most 3600
+  uint32_t unauth_requests_per_second = 50;  // per source IP, 0 = unlimited
+  // TCP and TLS connections and DTLS sessions (issue 5: back-pressure and limits).
+  uint32_t max_connections = 10000;      // in total, 0 = unlimited
+  uint32_t max_connections_per_ip = 256;  // from one source IP, 0 = unlimited
+  uint32_t handshake_timeout = 10;        // seconds to finish TLS/DTLS and send a first message
+  uint32_t connection_idle_timeout = 300;  // seconds of silence before a connection without allocation closes
+  uint64_t connection_write_budget = 256 * 1024;  // bytes queued per connection before relayed data is dropped
+};
+
+struct TlsConfig {
+  std::string cert;  // PEM file paths; both needed when a tls/dtls listener exists
+  std::string key;
+  std::string ciphers;       // TLS 1.2 / DTLS 1.2 cipher list; "" = the built-in default
+  std::string ciphersuites;  // TLS 1.3 suites; "" = the built-in default
+  std::string min_version = "1.2";  // "1.2" or "1.3" (TLS over TCP; DTLS is always 1.2)
+  uint32_t reload_interval = 60;    // seconds between checks of the files for changes; 0 = SIGHUP only
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::Info;
+  LogFormat format = LogFormat::Text;
+};
+
+// An API key for GET /v1/ice-servers, kept only as SHA-256 of the key (the key itself is shown
+// once, to whoever made it). `name` becomes the user part of the credentials it gets.
+struct ApiKeyConfig {
+  std::string name;
+  std::array<uint8_t, 32> sha256{};
+  friend bool operator==(const ApiKeyConfig&, const ApiKeyConfig&) = default;
+};
+
+struct HttpConfig {
+  // Metrics/health/ICE-servers endpoint. nullopt = disabled (`address: ""`).
+  std::optional<stun::TransportAddress> address = stun::TransportAddress::parse("127.0.0.1:9641");
+  std::vector<ApiKeyConfig> api_keys;  // none: /v1/ice-servers refuses every request (401)
+  uint32_t api_requests_per_second = 5;  // per key, token bucket; 0 = unlimited
+  // stun:/stuns:/turn:/turns: URLs handed out; empty = derived from listeners and external addresses.
+  std::vector<std::string> ice_urls;
+  uint32_t credential_ttl = 3600;       // seconds, when the request names no ?ttl=
+  uint32_t max_credential_ttl = 86400;  // seconds, the most a ?ttl= gets
+};
+
+// SIGTERM: stop taking allocations, let the existing ones run, exit when they are gone.
+struct DrainConfig {
+  uint32_t timeout = 30;  // seconds to wait for allocations to end; 0 = exit at once
+  // Where new Allocates are sent while draining (300 Try Alternate); none: 508.
+  std::optional<stun::TransportAddress> alternate_server;
+};
+
+// RFC 5780 NAT behaviour discovery. With both keys set, the udp listener A1:P1 of other_address's
+// family is joined by udp listeners on A2:P1, A1:P2 and A2:P2 (A2 = other_address, P2 =
+// other_port); Binding answers on those four carry RESPONSE-ORIGIN and OTHER-ADDRESS and honour
+// CHANGE-REQUEST. One of the two alone is refused: a server that cannot use the same ports on two
+// addresses must not send OTHER-ADDRESS (RFC 5780 §6), so it would be the same as neither.
+struct NatDiscoveryConfig {
+  std::optional<stun::TransportAddress> other_address;  // A2 (port 0); none = off
+  uint16_t other_port = 0;                                // P2; 0 = off
+  bool enabled() const { return other_address.has_value() || other_port != 0; }
+};
+
+// What nat_discovery adds to a valid configuration: the primary listener A1:P1, the alternate
+// A2:P2, and the udp listeners among A2:P1, A1:P2, A2:P2 not configured already.
+struct NatDiscoveryPlan {
+  stun::TransportAddress primary;
+  stun::TransportAddress alternate;
+  std::vector<ListenerConfig> added;
+};
+
+struct DatabaseConfig {
+  std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
+  std::string url_file;  // where `url` was read from, if it was
+  uint32_t pool_size = 2;            // query connections per worker (each worker LISTENs on one more)
+  uint32_t cache_ttl = 60;           // seconds a looked-up user is served without asking again
+  uint32_t negative_cache_ttl = 10;  // seconds an unknown username is remembered
+  uint32_t max_stale = 86400;        // seconds a cached user keeps working while the database is down
+  uint32_t secrets_refresh = 60;     // seconds between reloads of shared secrets (their expiry)
+};
+
+struct Config {
+  std::string realm = "ferry";
+  std::string software = "ferry/" FERRY_VERSION;
+  uint32_t workers = 0;  // 0 = one per CPU core
+  std::vector<ListenerConfig> listeners;  // default: 0.0.0.0 and :: on 3478, udp and tcp
+  RelayConfig relay;
+  AuthConfig auth;
+  PeersConfig peers;
+  LimitsConfig limits;
+  TlsConfig tls;
+  LogConfig log;
+  HttpConfig http;
+  DrainConfig drain;
+  DatabaseConfig database;
+  NatDiscoveryConfig nat_discovery;
+
+  // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
+  std::map<std::string, std::string> origins;
+
+  Config();  // the embedded defaults
+  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty() || !database.url.empty(); }
+};
+
+struct ConfigError {
+  std::string message;  // complete, ready to print: "ferry.yaml:12: limits.max_lifetime: must be ..."
+};
+
+// Either a Config or the first error found.
+using ConfigResult = Result<Config, ConfigError>;
+
+// The process environment is passed in, never read behind the caller's back, so tests need not
+// touch the real one. Only FERRY_* entries matter.
+using Environment = std::map<std::string, std::string>;
+Environment process_environment();  // the FERRY_* variables of this process
+
+// --- Layers. Each checks the keys it sets; validate_config() checks how keys relate. ---
+
+// Parses YAML over `base` (defaults if omitted). `source_name` prefixes errors ("ferry.yaml:4: ...");
+// relative *_file and tls paths resolve against `base_dir` (the file's directory, "" = as given).
+ConfigResult parse_config_string(std::string_view yaml, std::string_view source_name,
+                                 const Config& base = Config(), std::string_view base_dir = "");
+ConfigResult parse_config_file(const std::string& path, const Config& base = Config());
+// Applies FERRY_* variables (FERRY_REALM, FERRY_LIMITS_MAX_LIFETIME, FERRY_DATABASE_URL, ...).
+// Lists peers.allow, peers.deny and auth.shared_secrets take comma-separated values.
+std::optional<ConfigError> apply_environment(Config& config, const Environment& env);
+// FERRY_* variables that look like typos of known ones ("FERRY_RELM ... did you mean FERRY_REALM?").
+std::vector<std::string> environment_warnings(const Environment& env);
+// Cross-key checks (port_min <= port_max, default_lifetime <= max_lifetime, TLS files for tls/dtls
+// listeners, ...). Names the key and where its value came from.
+std::optional<ConfigError> validate_config(const Config& config);
+
+// --- All layers but flags: defaults < file < env, then validate_config(). ---
+ConfigResult load_config_string(std::string_view yaml, std::string_view source_name, const Environment& env = {});
+ConfigResult load_config_file(const std::string& path, const Environment& env = {});
+
+// Sets one scalar key from text, as FERRY_* variables and flags do ("limits.max_lifetime", "7200").
+// Returns an error detail ("must be at most 3600 (got 7200)") or "". Records `origin` on success.
+std::string set_config_value(Config& config, std::string_view dotted_key, std::string_view text, std::string_view origin);
+
+// Every FERRY_* variable the config understands, with its dotted key, in schema order.
+std::vector<std::pair<std::string, std::string>> environment_variables();
+std::string env_var_for(std::string_view dotted_key);  // "limits.max_lifetime" -> "FERRY_LIMITS_MAX_LIFETIME"
+
+// The listeners nat_discovery needs, or nothing when it is off. Returns an error detail (for the
+// key nat_discovery.other_address) or "".
+std::string plan_nat_discovery(const Config& config, std::optional<NatDiscoveryPlan>& out);
+
+// "IP[:PORT][/udp|tcp|tls|dtls]" ("0.0.0.0:3478/udp", "[::]:5349/tls"), as --listen and
+// FERRY_LISTENERS take it: no transport = udp and tcp; no port = 3478 (5349 for tls/dtls).
+// Appends to `out`; returns an error detail or "".
+std::string parse_listener_spec(std::string_view text, std::vector<ListenerConfig>& out);
+// "IP[=EXTERNAL_IP]" as FERRY_RELAY_ADDRESSES takes it. Appends to `out`; returns an error detail or "".
+std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConfig>& out);
+// Checks "address[/prefix]"; returns an error detail or "" when fine.
+std::string check_cidr(std::string_view text);
+// "NAME:SHA256HEX" as FERRY_HTTP_API_KEYS and --api-key-hash take it. Appends; error detail or "".
+std::string parse_api_key_spec(std::string_view text, std::vector<ApiKeyConfig>& out);
+// A stun:, stuns:, turn: or turns: URL (RFC 7064, RFC 7065). Error detail or "".
+std::string check_ice_url(std::string_view text);
+
+// YAML of the effective config, secrets shown as "***", each value not from the defaults
+// followed by a comment saying where it came from.
+std::string dump_effective(const Config& config);
+
+}  // namespace ferry::server

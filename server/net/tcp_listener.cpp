@@ -1,0 +1,424 @@
+#include "server/net/tcp_listener.h"
+
+#include <cstring>
+#include <memory>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "server/net/socket_fd.h"
+#include "server/net/stream_write.h"
+#include "server/tls/tls_session.h"
+#include "stun/channel_data.h"
+
+namespace ferry::server {
+
+struct TcpListener::Listening {
+  uv_tcp_t handle{};
+  TcpListener* owner = nullptr;
+  turn::Transport transport = turn::Transport::Tcp;
+  std::unique_ptr<TlsContextCache> tls;  // set for Transport::Tls
+};
+
+struct TcpListener::Connection final : TlsSession::Output {
+  uv_tcp_t handle{};
+  TcpListener* owner = nullptr;
+  turn::FiveTuple tuple;
+  std::unique_ptr<uint8_t[]> buffer;  // limits_.read_buffer bytes of plaintext; [0, used) not yet framed
+  size_t used = 0;
+  size_t queued = 0;  // bytes in uv_write requests still in flight
+  uint64_t accepted_ms = 0;
+  uint64_t last_read_ms = 0;
+  std::unique_ptr<TlsSession> tls;  // null for plain TCP
+  bool established = false;  // a complete frame arrived: the handshake deadline no longer applies
+  bool counted = false;      // holds a place in the ConnectionLimiter
+  bool closing = false;
+  bool notify_on_close = false;
+  // RFC 6062 data connection: unframed bytes, for the RawStreamHandler under raw_id.
+  bool raw = false;
+  bool close_when_drained = false;
+  uint32_t raw_id = 0;
+
+  // TLS records (handshake, data, alerts) go out through the same write path as plain frames.
+  void on_tls_output(stun::Bytes ciphertext) override {
+    if (owner != nullptr && !closing) owner->write_bytes(*this, ciphertext);
+  }
+};
+
+namespace {
+
+uv_stream_t* stream(uv_tcp_t& t) { return as_stream(t); }
+uv_handle_t* handle(uv_tcp_t& t) { return as_handle(t); }
+
+std::optional<stun::TransportAddress> address_of(int (*get)(const uv_tcp_t*, sockaddr*, int*), const uv_tcp_t& t) {
+  sockaddr_storage ss{};
+  int len = sizeof ss;
+  if (get(&t, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return std::nullopt;
+  return stun::TransportAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss));
+}
+
+}  // namespace
+
+TcpListener::TcpListener(uv_loop_t* loop, StreamHandler& handler, const ConnectionLimits& limits,
+                         ConnectionLimiter& limiter, ConnectionStats& stats)
+    : loop_(loop), handler_(handler), limits_(limits), limiter_(limiter), stats_(stats) {}
+
+TcpListener::~TcpListener() { close(); }
+
+int TcpListener::listen(const stun::TransportAddress& local, const SocketOptions& options, turn::Transport transport,
+                        std::shared_ptr<TlsCertificates> tls) {
+  if (transport == turn::Transport::Tls && tls == nullptr) return UV_EINVAL;
+  const int fd = open_bound_socket(SOCK_STREAM, local, options);
+  if (fd < 0) return fd;
+  auto* l = new Listening();
+  l->owner = this;
+  l->transport = transport;
+  if (transport == turn::Transport::Tls) {
+    l->tls = std::make_unique<TlsContextCache>(std::move(tls));
+    if (!cipher_buffer_) cipher_buffer_ = std::make_unique<uint8_t[]>(kCipherBuffer);
+  }
+  l->handle.data = l;
+  int rc = uv_tcp_init(loop_, &l->handle);
+  if (rc != 0) {
+    ::close(fd);
+    delete l;
+    return rc;
+  }
+  rc = uv_tcp_open(&l->handle, fd);
+  if (rc != 0) ::close(fd);  // not adopted by the handle
+  if (rc == 0) rc = uv_listen(stream(l->handle), limits_.backlog, &TcpListener::on_connection);
+  if (rc != 0) {
+    uv_close(handle(l->handle), [](uv_handle_t* h) { delete static_cast<Listening*>(h->data); });
+    return rc;
+  }
+  if (options.reuse_port) steer_by_source_ip(fd, local.family, options.steer_by_ip_among);
+  listening_.push_back(l);
+  addresses_.push_back(bound_address(fd, local));
+  return 0;
+}
+
+void TcpListener::on_connection(uv_stream_t* server, int status) {
+  auto* l = static_cast<Listening*>(server->data);
+  if (status < 0 || l->owner == nullptr) return;  // e.g. EMFILE: the kernel keeps the connection queued
+  l->owner->accept(*l);
+}
+
+void TcpListener::accept(Listening& l) {
+  auto* c = new Connection();
+  c->owner = this;
+  c->handle.data = c;
+  if (uv_tcp_init(loop_, &c->handle) != 0) {
+    delete c;
+    return;
+  }
+  auto discard = [&] {
+    c->closing = true;
+    c->owner = nullptr;
+    uv_close(handle(c->handle), &TcpListener::on_close);
+  };
+  if (uv_accept(stream(l.handle), stream(c->handle)) != 0) return discard();
+  auto peer = address_of(&uv_tcp_getpeername, c->handle);
+  auto local = address_of(&uv_tcp_getsockname, c->handle);
+  if (!peer || !local) return discard();
+  // Over the limit: closed before anything is allocated for it (issue 5: connection floods).
+  if (!limiter_.try_acquire(*peer)) {
+    stats_.rejected.add();
+    return discard();
+  }
+  c->counted = true;
+  auto release = [&] {
+    limiter_.release(*peer);
+    c->counted = false;
+  };
+  c->tuple = turn::FiveTuple{*peer, *local, l.transport};
+  if (l.tls) {
+    const TlsContext* ctx = l.tls->get();
+    c->tls = TlsSession::create(ctx != nullptr ? ctx->tls() : nullptr, c);
+    if (!c->tls) {
+      release();
+      return discard();
+    }
+  }
+  uv_tcp_nodelay(&c->handle, 1);  // STUN transactions are small and latency-bound
+  c->buffer = std::make_unique<uint8_t[]>(limits_.read_buffer);
+  c->accepted_ms = c->last_read_ms = uv_now(loop_);
+  if (auto it = connections_.find(c->tuple); it != connections_.end()) close(*it->second, true);
+  if (uv_read_start(stream(c->handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) {
+    release();
+    return discard();
+  }
+  stats_.accepted.add();
+  connections_[c->tuple] = c;
+}
+
+void TcpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Connection*>(h->data);
+  if (c->tls) {
+    // Decrypted before the next read, so every TLS connection of the loop can share it.
+    buf->base = reinterpret_cast<char*>(c->owner->cipher_buffer_.get());
+    buf->len = kCipherBuffer;
+    return;
+  }
+  // A full buffer yields len 0, which libuv reports to on_read as UV_ENOBUFS: the connection closes.
+  buf->base = reinterpret_cast<char*>(c->buffer.get() + c->used);
+  buf->len = c->owner->limits_.read_buffer - c->used;
+}
+
+void TcpListener::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
+  auto* c = static_cast<Connection*>(s->data);
+  if (c->closing) return;
+  TcpListener& self = *c->owner;
+  if (nread < 0) {
+    self.close(*c, true);
+    return;
+  }
+  if (nread == 0) return;  // EAGAIN
+  c->last_read_ms = uv_now(self.loop_);
+  if (c->tls) {
+    self.decrypt(*c, static_cast<size_t>(nread));
+    return;
+  }
+  c->used += static_cast<size_t>(nread);
+  self.consume(*c);
+}
+
+void TcpListener::decrypt(Connection& c, size_t n) {
+  c.tls->feed(stun::Bytes(cipher_buffer_.get(), n));
+  while (!c.closing) {
+    // consume() leaves at most one partial frame no larger than the buffer, so there is room.
+    auto r = c.tls->read(c.buffer.get() + c.used, limits_.read_buffer - c.used);
+    switch (r.status) {
+      case TlsSession::Status::Data:
+        c.used += r.bytes;
+        consume(c);
+        break;
+      case TlsSession::Status::NeedMore:
+        return;
+      case TlsSession::Status::Closed:
+        c.tls->close_notify();  // answer the client's close_notify (RFC 8446 §6.1)
+        close(c, true);
+        return;
+      case TlsSession::Status::Failed:
+        // Wrong version, garbage, a bad record or a failed handshake; OpenSSL has sent its alert.
+        SPDLOG_DEBUG("tls {}: handshake or record failure", c.tuple.client.to_string());
+        stats_.tls_failures.add();
+        close(c, true);
+        return;
+    }
+  }
+}
+
+void TcpListener::consume(Connection& c) {
+  uint8_t* buf = c.buffer.get();
+  size_t off = 0;
+  while (!c.closing && !c.raw) {
+    // Frame every ChannelData number a client may have bound (up to 0x7FFF); the core decides validity.
+    auto size = stun::stream_frame_size(stun::Bytes(buf + off, c.used - off), stun::kMaxChannelRfc5766);
+    if (!size || (*size && **size > limits_.read_buffer)) {
+      stats_.bad_input.add();
+      close(c, true);  // not STUN/ChannelData, or a frame we could never hold
+      return;
+    }
+    if (!*size || **size > c.used - off) break;  // a partial frame: wait for more
+    const size_t n = **size;
+    c.established = true;
+    handler_.on_frame(c.tuple, stun::Bytes(buf + off, n));
+    off += n;
+  }
+  if (c.closing) return;  // the handler ended the connection (e.g. its allocation went away)
+  if (c.raw) {
+    // A data connection (possibly since the frame just handled, its ConnectionBind): whatever
+    // follows is the client's data for the peer.
+    c.used -= off;  // first, so a handler that reads again finds the buffer free
+    if (c.used > 0 && raw_handler_ != nullptr) raw_handler_->on_raw_bytes(c.raw_id, stun::Bytes(buf + off, c.used));
+    c.used = 0;
+    return;
+  }
+  if (off > 0) {
+    std::memmove(buf, buf + off, c.used - off);
+    c.used -= off;
+  }
+}
+
+bool TcpListener::send(const turn::FiveTuple& to, stun::Bytes frame) {
+  auto it = connections_.find(to);
+  if (it == connections_.end()) {
+    ++dropped_frames_;
+    return false;
+  }
+  Connection& c = *it->second;
+  if (c.queued > 0 && c.queued + frame.size() > limits_.write_budget) {
+    // The client reads slower than its peers send: drop whole frames, never part of one (or of a
+    // TLS record: the budget is checked before encrypting).
+    ++dropped_frames_;
+    stats_.write_budget_drops.add();
+    return false;
+  }
+  if (c.tls) {
+    if (!c.tls->write(frame)) {  // the records went to write_bytes() through on_tls_output()
+      ++dropped_frames_;
+      return false;
+    }
+    return !c.closing;
+  }
+  return write_bytes(c, frame);
+}
+
+bool TcpListener::write_bytes(Connection& c, stun::Bytes bytes) {
+  if (c.closing) return false;
+  // Any unwritten tail of a partly written frame must follow, or the stream loses its framing.
+  const long queued = write_or_queue(stream(c.handle), bytes, c.queued, &c, &TcpListener::on_write);
+  if (queued < 0) {
+    close(c, true);
+    return false;
+  }
+  c.queued += static_cast<size_t>(queued);
+  return true;
+}
+
+void TcpListener::on_write(uv_write_t* req, int status) {
+  std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
+  Connection& c = *static_cast<Connection*>(w->owner);  // write callbacks run before the close callback frees it
+  c.queued -= w->size;
+  if (c.closing || c.owner == nullptr) return;
+  TcpListener& self = *c.owner;
+  if (status < 0) {
+    self.close(c, true);
+    return;
+  }
+  if (!c.raw) return;
+  if (c.close_when_drained && c.queued == 0) {
+    self.close(c, false);
+  } else if (c.queued <= self.limits_.write_budget / 2 && self.raw_handler_ != nullptr) {
+    self.raw_handler_->on_raw_drained(c.raw_id);
+  }
+}
+
+bool TcpListener::make_raw(const turn::FiveTuple& client, uint32_t id) {
+  auto it = connections_.find(client);
+  if (it == connections_.end() || it->second->closing) return false;
+  it->second->raw = true;
+  it->second->raw_id = id;
+  return true;
+}
+
+std::optional<size_t> TcpListener::write_raw(const turn::FiveTuple& client, stun::Bytes bytes) {
+  auto it = connections_.find(client);
+  if (it == connections_.end()) return std::nullopt;
+  Connection& c = *it->second;
+  if (c.tls) {
+    if (!c.tls->write(bytes)) return std::nullopt;
+  } else if (!write_bytes(c, bytes)) {
+    return std::nullopt;
+  }
+  if (c.closing) return std::nullopt;
+  return c.queued;
+}
+
+void TcpListener::set_reading(const turn::FiveTuple& client, bool reading) {
+  auto it = connections_.find(client);
+  if (it == connections_.end() || it->second->closing) return;
+  Connection& c = *it->second;
+  if (reading) {
+    if (uv_read_start(stream(c.handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) close(c, true);
+  } else {
+    uv_read_stop(stream(c.handle));
+  }
+}
+
+void TcpListener::close_when_drained(const turn::FiveTuple& client) {
+  auto it = connections_.find(client);
+  if (it == connections_.end()) return;
+  Connection& c = *it->second;
+  if (c.queued == 0) {
+    close(c, false);
+    return;
+  }
+  uv_read_stop(stream(c.handle));
+  c.close_when_drained = true;
+}
+
+size_t TcpListener::connection_count(turn::Transport transport) const {
+  size_t n = 0;
+  for (const auto& [tuple, c] : connections_) n += tuple.transport == transport;
+  return n;
+}
+
+void TcpListener::close_connection(const turn::FiveTuple& client) {
+  auto it = connections_.find(client);
+  if (it != connections_.end()) close(*it->second, false);
+}
+
+void TcpListener::sweep_idle() {
+  const uint64_t now = uv_now(loop_);
+  std::vector<Connection*> late, idle;
+  for (auto& [tuple, c] : connections_) {
+    if (!c->established && now - c->accepted_ms >= limits_.handshake_timeout_ms) {
+      late.push_back(c);  // e.g. a ClientHello and then silence, or one byte and then silence
+    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !c->raw && !handler_.holds_allocation(tuple)) {
+      idle.push_back(c);
+    }
+  }
+  for (Connection* c : late) {
+    stats_.handshake_timeouts.add();
+    close(*c, true);
+  }
+  for (Connection* c : idle) {
+    stats_.idle_timeouts.add();
+    close(*c, true);
+  }
+}
+
+void TcpListener::close(Connection& c, bool notify) {
+  if (c.closing) return;
+  if (c.tls) {
+    c.tls->close_notify();  // a no-op when called from inside the session or after a failure
+    if (c.closing) return;  // writing the alert failed and closed the connection already
+  }
+  c.closing = true;
+  c.notify_on_close = notify;
+  if (c.counted) {
+    limiter_.release(c.tuple.client);
+    c.counted = false;
+  }
+  if (auto it = connections_.find(c.tuple); it != connections_.end() && it->second == &c) connections_.erase(it);
+  // on_closed() runs from the close callback, never from inside a frame the core is handling.
+  closing_.insert(&c);
+  uv_close(handle(c.handle), &TcpListener::on_close);
+}
+
+void TcpListener::on_close(uv_handle_t* h) {
+  std::unique_ptr<Connection> c(static_cast<Connection*>(h->data));
+  if (c->owner == nullptr) return;  // the listener is gone
+  c->owner->closing_.erase(c.get());
+  if (!c->notify_on_close) return;
+  if (c->raw) {
+    if (c->owner->raw_handler_ != nullptr) c->owner->raw_handler_->on_raw_closed(c->raw_id);
+  } else {
+    c->owner->handler_.on_closed(c->tuple);
+  }
+}
+
+void TcpListener::close() {
+  if (closed_) return;
+  closed_ = true;
+  for (Listening* l : listening_) {
+    l->owner = nullptr;
+    uv_close(handle(l->handle), [](uv_handle_t* h) { delete static_cast<Listening*>(h->data); });
+  }
+  listening_.clear();
+  for (auto& [tuple, c] : connections_) {
+    if (c->counted) limiter_.release(c->tuple.client);
+    c->counted = false;
+    c->closing = true;
+    c->owner = nullptr;
+    uv_close(handle(c->handle), &TcpListener::on_close);
+  }
+  connections_.clear();
+  // Connections already closing must not call back into a listener that may be destroyed next.
+  for (Connection* c : closing_) c->owner = nullptr;
+  closing_.clear();
+}
+
+}  // namespace ferry::server

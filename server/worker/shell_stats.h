@@ -1,0 +1,33 @@
+// What one worker's I/O shell counts itself (the core counts the rest): single writer, the
+// worker's loop thread; read by the metrics and health endpoints from the HTTP thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+#include "turn/server_stats.h"
+
+namespace ferry::server {
+
+struct ShellStats {
+  Counter client_send_dropped;  // UDP to clients: socket buffer full or send error
+  Counter peer_send_dropped;    // UDP to peers
+  Counter receive_errors;
+  // Copied from the TcpListener and the DtlsListener on every tick (they keep plain integers that
+  // only their loop may read).
+  Gauge tcp_connections;
+  Gauge tls_connections;
+  Gauge dtls_sessions;
+  Gauge tcp_frames_dropped;  // cumulative: frames over a connection's write budget
+  // Milliseconds on the steady clock at the loop's last tick (or start): /healthz checks that
+  // every loop has ticked recently.
+  Gauge heartbeat_ms;
+};
+
+// The steady clock in milliseconds, as heartbeat_ms holds it.
+inline int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace ferry::server
