@@ -109,28 +109,22 @@ void ServerCore::on_peer_packet(RelayId relay, const TransportAddress& peer, uin
     const size_t size = stun::write_channel_data_header(frame, ch->value(), static_cast<uint16_t>(len), stream);
     io_.send_to_client(a.tuple, Bytes(frame, size));
   } else {
-    // Data indication (§10.3): header, XOR-PEER-ADDRESS, DATA; built in front of the payload.
-    const size_t addr_len = 4 + peer.ip_size();
-    const size_t prefix = stun::kHeaderSize + 4 + addr_len + 4;
+    // Data indication (§10.3): header and XOR-PEER-ADDRESS written by the codec's builder in front
+    // of the payload, which is already where DATA's value goes; the tailroom takes its padding.
+    const size_t prefix = stun::kHeaderSize + 4 + (4 + peer.ip_size()) + 4;
     uint8_t* msg = payload - prefix;
-    uint8_t* p = msg;
-    stun::store_u16(p, stun::make_type(Method::Data, Class::Indication));
-    const size_t total = prefix + stun::padded4(len);
-    stun::store_u16(p + 2, static_cast<uint16_t>(total - stun::kHeaderSize));
-    stun::store_u32(p + 4, stun::kMagicCookie);
     // An indication's transaction id need not be secret, only vary (RFC 8489 §6): a counter will do.
+    stun::TransactionId id{};
     ++indication_counter_;
-    std::memcpy(p + 8, &indication_counter_, sizeof(indication_counter_));
-    std::memset(p + 8 + sizeof(indication_counter_), 0, 12 - sizeof(indication_counter_));
-    p += stun::kHeaderSize;
-    stun::store_u16(p, attr::XorPeerAddress);
-    stun::store_u16(p + 2, static_cast<uint16_t>(addr_len));
-    stun::encode_xor_address(peer, std::span<const uint8_t, 12>(msg + 8, 12), p + 4);
-    p += 4 + addr_len;
-    stun::store_u16(p, attr::Data);
-    stun::store_u16(p + 2, static_cast<uint16_t>(len));
-    std::memset(payload + len, 0, stun::padded4(len) - len);
-    io_.send_to_client(a.tuple, Bytes(msg, total));
+    std::memcpy(id.data(), &indication_counter_, sizeof(indication_counter_));
+    MessageBuilder b(stun::MutableBytes(msg, prefix + stun::padded4(len)), Method::Data, Class::Indication, id);
+    b.add_xor_address(attr::XorPeerAddress, peer).add_in_place(attr::Data, len);
+    auto bytes = b.finish();
+    if (!bytes) {  // cannot happen: len was checked above and the buffer has its head- and tailroom
+      stats_.drop(DropReason::Malformed);
+      return;
+    }
+    io_.send_to_client(a.tuple, *bytes);
   }
   stats_.relayed(Direction::PeerToClient, len);
 }

@@ -1632,6 +1632,17 @@ TEST_F(TurnCoreTest, PeerDatagramWithPermissionBecomesDataIndication) {
     EXPECT_FALSE(pd->channel);
     EXPECT_EQ(pd->peer, kPeer);
     EXPECT_EQ(string_of(pd->data), payload);
+    if (payload == "hello") {
+      // Byte for byte the §10.3 framing the core wrote by hand before it used MessageBuilder: the
+      // transaction id is the core's counter, everything else is fixed.
+      const std::vector<uint8_t>& got = io.to_client[0].bytes;
+      ASSERT_EQ(got.size(), 44u);
+      const std::vector<uint8_t> header = {0x00, 0x17, 0x00, 0x18, 0x21, 0x12, 0xa4, 0x42};
+      const std::vector<uint8_t> attributes = {0x00, 0x12, 0x00, 0x08, 0x00, 0x01, 0x32, 0x9a, 0xe1, 0x12, 0xa6, 0x45,
+                                               0x00, 0x13, 0x00, 0x05, 'h',  'e',  'l',  'l',  'o',  0x00, 0x00, 0x00};
+      EXPECT_EQ(std::vector<uint8_t>(got.begin(), got.begin() + 8), header);
+      EXPECT_EQ(std::vector<uint8_t>(got.begin() + 20, got.end()), attributes);
+    }
   }
   EXPECT_EQ(server().stats().relayed_packets[static_cast<size_t>(Direction::PeerToClient)].get(), 4u);
 }
