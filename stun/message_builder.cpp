@@ -51,6 +51,11 @@ MessageBuilder& MessageBuilder::add(uint16_t type, Bytes value) {
   return *this;
 }
 
+MessageBuilder& MessageBuilder::add_in_place(uint16_t type, size_t len) {
+  reserve(type, len);
+  return *this;
+}
+
 MessageBuilder& MessageBuilder::add_text(uint16_t type, std::string_view text) {
   return add(type, Bytes(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }

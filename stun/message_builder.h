@@ -25,6 +25,10 @@ class MessageBuilder {
       : MessageBuilder(out, make_type(m, c), txid) {}
 
   MessageBuilder& add(uint16_t type, Bytes value);
+  // An attribute whose `len` value bytes the caller has already put where they go, at size() + 4
+  // (a relayed payload framed in place): only its header and the zero padding are written, so the
+  // buffer must hold the padding too.
+  MessageBuilder& add_in_place(uint16_t type, size_t len);
   MessageBuilder& add_text(uint16_t type, std::string_view text);
   MessageBuilder& add_u32(uint16_t type, uint32_t v);
   MessageBuilder& add_address(uint16_t type, const TransportAddress& a);

@@ -146,19 +146,57 @@ class ServerCore {
     auth::Quota quota;  // the user's own limits, where the store has them
   };
 
+  // Member functions are defined by method group: server_core.cpp (entry points, dispatch,
+  // lifetimes, responses), request_auth.cpp, binding.cpp, allocate.cpp, permission.cpp, data.cpp
+  // and tcp_relay.cpp.
+
+  // server_core.cpp
   void handle_stun(const FiveTuple& from, const stun::MessageView& msg);
-  void handle_binding(const FiveTuple& from, const stun::MessageView& msg);
+  void dispatch(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  void destroy(Allocation& a, bool connection_gone = false);
+  size_t close_unvouched(const std::string& username, const auth::LookupResult& r);
+  bool unauthenticated_answer_allowed(const FiveTuple& to);
+  Gauge& active_gauge(const Allocation& a);  // allocations_active for a's transport and families
+  // Responses. `auth` null: unauthenticated (no MESSAGE-INTEGRITY).
+  stun::MessageBuilder start_response(const stun::MessageView& req, stun::Class cls);
+  void finish_and_send(const FiveTuple& to, const stun::MessageView& req, stun::MessageBuilder& b, const Auth* auth);
+  void finish_and_send(const FiveTuple& to, bool fingerprint, stun::MessageBuilder& b, const Auth* auth);
+  void send_error(const FiveTuple& to, const stun::MessageView& req, uint16_t code, const Auth* auth,
+                  std::string_view reason = {});
+
+  // request_auth.cpp (RFC 8489 §9.2)
   void authenticate(const FiveTuple& from, const stun::MessageView& msg);
   void continue_authenticated(const FiveTuple& from, const stun::MessageView& msg, const auth::LookupResult& r,
                               const std::string& username);
-  void dispatch(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
+  std::string nonce_for(const FiveTuple& t) const;
+
+  // binding.cpp (RFC 8489 §7.3, RFC 5780)
+  void handle_binding(const FiveTuple& from, const stun::MessageView& msg);
+
+  // allocate.cpp (RFC 8656 §7.2, §7.3)
   void handle_allocate(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
   void handle_refresh(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
+  void send_allocate_success(const FiveTuple& to, const stun::MessageView& req, const Allocation& a,
+                             uint16_t v6_error);  // v6_error: ADDRESS-ERROR-CODE for IPv6, 0 none
+  std::optional<RelayLeg> open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port,
+                                   bool reserve_next, std::optional<uint64_t> token, uint64_t* reserved_token,
+                                   uint16_t* error);
+  void close_leg(RelayLeg& leg);
+  RelayId new_relay_slot(Allocation* owner);
+  uint32_t lifetime_for(std::optional<uint32_t> requested) const;
+
+  // permission.cpp (RFC 8656 §9, §11)
   void handle_create_permission(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void handle_channel_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
+  bool peer_allowed(const stun::TransportAddress& peer) const;
+
+  // data.cpp (RFC 8656 §10, §12): the per-packet path, which allocates nothing
   void handle_send(const FiveTuple& from, const stun::MessageView& msg);
   void handle_channel_data(const FiveTuple& from, stun::Bytes packet);
-  // RFC 6062 (tcp_relay.cpp)
+  void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
+
+  // tcp_relay.cpp (RFC 6062)
   uint16_t check_tcp_allocate(const FiveTuple& from, const stun::MessageView& msg) const;
   void handle_connect(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void handle_connection_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
@@ -168,30 +206,6 @@ class ServerCore {
   void answer_connect(TcpConnection& c, uint16_t error);  // error 0: success with CONNECTION-ID
   void close_tcp_connection(ConnectionId id, bool tell_shell);
   void expire_tcp_connections(Instant now);
-
-  // Responses. `auth` null: unauthenticated (no MESSAGE-INTEGRITY).
-  stun::MessageBuilder start_response(const stun::MessageView& req, stun::Class cls);
-  void finish_and_send(const FiveTuple& to, const stun::MessageView& req, stun::MessageBuilder& b, const Auth* auth);
-  void finish_and_send(const FiveTuple& to, bool fingerprint, stun::MessageBuilder& b, const Auth* auth);
-  void send_error(const FiveTuple& to, const stun::MessageView& req, uint16_t code, const Auth* auth,
-                  std::string_view reason = {});
-  void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
-  void send_allocate_success(const FiveTuple& to, const stun::MessageView& req, const Allocation& a,
-                             uint16_t v6_error);  // v6_error: ADDRESS-ERROR-CODE for IPv6, 0 none
-
-  std::string nonce_for(const FiveTuple& t) const;
-  bool peer_allowed(const stun::TransportAddress& peer) const;
-  void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
-  void destroy(Allocation& a, bool connection_gone = false);
-  std::optional<RelayLeg> open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port,
-                                   bool reserve_next, std::optional<uint64_t> token, uint64_t* reserved_token,
-                                   uint16_t* error);
-  void close_leg(RelayLeg& leg);
-  size_t close_unvouched(const std::string& username, const auth::LookupResult& r);
-  bool unauthenticated_answer_allowed(const FiveTuple& to);
-  RelayId new_relay_slot(Allocation* owner);
-  uint32_t lifetime_for(std::optional<uint32_t> requested) const;
-  Gauge& active_gauge(const Allocation& a);  // allocations_active for a's transport and families
 
   ServerCoreConfig config_;
   const Clock& clock_;
