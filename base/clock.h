@@ -61,4 +61,18 @@ class FakeClock final : public Clock {
   Duration unix_;  // sub-second precision so two half-second advances add up to one second
 };
 
+// Monotonic milliseconds of `clock`, for deadlines kept as plain integers (stream idle and
+// handshake timeouts, worker heartbeats). Comparable only with other values of the same clock.
+inline uint64_t monotonic_ms(const Clock& clock) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock.now().time_since_epoch()).count();
+  return ms < 0 ? 0 : static_cast<uint64_t>(ms);
+}
+
+// The process's SteadyClock, for code outside a worker that has no Clock handed to it (the HTTP
+// threads, the DTLS cookie stamp): the same time source, not a second one.
+inline const Clock& steady_clock() {
+  static const SteadyClock clock;
+  return clock;
+}
+
 }  // namespace ferry

@@ -2,9 +2,10 @@
 
 namespace ferry::server {
 
-DtlsListener::DtlsListener(uv_loop_t* loop, StreamHandler& handler, std::shared_ptr<TlsCertificates> tls,
-                           const ConnectionLimits& limits, ConnectionLimiter& limiter, ConnectionStats& stats)
-    : loop_(loop), handler_(handler), server_(*this, std::move(tls), limits, limiter, stats) {}
+DtlsListener::DtlsListener(uv_loop_t* loop, const Clock& clock, StreamHandler& handler,
+                           std::shared_ptr<TlsCertificates> tls, const ConnectionLimits& limits,
+                           ConnectionLimiter& limiter, ConnectionStats& stats)
+    : loop_(loop), clock_(clock), handler_(handler), server_(*this, clock, std::move(tls), limits, limiter, stats) {}
 
 DtlsListener::~DtlsListener() { close(); }
 
@@ -17,15 +18,13 @@ int DtlsListener::listen(const stun::TransportAddress& local, const SocketOption
   rc = s->start(area, static_cast<DatagramHandler&>(*this), 0);
   if (rc != 0) return rc;
   addresses_.push_back(s->local());
-  if (timer_ == nullptr) {
-    timer_ = new uv_timer_t();
-    uv_timer_init(loop_, timer_);
-    timer_->data = this;
+  if (!timer_) {
+    if ((rc = timer_.init(loop_, this, uv_timer_init)) != 0) return rc;
     uv_timer_start(
-        timer_,
+        timer_.get(),
         [](uv_timer_t* t) {
-          auto* self = static_cast<DtlsListener*>(t->data);
-          if (self != nullptr) self->server_.tick(uv_now(self->loop_));
+          auto* self = UvHandle<uv_timer_t>::owner_of<DtlsListener>(t);
+          if (self != nullptr) self->server_.tick(monotonic_ms(self->clock_));
         },
         kTickMs, kTickMs);
   }
@@ -34,7 +33,7 @@ int DtlsListener::listen(const stun::TransportAddress& local, const SocketOption
 
 void DtlsListener::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) {
   server_.on_datagram(turn::FiveTuple{from, socket.local(), turn::Transport::Dtls}, stun::Bytes(storage, len),
-                      uv_now(loop_));
+                      monotonic_ms(clock_));
 }
 
 void DtlsListener::send_datagram(const turn::FiveTuple& to, stun::Bytes datagram) {
@@ -53,11 +52,7 @@ void DtlsListener::close() {
   server_.close_all();  // the alerts go out while the sockets are still open
   for (UdpSocket* s : sockets_) s->close();
   sockets_.clear();
-  if (timer_ != nullptr) {
-    timer_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    timer_ = nullptr;
-  }
+  timer_.close();
 }
 
 }  // namespace ferry::server

@@ -8,12 +8,14 @@
 
 #include <uv.h>
 
+#include "base/clock.h"
 #include "server/net/connection_limits.h"
 #include "server/net/dtls_server.h"
 #include "server/net/socket_fd.h"
 #include "server/net/stream_handler.h"
 #include "server/tls/tls_context.h"
 #include "server/net/udp_socket.h"
+#include "server/net/uv_handle.h"
 #include "stun/transport_address.h"
 #include "turn/five_tuple.h"
 
@@ -21,7 +23,8 @@ namespace ferry::server {
 
 class DtlsListener final : private DatagramHandler, private DtlsServer::Host {
  public:
-  DtlsListener(uv_loop_t* loop, StreamHandler& handler, std::shared_ptr<TlsCertificates> tls,
+  // `clock` (the worker's) times the sessions' deadlines; it must outlive the listener.
+  DtlsListener(uv_loop_t* loop, const Clock& clock, StreamHandler& handler, std::shared_ptr<TlsCertificates> tls,
                const ConnectionLimits& limits, ConnectionLimiter& limiter, ConnectionStats& stats);
   ~DtlsListener() override;  // close(); the loop must run afterwards to release the handles
   DtlsListener(const DtlsListener&) = delete;
@@ -52,10 +55,11 @@ class DtlsListener final : private DatagramHandler, private DtlsServer::Host {
   bool holds_allocation(const turn::FiveTuple& client) const override { return handler_.holds_allocation(client); }
 
   uv_loop_t* loop_;
+  const Clock& clock_;
   StreamHandler& handler_;
   std::vector<UdpSocket*> sockets_;
   std::vector<stun::TransportAddress> addresses_;
-  uv_timer_t* timer_ = nullptr;  // freed by its close callback, which may run after we are gone
+  UvHandle<uv_timer_t> timer_;
   DtlsServer server_;
   uint64_t send_errors_ = 0;
   bool closed_ = false;

@@ -1,7 +1,8 @@
 #include "server/net/dtls_server.h"
 
 #include <openssl/ssl.h>
-#include <spdlog/spdlog.h>
+
+#include "server/net/tls_pump.h"
 
 namespace ferry::server {
 
@@ -23,9 +24,7 @@ struct DtlsServer::Session final : TlsSession::Output {
   turn::FiveTuple tuple;
   DtlsCookieSubject cookie;  // the SSL's app data: its ClientHello's cookie is checked again in the handshake
   std::unique_ptr<TlsSession> tls;
-  uint64_t created_ms = 0;
-  uint64_t last_ms = 0;
-  bool established = false;  // a frame arrived
+  StreamDeadlines deadlines;
   bool ended = false;
 
   void on_tls_output(stun::Bytes datagram) override {
@@ -38,13 +37,14 @@ void DtlsServer::ListenOutput::on_tls_output(stun::Bytes datagram) {
   owner->host_.send_datagram(owner->listen_tuple_, datagram);
 }
 
-DtlsServer::DtlsServer(Host& host, std::shared_ptr<TlsCertificates> tls, const ConnectionLimits& limits,
-                       ConnectionLimiter& limiter, ConnectionStats& stats)
+DtlsServer::DtlsServer(Host& host, const Clock& clock, std::shared_ptr<TlsCertificates> tls,
+                       const ConnectionLimits& limits, ConnectionLimiter& limiter, ConnectionStats& stats)
     : host_(host),
       tls_(std::move(tls)),
       limits_(limits),
       limiter_(limiter),
       stats_(stats),
+      cookie_key_(clock),
       plain_(std::make_unique<uint8_t[]>(kPlainBuffer)) {
   listen_output_.owner = this;
   listen_subject_.key = &cookie_key_;
@@ -106,7 +106,7 @@ void DtlsServer::admit(const turn::FiveTuple& from, stun::Bytes datagram, uint64
   s->tls = std::move(listener_);
   s->tls->set_output(s.get());
   SSL_set_app_data(s->tls->ssl(), &s->cookie);
-  s->created_ms = s->last_ms = now_ms;
+  s->deadlines.open(now_ms);
   stats_.accepted.add();
   Session& session = *s;
   sessions_.emplace(from, std::move(s));
@@ -114,27 +114,17 @@ void DtlsServer::admit(const turn::FiveTuple& from, stun::Bytes datagram, uint64
 }
 
 void DtlsServer::process(Session& s, stun::Bytes datagram, uint64_t now_ms) {
-  s.last_ms = now_ms;
-  s.tls->feed(datagram);
-  while (!s.ended) {
-    auto r = s.tls->read(plain_.get(), kPlainBuffer);
-    switch (r.status) {
-      case TlsSession::Status::Data:
-        s.established = true;
-        host_.on_frame(s.tuple, stun::Bytes(plain_.get(), r.bytes));
-        break;
-      case TlsSession::Status::NeedMore:
-        return;
-      case TlsSession::Status::Closed:
-        end(s, /*notify=*/true, /*alert=*/true);  // close_notify answered with ours
-        return;
-      case TlsSession::Status::Failed:
-        SPDLOG_DEBUG("dtls {}: handshake or record failure", s.tuple.client.to_string());
-        stats_.tls_failures.add();
-        end(s, /*notify=*/true, /*alert=*/false);
-        return;
-    }
-  }
+  s.deadlines.read(now_ms);
+  // Each record's plaintext is one frame (RFC 8656 §3.1): no framing, straight to the host.
+  const TlsPumpEnd end = pump_tls(
+      *s.tls, datagram, [&] { return stun::MutableBytes(plain_.get(), kPlainBuffer); },
+      [&](size_t bytes) {
+        s.deadlines.established = true;
+        host_.on_frame(s.tuple, stun::Bytes(plain_.get(), bytes));
+      },
+      [&] { return s.ended; }, stats_, s.tuple);
+  // Closed: the pump answered the close_notify with ours. Failed: OpenSSL sent its alert.
+  if (end == TlsPumpEnd::Closed || end == TlsPumpEnd::Failed) this->end(s, /*notify=*/true, /*alert=*/false);
 }
 
 bool DtlsServer::send(const turn::FiveTuple& to, stun::Bytes frame) {
@@ -160,28 +150,20 @@ void DtlsServer::end(Session& s, bool notify, bool alert) {
 void DtlsServer::reap() { ended_.clear(); }
 
 void DtlsServer::tick(uint64_t now_ms) {
-  std::vector<Session*> failed, late, idle;
+  std::vector<Session*> failed;
+  StreamSweep<Session> sweep(now_ms, limits_);
   for (auto& [tuple, s] : sessions_) {
     if (!s->tls->handshake_done() && !s->tls->on_timer()) {
       failed.push_back(s.get());  // gave up retransmitting
-    } else if (!s->established && now_ms - s->created_ms >= limits_.handshake_timeout_ms) {
-      late.push_back(s.get());
-    } else if (now_ms - s->last_ms >= limits_.idle_timeout_ms && !host_.holds_allocation(tuple)) {
-      idle.push_back(s.get());
+    } else {
+      sweep.check(*s, s->deadlines, [&, &tuple = tuple] { return host_.holds_allocation(tuple); });
     }
   }
   for (Session* s : failed) {
     stats_.tls_failures.add();
     end(*s, true, false);
   }
-  for (Session* s : late) {
-    stats_.handshake_timeouts.add();
-    end(*s, true, true);
-  }
-  for (Session* s : idle) {
-    stats_.idle_timeouts.add();
-    end(*s, true, true);
-  }
+  sweep.close_expired(stats_, [&](Session& s) { end(s, true, true); });
   reap();
 }
 

@@ -19,9 +19,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/clock.h"
 #include "server/net/connection_limits.h"
 #include "server/tls/dtls_cookie.h"
 #include "server/net/stream_handler.h"
+#include "server/net/stream_timeouts.h"
 #include "server/tls/tls_context.h"
 #include "server/tls/tls_session.h"
 #include "stun/bytes.h"
@@ -37,7 +39,8 @@ class DtlsServer {
     virtual void send_datagram(const turn::FiveTuple& to, stun::Bytes datagram) = 0;
   };
 
-  DtlsServer(Host& host, std::shared_ptr<TlsCertificates> tls, const ConnectionLimits& limits,
+  // `clock` stamps the cookies (the deadlines use the now_ms passed in); it must outlive the server.
+  DtlsServer(Host& host, const Clock& clock, std::shared_ptr<TlsCertificates> tls, const ConnectionLimits& limits,
              ConnectionLimiter& limiter, ConnectionStats& stats);
   ~DtlsServer();  // sessions are dropped without alerts or callbacks
   DtlsServer(const DtlsServer&) = delete;

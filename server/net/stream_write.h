@@ -13,13 +13,10 @@
 
 namespace ferry::server {
 
-inline uv_stream_t* as_stream(uv_tcp_t& t) { return reinterpret_cast<uv_stream_t*>(&t); }
-inline uv_handle_t* as_handle(uv_tcp_t& t) { return reinterpret_cast<uv_handle_t*>(&t); }
-
-// A queued tail; `owner` is the caller's connection, for its write callback.
+// A queued tail. Its write callback finds the connection through req.handle's owner
+// (UvHandle::owner_of), which is null once the connection closed.
 struct QueuedWrite {
   uv_write_t req{};
-  void* owner = nullptr;
   size_t size = 0;
   std::unique_ptr<uint8_t[]> bytes;
 };
@@ -28,7 +25,7 @@ struct QueuedWrite {
 // is tried directly, so the order holds. Returns the bytes newly queued (0: all written), or a
 // negative libuv error (the caller closes the stream). `done` gets the QueuedWrite in req->data
 // and must delete it.
-inline long write_or_queue(uv_stream_t* s, stun::Bytes bytes, size_t queued_before, void* owner, uv_write_cb done) {
+inline long write_or_queue(uv_stream_t* s, stun::Bytes bytes, size_t queued_before, uv_write_cb done) {
   size_t written = 0;
   if (queued_before == 0) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
@@ -42,7 +39,6 @@ inline long write_or_queue(uv_stream_t* s, stun::Bytes bytes, size_t queued_befo
     }
   }
   auto* w = new QueuedWrite();
-  w->owner = owner;
   w->size = bytes.size() - written;
   w->bytes = std::make_unique_for_overwrite<uint8_t[]>(w->size);
   std::memcpy(w->bytes.get(), bytes.data() + written, w->size);

@@ -8,30 +8,33 @@
 #include <spdlog/spdlog.h>
 
 #include "server/net/socket_fd.h"
+#include "server/net/stream_timeouts.h"
 #include "server/net/stream_write.h"
+#include "server/net/tls_pump.h"
+#include "server/net/uv_handle.h"
 #include "server/tls/tls_session.h"
 #include "stun/channel_data.h"
 
 namespace ferry::server {
 
 struct TcpListener::Listening {
-  uv_tcp_t handle{};
+  UvHandle<uv_tcp_t> handle;  // data: this Listening, which holds the listener
   TcpListener* owner = nullptr;
   turn::Transport transport = turn::Transport::Tcp;
   std::unique_ptr<TlsContextCache> tls;  // set for Transport::Tls
 };
 
 struct TcpListener::Connection final : TlsSession::Output {
-  uv_tcp_t handle{};
-  TcpListener* owner = nullptr;
+  // Closed with on_close as its `after`: the connection is freed from the close callback, once
+  // its write requests have ended and no callback of ours is still using it.
+  UvHandle<uv_tcp_t> handle;
+  TcpListener* owner = nullptr;  // null once the listener is gone (close())
   turn::FiveTuple tuple;
   std::unique_ptr<uint8_t[]> buffer;  // limits_.read_buffer bytes of plaintext; [0, used) not yet framed
   size_t used = 0;
   size_t queued = 0;  // bytes in uv_write requests still in flight
-  uint64_t accepted_ms = 0;
-  uint64_t last_read_ms = 0;
+  StreamDeadlines deadlines;
   std::unique_ptr<TlsSession> tls;  // null for plain TCP
-  bool established = false;  // a complete frame arrived: the handshake deadline no longer applies
   bool counted = false;      // holds a place in the ConnectionLimiter
   bool closing = false;
   bool notify_on_close = false;
@@ -48,8 +51,7 @@ struct TcpListener::Connection final : TlsSession::Output {
 
 namespace {
 
-uv_stream_t* stream(uv_tcp_t& t) { return as_stream(t); }
-uv_handle_t* handle(uv_tcp_t& t) { return as_handle(t); }
+using TcpHandle = UvHandle<uv_tcp_t>;
 
 std::optional<stun::TransportAddress> address_of(int (*get)(const uv_tcp_t*, sockaddr*, int*), const uv_tcp_t& t) {
   sockaddr_storage ss{};
@@ -60,9 +62,9 @@ std::optional<stun::TransportAddress> address_of(int (*get)(const uv_tcp_t*, soc
 
 }  // namespace
 
-TcpListener::TcpListener(uv_loop_t* loop, StreamHandler& handler, const ConnectionLimits& limits,
+TcpListener::TcpListener(uv_loop_t* loop, const Clock& clock, StreamHandler& handler, const ConnectionLimits& limits,
                          ConnectionLimiter& limiter, ConnectionStats& stats)
-    : loop_(loop), handler_(handler), limits_(limits), limiter_(limiter), stats_(stats) {}
+    : loop_(loop), clock_(clock), handler_(handler), limits_(limits), limiter_(limiter), stats_(stats) {}
 
 TcpListener::~TcpListener() { close(); }
 
@@ -71,55 +73,49 @@ int TcpListener::listen(const stun::TransportAddress& local, const SocketOptions
   if (transport == turn::Transport::Tls && tls == nullptr) return UV_EINVAL;
   const int fd = open_bound_socket(SOCK_STREAM, local, options);
   if (fd < 0) return fd;
-  auto* l = new Listening();
+  auto l = std::make_unique<Listening>();
   l->owner = this;
   l->transport = transport;
   if (transport == turn::Transport::Tls) {
     l->tls = std::make_unique<TlsContextCache>(std::move(tls));
     if (!cipher_buffer_) cipher_buffer_ = std::make_unique<uint8_t[]>(kCipherBuffer);
   }
-  l->handle.data = l;
-  int rc = uv_tcp_init(loop_, &l->handle);
+  int rc = l->handle.init(loop_, l.get(), uv_tcp_init);
   if (rc != 0) {
     ::close(fd);
-    delete l;
     return rc;
   }
-  rc = uv_tcp_open(&l->handle, fd);
+  rc = uv_tcp_open(l->handle.get(), fd);
   if (rc != 0) ::close(fd);  // not adopted by the handle
-  if (rc == 0) rc = uv_listen(stream(l->handle), limits_.backlog, &TcpListener::on_connection);
-  if (rc != 0) {
-    uv_close(handle(l->handle), [](uv_handle_t* h) { delete static_cast<Listening*>(h->data); });
-    return rc;
-  }
+  if (rc == 0) rc = uv_listen(l->handle.stream(), limits_.backlog, &TcpListener::on_connection);
+  if (rc != 0) return rc;  // l's handle closes with it
   if (options.reuse_port) steer_by_source_ip(fd, local.family, options.steer_by_ip_among);
-  listening_.push_back(l);
+  listening_.push_back(std::move(l));
   addresses_.push_back(bound_address(fd, local));
   return 0;
 }
 
 void TcpListener::on_connection(uv_stream_t* server, int status) {
-  auto* l = static_cast<Listening*>(server->data);
-  if (status < 0 || l->owner == nullptr) return;  // e.g. EMFILE: the kernel keeps the connection queued
+  auto* l = TcpHandle::owner_of<Listening>(server);
+  if (status < 0 || l == nullptr) return;  // e.g. EMFILE: the kernel keeps the connection queued
   l->owner->accept(*l);
 }
 
 void TcpListener::accept(Listening& l) {
   auto* c = new Connection();
   c->owner = this;
-  c->handle.data = c;
-  if (uv_tcp_init(loop_, &c->handle) != 0) {
+  if (c->handle.init(loop_, c, uv_tcp_init) != 0) {
     delete c;
     return;
   }
   auto discard = [&] {
     c->closing = true;
     c->owner = nullptr;
-    uv_close(handle(c->handle), &TcpListener::on_close);
+    c->handle.close(&TcpListener::on_close, c);
   };
-  if (uv_accept(stream(l.handle), stream(c->handle)) != 0) return discard();
-  auto peer = address_of(&uv_tcp_getpeername, c->handle);
-  auto local = address_of(&uv_tcp_getsockname, c->handle);
+  if (uv_accept(l.handle.stream(), c->handle.stream()) != 0) return discard();
+  auto peer = address_of(&uv_tcp_getpeername, *c->handle.get());
+  auto local = address_of(&uv_tcp_getsockname, *c->handle.get());
   if (!peer || !local) return discard();
   // Over the limit: closed before anything is allocated for it (issue 5: connection floods).
   if (!limiter_.try_acquire(*peer)) {
@@ -140,11 +136,11 @@ void TcpListener::accept(Listening& l) {
       return discard();
     }
   }
-  uv_tcp_nodelay(&c->handle, 1);  // STUN transactions are small and latency-bound
+  uv_tcp_nodelay(c->handle.get(), 1);  // STUN transactions are small and latency-bound
   c->buffer = std::make_unique<uint8_t[]>(limits_.read_buffer);
-  c->accepted_ms = c->last_read_ms = uv_now(loop_);
+  c->deadlines.open(monotonic_ms(clock_));
   if (auto it = connections_.find(c->tuple); it != connections_.end()) close(*it->second, true);
-  if (uv_read_start(stream(c->handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) {
+  if (uv_read_start(c->handle.stream(), &TcpListener::on_alloc, &TcpListener::on_read) != 0) {
     release();
     return discard();
   }
@@ -153,7 +149,11 @@ void TcpListener::accept(Listening& l) {
 }
 
 void TcpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* c = static_cast<Connection*>(h->data);
+  auto* c = TcpHandle::owner_of<Connection>(h);
+  if (c == nullptr) {  // closed: nothing more is read
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
   if (c->tls) {
     // Decrypted before the next read, so every TLS connection of the loop can share it.
     buf->base = reinterpret_cast<char*>(c->owner->cipher_buffer_.get());
@@ -166,15 +166,15 @@ void TcpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 }
 
 void TcpListener::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* c = static_cast<Connection*>(s->data);
-  if (c->closing) return;
+  auto* c = TcpHandle::owner_of<Connection>(s);
+  if (c == nullptr || c->closing) return;
   TcpListener& self = *c->owner;
   if (nread < 0) {
     self.close(*c, true);
     return;
   }
   if (nread == 0) return;  // EAGAIN
-  c->last_read_ms = uv_now(self.loop_);
+  c->deadlines.read(monotonic_ms(self.clock_));
   if (c->tls) {
     self.decrypt(*c, static_cast<size_t>(nread));
     return;
@@ -184,29 +184,16 @@ void TcpListener::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
 }
 
 void TcpListener::decrypt(Connection& c, size_t n) {
-  c.tls->feed(stun::Bytes(cipher_buffer_.get(), n));
-  while (!c.closing) {
-    // consume() leaves at most one partial frame no larger than the buffer, so there is room.
-    auto r = c.tls->read(c.buffer.get() + c.used, limits_.read_buffer - c.used);
-    switch (r.status) {
-      case TlsSession::Status::Data:
-        c.used += r.bytes;
+  const TlsPumpEnd end = pump_tls(
+      *c.tls, stun::Bytes(cipher_buffer_.get(), n),
+      // consume() leaves at most one partial frame no larger than the buffer, so there is room.
+      [&] { return stun::MutableBytes(c.buffer.get() + c.used, limits_.read_buffer - c.used); },
+      [&](size_t bytes) {
+        c.used += bytes;
         consume(c);
-        break;
-      case TlsSession::Status::NeedMore:
-        return;
-      case TlsSession::Status::Closed:
-        c.tls->close_notify();  // answer the client's close_notify (RFC 8446 §6.1)
-        close(c, true);
-        return;
-      case TlsSession::Status::Failed:
-        // Wrong version, garbage, a bad record or a failed handshake; OpenSSL has sent its alert.
-        SPDLOG_DEBUG("tls {}: handshake or record failure", c.tuple.client.to_string());
-        stats_.tls_failures.add();
-        close(c, true);
-        return;
-    }
-  }
+      },
+      [&] { return c.closing; }, stats_, c.tuple);
+  if (end == TlsPumpEnd::Closed || end == TlsPumpEnd::Failed) close(c, true);
 }
 
 void TcpListener::consume(Connection& c) {
@@ -222,7 +209,7 @@ void TcpListener::consume(Connection& c) {
     }
     if (!*size || **size > c.used - off) break;  // a partial frame: wait for more
     const size_t n = **size;
-    c.established = true;
+    c.deadlines.established = true;
     handler_.on_frame(c.tuple, stun::Bytes(buf + off, n));
     off += n;
   }
@@ -268,7 +255,7 @@ bool TcpListener::send(const turn::FiveTuple& to, stun::Bytes frame) {
 bool TcpListener::write_bytes(Connection& c, stun::Bytes bytes) {
   if (c.closing) return false;
   // Any unwritten tail of a partly written frame must follow, or the stream loses its framing.
-  const long queued = write_or_queue(stream(c.handle), bytes, c.queued, &c, &TcpListener::on_write);
+  const long queued = write_or_queue(c.handle.stream(), bytes, c.queued, &TcpListener::on_write);
   if (queued < 0) {
     close(c, true);
     return false;
@@ -279,7 +266,9 @@ bool TcpListener::write_bytes(Connection& c, stun::Bytes bytes) {
 
 void TcpListener::on_write(uv_write_t* req, int status) {
   std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
-  Connection& c = *static_cast<Connection*>(w->owner);  // write callbacks run before the close callback frees it
+  auto* cp = TcpHandle::owner_of<Connection>(req->handle);
+  if (cp == nullptr) return;  // closed: the rest of its writes end with UV_ECANCELED
+  Connection& c = *cp;
   c.queued -= w->size;
   if (c.closing || c.owner == nullptr) return;
   TcpListener& self = *c.owner;
@@ -321,9 +310,9 @@ void TcpListener::set_reading(const turn::FiveTuple& client, bool reading) {
   if (it == connections_.end() || it->second->closing) return;
   Connection& c = *it->second;
   if (reading) {
-    if (uv_read_start(stream(c.handle), &TcpListener::on_alloc, &TcpListener::on_read) != 0) close(c, true);
+    if (uv_read_start(c.handle.stream(), &TcpListener::on_alloc, &TcpListener::on_read) != 0) close(c, true);
   } else {
-    uv_read_stop(stream(c.handle));
+    uv_read_stop(c.handle.stream());
   }
 }
 
@@ -335,7 +324,7 @@ void TcpListener::close_when_drained(const turn::FiveTuple& client) {
     close(c, false);
     return;
   }
-  uv_read_stop(stream(c.handle));
+  uv_read_stop(c.handle.stream());
   c.close_when_drained = true;
 }
 
@@ -351,23 +340,12 @@ void TcpListener::close_connection(const turn::FiveTuple& client) {
 }
 
 void TcpListener::sweep_idle() {
-  const uint64_t now = uv_now(loop_);
-  std::vector<Connection*> late, idle;
+  StreamSweep<Connection> sweep(monotonic_ms(clock_), limits_);
   for (auto& [tuple, c] : connections_) {
-    if (!c->established && now - c->accepted_ms >= limits_.handshake_timeout_ms) {
-      late.push_back(c);  // e.g. a ClientHello and then silence, or one byte and then silence
-    } else if (now - c->last_read_ms >= limits_.idle_timeout_ms && !c->raw && !handler_.holds_allocation(tuple)) {
-      idle.push_back(c);
-    }
+    // A data connection lives as long as its allocation, as does one holding an allocation.
+    sweep.check(*c, c->deadlines, [&, &tuple = tuple, c = c] { return c->raw || handler_.holds_allocation(tuple); });
   }
-  for (Connection* c : late) {
-    stats_.handshake_timeouts.add();
-    close(*c, true);
-  }
-  for (Connection* c : idle) {
-    stats_.idle_timeouts.add();
-    close(*c, true);
-  }
+  sweep.close_expired(stats_, [&](Connection& c) { close(c, true); });
 }
 
 void TcpListener::close(Connection& c, bool notify) {
@@ -385,11 +363,11 @@ void TcpListener::close(Connection& c, bool notify) {
   if (auto it = connections_.find(c.tuple); it != connections_.end() && it->second == &c) connections_.erase(it);
   // on_closed() runs from the close callback, never from inside a frame the core is handling.
   closing_.insert(&c);
-  uv_close(handle(c.handle), &TcpListener::on_close);
+  c.handle.close(&TcpListener::on_close, &c);
 }
 
-void TcpListener::on_close(uv_handle_t* h) {
-  std::unique_ptr<Connection> c(static_cast<Connection*>(h->data));
+void TcpListener::on_close(void* connection) {
+  std::unique_ptr<Connection> c(static_cast<Connection*>(connection));
   if (c->owner == nullptr) return;  // the listener is gone
   c->owner->closing_.erase(c.get());
   if (!c->notify_on_close) return;
@@ -403,17 +381,13 @@ void TcpListener::on_close(uv_handle_t* h) {
 void TcpListener::close() {
   if (closed_) return;
   closed_ = true;
-  for (Listening* l : listening_) {
-    l->owner = nullptr;
-    uv_close(handle(l->handle), [](uv_handle_t* h) { delete static_cast<Listening*>(h->data); });
-  }
-  listening_.clear();
+  listening_.clear();  // their handles close with them
   for (auto& [tuple, c] : connections_) {
     if (c->counted) limiter_.release(c->tuple.client);
     c->counted = false;
     c->closing = true;
     c->owner = nullptr;
-    uv_close(handle(c->handle), &TcpListener::on_close);
+    c->handle.close(&TcpListener::on_close, c);
   }
   connections_.clear();
   // Connections already closing must not call back into a listener that may be destroyed next.

@@ -20,6 +20,7 @@
 
 #include <uv.h>
 
+#include "base/clock.h"
 #include "server/net/connection_limits.h"
 #include "server/net/socket_fd.h"
 #include "server/net/stream_handler.h"
@@ -34,8 +35,9 @@ using TcpLimits = ConnectionLimits;
 
 class TcpListener {
  public:
-  TcpListener(uv_loop_t* loop, StreamHandler& handler, const ConnectionLimits& limits, ConnectionLimiter& limiter,
-              ConnectionStats& stats);
+  // `clock` (the worker's) times the handshake and idle deadlines; it must outlive the listener.
+  TcpListener(uv_loop_t* loop, const Clock& clock, StreamHandler& handler, const ConnectionLimits& limits,
+              ConnectionLimiter& limiter, ConnectionStats& stats);
   ~TcpListener();  // close(); the loop must run afterwards to release the handles
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
@@ -84,7 +86,7 @@ class TcpListener {
   static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
-  static void on_close(uv_handle_t* handle);
+  static void on_close(void* connection);  // from the handle's close callback
 
   void accept(Listening& l);
   void decrypt(Connection& c, size_t n);  // TLS: ciphertext in cipher_buffer_ to plaintext frames
@@ -93,12 +95,13 @@ class TcpListener {
   void close(Connection& c, bool notify);
 
   uv_loop_t* loop_;
+  const Clock& clock_;
   StreamHandler& handler_;
   RawStreamHandler* raw_handler_ = nullptr;
   ConnectionLimits limits_;
   ConnectionLimiter& limiter_;
   ConnectionStats& stats_;
-  std::vector<Listening*> listening_;
+  std::vector<std::unique_ptr<Listening>> listening_;
   std::vector<stun::TransportAddress> addresses_;
   std::unordered_map<turn::FiveTuple, Connection*, turn::FiveTupleHash> connections_;
   std::unordered_set<Connection*> closing_;  // closed, waiting for their close callback

@@ -13,16 +13,15 @@ UdpSocket* UdpSocket::open(uv_loop_t* loop, const stun::TransportAddress& local,
     return nullptr;
   }
   auto* s = new UdpSocket();
-  s->handle_.data = s;
   // AF_UNSPEC: no socket of libuv's own, the one above is adopted by uv_udp_open.
-  int rc = uv_udp_init_ex(loop, &s->handle_, AF_UNSPEC | UV_UDP_RECVMMSG);
+  int rc = s->handle_.init(loop, s, uv_udp_init_ex, static_cast<unsigned>(AF_UNSPEC | UV_UDP_RECVMMSG));
   if (rc != 0) {
     ::close(fd);
     delete s;
     *error = rc;
     return nullptr;
   }
-  rc = uv_udp_open(&s->handle_, fd);
+  rc = uv_udp_open(s->handle_.get(), fd);
   if (rc != 0) {
     ::close(fd);  // not adopted by the handle
     s->close();   // an initialised handle must still go through uv_close
@@ -40,18 +39,23 @@ int UdpSocket::start(const ReceiveArea& area, DatagramHandler& handler, uint32_t
   area_ = area;
   handler_ = &handler;
   tag_ = tag;
-  return uv_udp_recv_start(&handle_, &UdpSocket::on_alloc, &UdpSocket::on_recv);
+  return uv_udp_recv_start(handle_.get(), &UdpSocket::on_alloc, &UdpSocket::on_recv);
 }
 
 void UdpSocket::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
-  const ReceiveArea& a = static_cast<UdpSocket*>(handle->data)->area_;
+  const auto* s = UvHandle<uv_udp_t>::owner_of<UdpSocket>(handle);
+  if (s == nullptr) {  // closed: nothing more is read
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
+  const ReceiveArea& a = s->area_;
   buf->base = reinterpret_cast<char*>(a.storage + a.headroom);
   buf->len = a.size - a.headroom - a.tailroom;
 }
 
 void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) {
-  auto* s = static_cast<UdpSocket*>(handle->data);
-  if (s->closing_) return;  // libuv still hands over the rest of a batch read before uv_close
+  auto* s = UvHandle<uv_udp_t>::owner_of<UdpSocket>(handle);
+  if (s == nullptr) return;  // closed: libuv still hands over the rest of a batch read
   if (nread < 0) {
     s->end_of_batch();
     s->handler_->on_receive_error(*s, static_cast<int>(nread));
@@ -78,7 +82,7 @@ void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, co
                                                  : a.storage + a.size - a.tailroom;
   s->scratch_ = free_end > free_begin ? stun::MutableBytes(free_begin, free_end) : stun::MutableBytes{};
   s->handler_->on_datagram(*s, *from, storage, len);
-  s->scratch_ = {};
+  s->scratch_ = {};  // s lives on until the close callback even when the handler closed it
   if (!(flags & UV_UDP_MMSG_CHUNK)) s->end_of_batch();  // a single read: it was its own batch
 }
 
@@ -87,7 +91,8 @@ int UdpSocket::send(const stun::TransportAddress& to, stun::Bytes bytes) {
   to.to_sockaddr(ss);
   uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
                              static_cast<unsigned>(bytes.size()));
-  const int rc = uv_udp_try_send(&handle_, &buf, 1, reinterpret_cast<const sockaddr*>(&ss));
+  if (!handle_) return UV_EBADF;
+  const int rc = uv_udp_try_send(handle_.get(), &buf, 1, reinterpret_cast<const sockaddr*>(&ss));
   return rc < 0 ? rc : 0;
 }
 
@@ -100,8 +105,7 @@ void UdpSocket::send_relayed(const stun::TransportAddress& to, stun::Bytes bytes
 }
 
 void UdpSocket::close() {
-  if (closing_) return;
-  closing_ = true;
+  if (!handle_) return;
   if (area_.batch != nullptr) {
     // Closed mid-batch (its allocation ended): libuv makes no end-of-batch call for a closed
     // handle, so send what others queued now, while their bytes are still in place, and not what
@@ -109,7 +113,8 @@ void UdpSocket::close() {
     area_.batch->discard(fd_);
     area_.batch->flush();
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&handle_), [](uv_handle_t* h) { delete static_cast<UdpSocket*>(h->data); });
+  // Freed with its handle: a handler that closed the socket may still be inside on_recv.
+  handle_.close([](void* self) { delete static_cast<UdpSocket*>(self); }, this);
 }
 
 }  // namespace ferry::server

@@ -14,6 +14,7 @@
 
 #include "server/net/send_batch.h"
 #include "server/net/socket_fd.h"
+#include "server/net/uv_handle.h"
 #include "stun/bytes.h"
 #include "stun/transport_address.h"
 
@@ -83,13 +84,12 @@ class UdpSocket {
     if (area_.batch != nullptr) area_.batch->flush();
   }
 
-  uv_udp_t handle_{};
+  UvHandle<uv_udp_t> handle_;  // empty once closing
   int fd_ = -1;
   stun::TransportAddress local_;
   ReceiveArea area_;
   DatagramHandler* handler_ = nullptr;
   uint32_t tag_ = 0;
-  bool closing_ = false;
   stun::MutableBytes scratch_;
 };
 

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
+#include "server/net/uv_handle.h"
 #include "server/ops/ice_servers.h"
 
 namespace ferry::server {
@@ -42,7 +43,7 @@ Operations::Operations(const Config& config, WorkerPool& pool)
   health_.set_listeners_bound(pool.size() > 0);
   if (!config.database.url.empty()) {
     // API keys not in the config are looked up in the database; a hit is trusted for a minute.
-    db_keys_ = std::make_unique<PgApiKeys>(config.database.url);
+    db_keys_ = std::make_unique<PgApiKeys>(config.database.url, clock_);
     keys_.set_lookup([db = db_keys_.get()](const std::array<uint8_t, 32>& h) { return db->lookup(h); },
                      std::chrono::seconds(60));
     // Reachable while some worker has a connection up (the workers publish their PgPool's state).
@@ -72,15 +73,16 @@ struct ShutdownState {
   Operations* ops = nullptr;
   WorkerPool* pool = nullptr;
   const DrainConfig* drain = nullptr;
-  uv_timer_t poll{};
-  uint64_t deadline_ms = 0;
+  const Clock* clock = nullptr;
+  UvHandle<uv_timer_t> poll;
+  uint64_t deadline_ms = 0;  // monotonic_ms(*clock)
   bool draining = false;
 };
 
 constexpr uint64_t kDrainPollMs = 200;
 
 void on_signal(uv_signal_t* s, int signum) {
-  auto* st = static_cast<ShutdownState*>(s->data);
+  auto* st = UvHandle<uv_signal_t>::owner_of<ShutdownState>(s);
   const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
   if (signum == SIGINT || st->draining || st->drain->timeout == 0) {
     spdlog::info("got {}, shutting down{}", name, st->draining ? " without waiting for the drain" : "");
@@ -91,20 +93,20 @@ void on_signal(uv_signal_t* s, int signum) {
   // Workers first: by the time /readyz says "draining", new Allocates are (all but) refused.
   st->pool->set_draining(true, st->drain->alternate_server);
   st->ops->health().set_draining(true);
-  st->deadline_ms = uv_now(s->loop) + uint64_t{st->drain->timeout} * 1000;
+  st->deadline_ms = monotonic_ms(*st->clock) + uint64_t{st->drain->timeout} * 1000;
   spdlog::info("got SIGTERM, draining: {} allocation(s) left, waiting up to {} s (again to stop at once); new "
                "allocations {}",
                st->pool->active_allocations(), st->drain->timeout,
                st->drain->alternate_server ? "go to " + st->drain->alternate_server->to_string() : std::string("refused (508)"));
   uv_timer_start(
-      &st->poll,
+      st->poll.get(),
       [](uv_timer_t* t) {
-        auto* st = static_cast<ShutdownState*>(t->data);
+        auto* st = UvHandle<uv_timer_t>::owner_of<ShutdownState>(t);
         const int64_t left = st->pool->active_allocations();
         if (left <= 0) {
           spdlog::info("drained: no allocation left, shutting down");
           uv_stop(t->loop);
-        } else if (uv_now(t->loop) >= st->deadline_ms) {
+        } else if (monotonic_ms(*st->clock) >= st->deadline_ms) {
           spdlog::info("drain timeout ({} s): shutting down with {} allocation(s) left", st->drain->timeout, left);
           uv_stop(t->loop);
         }
@@ -120,24 +122,24 @@ void Operations::wait_for_shutdown(std::function<void()> on_sighup) {
   st.ops = this;
   st.pool = &pool_;
   st.drain = &config_.drain;
-  uv_signal_t sigint, sigterm;
-  uv_signal_init(&loop, &sigint);
-  uv_signal_init(&loop, &sigterm);
-  uv_timer_init(&loop, &st.poll);
-  sigint.data = sigterm.data = st.poll.data = &st;
-  uv_signal_start(&sigint, on_signal, SIGINT);
-  uv_signal_start(&sigterm, on_signal, SIGTERM);
-  uv_signal_t sighup;
-  uv_signal_init(&loop, &sighup);
-  sighup.data = &on_sighup;
-  if (on_sighup)
-    uv_signal_start(&sighup, [](uv_signal_t* s, int) { (*static_cast<std::function<void()>*>(s->data))(); }, SIGHUP);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sighup), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&st.poll), nullptr);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  st.clock = &clock_;
+  {
+    UvHandle<uv_signal_t> sigint, sigterm, sighup;
+    sigint.init(&loop, &st, uv_signal_init);
+    sigterm.init(&loop, &st, uv_signal_init);
+    st.poll.init(&loop, &st, uv_timer_init);
+    uv_signal_start(sigint.get(), on_signal, SIGINT);
+    uv_signal_start(sigterm.get(), on_signal, SIGTERM);
+    sighup.init(&loop, &on_sighup, uv_signal_init);
+    if (on_sighup) {
+      uv_signal_start(
+          sighup.get(),
+          [](uv_signal_t* s, int) { (*UvHandle<uv_signal_t>::owner_of<std::function<void()>>(s))(); }, SIGHUP);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    st.poll.close();
+  }  // the signal handles close here
+  uv_run(&loop, UV_RUN_DEFAULT);  // their close callbacks free them
   uv_loop_close(&loop);
 }
 

@@ -18,7 +18,7 @@ PgApiKeys::~PgApiKeys() {
 
 bool PgApiKeys::connect_locked() {
   if (conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK) return true;
-  const auto now = std::chrono::steady_clock::now();
+  const Instant now = clock_.now();
   if (now < next_attempt_) return false;
   next_attempt_ = now + kRetryAfter;
   if (conn_ != nullptr) PQfinish(conn_);

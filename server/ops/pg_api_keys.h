@@ -6,18 +6,19 @@
 #include <libpq-fe.h>
 
 #include <array>
-#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
 
+#include "base/clock.h"
 #include "server/ops/api_keys.h"
 
 namespace ferry::server {
 
 class PgApiKeys {
  public:
-  explicit PgApiKeys(std::string conninfo) : conninfo_(std::move(conninfo)) {}
+  // `clock` paces the reconnection attempts; it must outlive this object.
+  PgApiKeys(std::string conninfo, const Clock& clock) : conninfo_(std::move(conninfo)), clock_(clock) {}
   ~PgApiKeys();
   PgApiKeys(const PgApiKeys&) = delete;
   PgApiKeys& operator=(const PgApiKeys&) = delete;
@@ -30,9 +31,10 @@ class PgApiKeys {
   bool connect_locked();
 
   std::string conninfo_;  // a secret: never logged
+  const Clock& clock_;
   std::mutex mutex_;
   PGconn* conn_ = nullptr;
-  std::chrono::steady_clock::time_point next_attempt_{};
+  Instant next_attempt_{};
   bool warned_ = false;
 };
 

@@ -17,7 +17,7 @@ turn::OpenRelayResult RelaySockets::open(turn::RelayId id, const stun::Transport
     // EADDRNOTAVAIL) will not get better by trying other ports.
     if (error == UV_EADDRINUSE || error == UV_EACCES) return turn::OpenRelayResult::PortInUse;
     // The client gets 508, which max_allocations gives too: say which it was, at most every 10 s.
-    const auto now = std::chrono::steady_clock::now();
+    const Instant now = clock_.now();
     if (now - last_warning_ >= std::chrono::seconds(10)) {
       last_warning_ = now;
       spdlog::warn("cannot open a relay socket on {}: {} (Allocate answered 508; raise the descriptor limit, "

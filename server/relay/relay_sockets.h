@@ -3,11 +3,11 @@
 // headroom in front, so the core frames the payload for the client in place.
 #pragma once
 
-#include <chrono>
 #include <vector>
 
 #include <uv.h>
 
+#include "base/clock.h"
 #include "server/net/udp_socket.h"
 #include "turn/io.h"
 
@@ -15,8 +15,9 @@ namespace ferry::server {
 
 class RelaySockets {
  public:
-  RelaySockets(uv_loop_t* loop, const ReceiveArea& area, DatagramHandler& handler)
-      : loop_(loop), area_(area), handler_(handler) {}
+  // `clock` (the worker's) paces the warnings.
+  RelaySockets(uv_loop_t* loop, const Clock& clock, const ReceiveArea& area, DatagramHandler& handler)
+      : loop_(loop), clock_(clock), area_(area), handler_(handler) {}
   ~RelaySockets() { close_all(); }
   RelaySockets(const RelaySockets&) = delete;
   RelaySockets& operator=(const RelaySockets&) = delete;
@@ -37,10 +38,11 @@ class RelaySockets {
 
  private:
   uv_loop_t* loop_;
+  const Clock& clock_;
   ReceiveArea area_;
   DatagramHandler& handler_;
   std::vector<UdpSocket*> sockets_;  // null: free slot
-  std::chrono::steady_clock::time_point last_warning_{};
+  Instant last_warning_{};
 };
 
 }  // namespace ferry::server

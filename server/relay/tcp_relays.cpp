@@ -7,6 +7,7 @@
 
 #include "server/net/socket_fd.h"
 #include "server/net/stream_write.h"
+#include "server/net/uv_handle.h"
 #include "turn/server_core.h"
 
 namespace ferry::server {
@@ -16,8 +17,7 @@ constexpr size_t kReadBuffer = 65536;     // per bound peer connection
 constexpr int kBacklog = 64;              // peers connecting to one relayed address at once
 constexpr uint64_t kDrainTimeoutMs = 30'000;  // a peer that will not take the rest is cut off
 
-uv_stream_t* stream(uv_tcp_t& t) { return as_stream(t); }
-uv_handle_t* handle(uv_tcp_t& t) { return as_handle(t); }
+using TcpHandle = UvHandle<uv_tcp_t>;
 
 // Relayed addresses are shared: the listener and every connection made from it bind the same
 // address and port (RFC 6062 §5.2), which Linux allows between sockets that all set SO_REUSEPORT.
@@ -27,7 +27,7 @@ int relay_socket(const stun::TransportAddress& local) {
 }  // namespace
 
 struct TcpRelays::Listener {
-  uv_tcp_t handle{};
+  TcpHandle handle;  // data: this Listener
   TcpRelays* owner = nullptr;
   turn::RelayId relay = 0;
   stun::TransportAddress local;
@@ -35,7 +35,9 @@ struct TcpRelays::Listener {
 
 struct TcpRelays::PeerConnection {
   enum class State : uint8_t { Connecting, Waiting, Bound };
-  uv_tcp_t handle{};
+  // Closed with a delete of this connection as its `after`: its connect and write requests
+  // point at it and end (UV_ECANCELED) before the close callback.
+  TcpHandle handle;
   uv_connect_t connect{};
   TcpRelays* owner = nullptr;
   turn::ConnectionId id = 0;
@@ -49,7 +51,8 @@ struct TcpRelays::PeerConnection {
   uint64_t draining_since_ms = 0;
 };
 
-TcpRelays::TcpRelays(uv_loop_t* loop, TcpListener& clients) : loop_(loop), clients_(clients) {
+TcpRelays::TcpRelays(uv_loop_t* loop, const Clock& clock, TcpListener& clients)
+    : loop_(loop), clock_(clock), clients_(clients) {
   clients_.set_raw_handler(this);
 }
 
@@ -63,55 +66,47 @@ TcpRelays::~TcpRelays() {
 turn::OpenRelayResult TcpRelays::open(turn::RelayId relay, const stun::TransportAddress& local) {
   const int fd = relay_socket(local);
   if (fd < 0) return fd == UV_EADDRINUSE ? turn::OpenRelayResult::PortInUse : turn::OpenRelayResult::NoResources;
-  auto* l = new Listener();
+  auto l = std::make_unique<Listener>();
   l->owner = this;
   l->relay = relay;
   l->local = local;
-  l->handle.data = l;
-  if (uv_tcp_init(loop_, &l->handle) != 0) {
+  if (l->handle.init(loop_, l.get(), uv_tcp_init) != 0) {
     ::close(fd);
-    delete l;
     return turn::OpenRelayResult::NoResources;
   }
-  int rc = uv_tcp_open(&l->handle, fd);
+  int rc = uv_tcp_open(l->handle.get(), fd);
   if (rc != 0) ::close(fd);
-  if (rc == 0) rc = uv_listen(stream(l->handle), kBacklog, &TcpRelays::on_accept);
-  if (rc != 0) {
-    uv_close(handle(l->handle), [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
-    return rc == UV_EADDRINUSE ? turn::OpenRelayResult::PortInUse : turn::OpenRelayResult::NoResources;
-  }
-  listeners_[relay] = l;
+  if (rc == 0) rc = uv_listen(l->handle.stream(), kBacklog, &TcpRelays::on_accept);
+  if (rc != 0) return rc == UV_EADDRINUSE ? turn::OpenRelayResult::PortInUse : turn::OpenRelayResult::NoResources;
+  listeners_[relay] = std::move(l);
   return turn::OpenRelayResult::Opened;
 }
 
 void TcpRelays::close_listener(turn::RelayId relay) {
   auto it = listeners_.find(relay);
   if (it == listeners_.end()) return;
-  it->second->owner = nullptr;
-  uv_close(handle(it->second->handle), [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
-  listeners_.erase(it);
+  listeners_.erase(it);  // its handle closes with it
 }
 
 void TcpRelays::on_accept(uv_stream_t* server, int status) {
-  auto* l = static_cast<Listener*>(server->data);
-  if (status < 0 || l->owner == nullptr) return;
+  auto* l = TcpHandle::owner_of<Listener>(server);
+  if (status < 0 || l == nullptr) return;
   l->owner->accept(*l);
 }
 
 void TcpRelays::accept(Listener& l) {
   auto* p = new PeerConnection();
   p->owner = this;
-  p->handle.data = p;
   p->state = PeerConnection::State::Waiting;
-  if (uv_tcp_init(loop_, &p->handle) != 0) {
+  if (p->handle.init(loop_, p, uv_tcp_init) != 0) {
     delete p;
     return;
   }
   std::optional<turn::ConnectionId> id;
-  if (uv_accept(stream(l.handle), stream(p->handle)) == 0 && core_ != nullptr) {
+  if (uv_accept(l.handle.stream(), p->handle.stream()) == 0 && core_ != nullptr) {
     sockaddr_storage ss{};
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&p->handle, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    if (uv_tcp_getpeername(p->handle.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
       if (auto peer = stun::TransportAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&ss))) {
         id = core_->on_peer_connection(l.relay, *peer);  // sends the ConnectionAttempt
       }
@@ -135,18 +130,16 @@ bool TcpRelays::connect(turn::ConnectionId id, turn::RelayId relay, const stun::
   auto* p = new PeerConnection();
   p->owner = this;
   p->id = id;
-  p->handle.data = p;
-  p->connect.data = p;
-  if (uv_tcp_init(loop_, &p->handle) != 0) {
+  if (p->handle.init(loop_, p, uv_tcp_init) != 0) {
     ::close(fd);
     delete p;
     return false;
   }
   sockaddr_storage ss{};
   peer.to_sockaddr(ss);
-  int rc = uv_tcp_open(&p->handle, fd);
+  int rc = uv_tcp_open(p->handle.get(), fd);
   if (rc != 0) ::close(fd);
-  if (rc == 0) rc = uv_tcp_connect(&p->connect, &p->handle, reinterpret_cast<const sockaddr*>(&ss), &on_connected);
+  if (rc == 0) rc = uv_tcp_connect(&p->connect, p->handle.get(), reinterpret_cast<const sockaddr*>(&ss), &on_connected);
   if (rc != 0) {
     close_peer(*p, false);
     return false;
@@ -156,15 +149,15 @@ bool TcpRelays::connect(turn::ConnectionId id, turn::RelayId relay, const stun::
 }
 
 void TcpRelays::on_connected(uv_connect_t* req, int status) {
-  auto* p = static_cast<PeerConnection*>(req->data);
-  if (p->closing || p->owner == nullptr) return;  // abandoned (timeout, allocation gone): UV_ECANCELED
+  auto* p = TcpHandle::owner_of<PeerConnection>(req->handle);
+  if (p == nullptr || p->closing) return;  // abandoned (timeout, allocation gone): UV_ECANCELED
   TcpRelays& self = *p->owner;
   const turn::ConnectionId id = p->id;
   if (status < 0) {
     self.close_peer(*p, false);
   } else {
     p->state = PeerConnection::State::Waiting;
-    uv_tcp_nodelay(&p->handle, 1);
+    uv_tcp_nodelay(p->handle.get(), 1);
   }
   if (self.core_ != nullptr) self.core_->on_peer_connected(id, status == 0);  // answers the Connect
 }
@@ -178,7 +171,7 @@ void TcpRelays::bind(turn::ConnectionId id, const turn::FiveTuple& client) {
   p.state = PeerConnection::State::Bound;
   p.client = client;
   p.buffer = std::make_unique_for_overwrite<uint8_t[]>(kReadBuffer);
-  if (!clients_.make_raw(client, id) || uv_read_start(stream(p.handle), &on_alloc, &on_read) != 0) {
+  if (!clients_.make_raw(client, id) || uv_read_start(p.handle.stream(), &on_alloc, &on_read) != 0) {
     close_peer(p, true);
     if (core_ != nullptr) core_->on_peer_connection_closed(id);
     return;
@@ -187,14 +180,18 @@ void TcpRelays::bind(turn::ConnectionId id, const turn::FiveTuple& client) {
 }
 
 void TcpRelays::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  auto* p = static_cast<PeerConnection*>(h->data);
+  auto* p = TcpHandle::owner_of<PeerConnection>(h);
+  if (p == nullptr) {  // closed: nothing more is read
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
   buf->base = reinterpret_cast<char*>(p->buffer.get());
   buf->len = kReadBuffer;
 }
 
 void TcpRelays::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
-  auto* p = static_cast<PeerConnection*>(s->data);
-  if (p->closing || p->owner == nullptr) return;
+  auto* p = TcpHandle::owner_of<PeerConnection>(s);
+  if (p == nullptr || p->closing) return;
   TcpRelays& self = *p->owner;
   if (nread < 0) {
     self.peer_ended(*p, nread == UV_EOF);
@@ -219,7 +216,7 @@ void TcpRelays::on_raw_drained(uint32_t id) {
   if (it == connections_.end()) return;
   PeerConnection& p = *it->second;
   if (p.reading || p.closing || p.state != PeerConnection::State::Bound) return;
-  if (uv_read_start(stream(p.handle), &on_alloc, &on_read) == 0) p.reading = true;
+  if (uv_read_start(p.handle.stream(), &on_alloc, &on_read) == 0) p.reading = true;
 }
 
 void TcpRelays::on_raw_bytes(uint32_t id, stun::Bytes bytes) {
@@ -236,7 +233,7 @@ void TcpRelays::on_raw_bytes(uint32_t id, stun::Bytes bytes) {
 
 void TcpRelays::write_to_peer(PeerConnection& p, stun::Bytes bytes) {
   // Copied only when the peer's socket is full; the budget bounds how much.
-  const long queued = write_or_queue(stream(p.handle), bytes, p.queued, &p, &on_write);
+  const long queued = write_or_queue(p.handle.stream(), bytes, p.queued, &on_write);
   if (queued < 0) {
     peer_ended(p, false);
     return;
@@ -246,9 +243,11 @@ void TcpRelays::write_to_peer(PeerConnection& p, stun::Bytes bytes) {
 
 void TcpRelays::on_write(uv_write_t* req, int status) {
   std::unique_ptr<QueuedWrite> w(static_cast<QueuedWrite*>(req->data));
-  PeerConnection& p = *static_cast<PeerConnection*>(w->owner);  // write callbacks run before the close callback frees it
+  auto* pp = TcpHandle::owner_of<PeerConnection>(req->handle);
+  if (pp == nullptr) return;  // closed: the rest of its writes end with UV_ECANCELED
+  PeerConnection& p = *pp;
   p.queued -= w->size;
-  if (p.closing || p.owner == nullptr) return;
+  if (p.closing) return;
   TcpRelays& self = *p.owner;
   if (self.draining_.count(&p) != 0) {  // the client is gone; the rest has reached the peer
     if (status < 0 || p.queued == 0) self.close_peer(p, false);
@@ -291,9 +290,9 @@ void TcpRelays::on_raw_closed(uint32_t id) {
     return;
   }
   // The client closed: what it sent still reaches the peer, within kDrainTimeoutMs.
-  uv_read_stop(stream(p.handle));
+  uv_read_stop(p.handle.stream());
   p.reading = false;
-  p.draining_since_ms = uv_now(loop_);
+  p.draining_since_ms = monotonic_ms(clock_);
   draining_.insert(&p);
 }
 
@@ -308,11 +307,11 @@ void TcpRelays::close_peer(PeerConnection& p, bool client) {
   if (auto it = connections_.find(p.id); it != connections_.end() && it->second == &p) connections_.erase(it);
   draining_.erase(&p);
   if (client && p.state == PeerConnection::State::Bound) clients_.close_connection(p.client);
-  uv_close(handle(p.handle), [](uv_handle_t* h) { delete static_cast<PeerConnection*>(h->data); });
+  p.handle.close([](void* self) { delete static_cast<PeerConnection*>(self); }, &p);
 }
 
 void TcpRelays::sweep() {
-  const uint64_t now = uv_now(loop_);
+  const uint64_t now = monotonic_ms(clock_);
   std::vector<PeerConnection*> late;
   for (PeerConnection* p : draining_) {
     if (now - p->draining_since_ms >= kDrainTimeoutMs) late.push_back(p);

@@ -19,6 +19,7 @@
 
 #include <uv.h>
 
+#include "base/clock.h"
 #include "server/net/stream_handler.h"
 #include "server/net/tcp_listener.h"
 #include "stun/transport_address.h"
@@ -35,7 +36,8 @@ namespace ferry::server {
 class TcpRelays final : public RawStreamHandler {
  public:
   // `clients` holds the client data connections; the core learns of connects and closes.
-  TcpRelays(uv_loop_t* loop, TcpListener& clients);
+  // `clock` (the worker's) times the drain timeout.
+  TcpRelays(uv_loop_t* loop, const Clock& clock, TcpListener& clients);
   ~TcpRelays() override;  // close_all(); the loop must run afterwards to release the handles
   TcpRelays(const TcpRelays&) = delete;
   TcpRelays& operator=(const TcpRelays&) = delete;
@@ -78,9 +80,10 @@ class TcpRelays final : public RawStreamHandler {
   void peer_ended(PeerConnection& p, bool graceful);  // EOF or error from the peer
 
   uv_loop_t* loop_;
+  const Clock& clock_;
   TcpListener& clients_;
   turn::ServerCore* core_ = nullptr;
-  std::unordered_map<turn::RelayId, Listener*> listeners_;
+  std::unordered_map<turn::RelayId, std::unique_ptr<Listener>> listeners_;
   std::unordered_map<turn::ConnectionId, PeerConnection*> connections_;
   // No longer known to the core (their client side ended), writing out what is queued for the peer.
   std::unordered_set<PeerConnection*> draining_;

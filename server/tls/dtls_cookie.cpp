@@ -42,12 +42,9 @@ int verify_cookie(SSL* ssl, const unsigned char* cookie, unsigned int len) {
 
 }  // namespace
 
-DtlsCookieKey::DtlsCookieKey() : key_(auth::random_key()) {}
+DtlsCookieKey::DtlsCookieKey(const Clock& clock) : clock_(clock), key_(auth::random_key()) {}
 
-uint32_t DtlsCookieKey::now() {
-  return static_cast<uint32_t>(
-      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
-}
+uint32_t DtlsCookieKey::now() const { return static_cast<uint32_t>(monotonic_ms(clock_) / 1000); }
 
 void DtlsCookieKey::make_at(const stun::TransportAddress& client, uint32_t issued_at, uint8_t (&out)[kSize]) const {
   // issued_at || family || port || ip: everything that names the client.

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/clock.h"
 #include "stun/transport_address.h"
 
 typedef struct ssl_ctx_st SSL_CTX;
@@ -23,16 +24,18 @@ class DtlsCookieKey {
   static constexpr size_t kSize = 20;
   static constexpr std::chrono::seconds kLifetime{60};
 
-  DtlsCookieKey();  // a random key
+  // A random key. `clock` stamps and checks the cookies; it must outlive the key.
+  explicit DtlsCookieKey(const Clock& clock = steady_clock());
 
   void make(const stun::TransportAddress& client, uint8_t (&out)[kSize]) const { make_at(client, now(), out); }
   bool verify(const stun::TransportAddress& client, const uint8_t* cookie, size_t len) const;
 
   // For tests: a cookie issued at a given time.
   void make_at(const stun::TransportAddress& client, uint32_t issued_at, uint8_t (&out)[kSize]) const;
-  static uint32_t now();
+  uint32_t now() const;  // seconds of the clock, as cookies carry them
 
  private:
+  const Clock& clock_;
   std::array<uint8_t, 32> key_{};
 };
 

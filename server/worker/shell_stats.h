@@ -2,9 +2,9 @@
 // worker's loop thread; read by the metrics and health endpoints from the HTTP thread.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 
+#include "base/clock.h"
 #include "turn/server_stats.h"
 
 namespace ferry::server {
@@ -24,10 +24,8 @@ struct ShellStats {
   Gauge heartbeat_ms;
 };
 
-// The steady clock in milliseconds, as heartbeat_ms holds it.
-inline int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+// `clock` in monotonic milliseconds, as heartbeat_ms holds it. The worker stamps with its own
+// clock and the health checks read the process's steady_clock(): the same time source.
+inline int64_t steady_ms(const Clock& clock = steady_clock()) { return static_cast<int64_t>(monotonic_ms(clock)); }
 
 }  // namespace ferry::server

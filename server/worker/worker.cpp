@@ -18,14 +18,12 @@ std::string describe(const ListenerConfig& l) {
 
 Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) : settings_(std::move(settings)) {
   uv_loop_init(&loop_);
-  stop_.data = this;
-  uv_async_init(&loop_, &stop_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->close_handles(); });
-  posted_.data = this;
-  uv_async_init(&loop_, &posted_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->run_posted(); });
+  using Async = UvHandle<uv_async_t>;
+  stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->close_handles(); });
+  posted_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->run_posted(); });
   credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
-  tick_.data = this;
-  uv_timer_init(&loop_, &tick_);
-  stats_.heartbeat_ms.set(steady_ms());
+  tick_.init(&loop_, this, uv_timer_init);
+  stats_.heartbeat_ms.set(steady_ms(clock_));
 
   constexpr size_t head = turn::ServerCore::kPeerHeadroom;
   constexpr size_t tail = turn::ServerCore::kPeerTailroom;
@@ -33,10 +31,10 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   receive_buffer_ = std::make_unique_for_overwrite<uint8_t[]>(head + kReceiveBytes + tail);
   send_batch_ = std::make_unique<SendBatch>(receive_buffer_.get(), head + kReceiveBytes + tail);
   const ReceiveArea relay_area{receive_buffer_.get(), head + kReceiveBytes + tail, head, tail, send_batch_.get()};
-  relays_ = std::make_unique<RelaySockets>(&loop_, relay_area, peer_receiver_);
-  tcp_ = std::make_unique<TcpListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
+  relays_ = std::make_unique<RelaySockets>(&loop_, clock_, relay_area, peer_receiver_);
+  tcp_ = std::make_unique<TcpListener>(&loop_, clock_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
                                        connection_stats_);
-  tcp_relays_ = std::make_unique<TcpRelays>(&loop_, *tcp_);
+  tcp_relays_ = std::make_unique<TcpRelays>(&loop_, clock_, *tcp_);
   core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
   tcp_relays_->set_core(core_.get());
 }
@@ -81,7 +79,7 @@ std::optional<std::string> Worker::bind() {
     } else {  // DTLS: UDP sockets of their own, read into the same buffer
       if (!settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
       if (!dtls_)
-        dtls_ = std::make_unique<DtlsListener>(&loop_, static_cast<StreamHandler&>(*this), settings_.tls,
+        dtls_ = std::make_unique<DtlsListener>(&loop_, clock_, static_cast<StreamHandler&>(*this), settings_.tls,
                                                settings_.tcp, limiter_, connection_stats_);
       rc = dtls_->listen(l.address, listener_options(), client_area);
       if (rc == 0) bound.address = dtls_->addresses().back();
@@ -98,8 +96,9 @@ void Worker::run() {
     if (auto* pool = credentials_->database_pool()) {
       pool->set_query_hook([&s = database_stats_](const db::QueryStats& q) { s.observe(q); });
     }
-    stats_.heartbeat_ms.set(steady_ms());
-    uv_timer_start(&tick_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->on_tick(); }, kTickMs, kTickMs);
+    stats_.heartbeat_ms.set(steady_ms(clock_));
+    uv_timer_start(
+        tick_.get(), [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<Worker>(t)->on_tick(); }, kTickMs, kTickMs);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
@@ -114,7 +113,7 @@ void Worker::on_tick() {
   stats_.tls_connections.set(static_cast<int64_t>(tcp_->connection_count(turn::Transport::Tls)));
   stats_.dtls_sessions.set(static_cast<int64_t>(dtls_ ? dtls_->session_count() : 0));
   stats_.tcp_frames_dropped.set(static_cast<int64_t>(tcp_->dropped_frames()));
-  stats_.heartbeat_ms.set(steady_ms());
+  stats_.heartbeat_ms.set(steady_ms(clock_));
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();
     database_stats_.set_connections(up, credentials_->database_pool_size() > up ? credentials_->database_pool_size() - up : 0);
@@ -125,7 +124,7 @@ void Worker::post(std::function<void()> task) {
   std::lock_guard lock(posted_mutex_);
   if (posted_closed_) return;
   posted_tasks_.push_back(std::move(task));
-  uv_async_send(&posted_);  // under the lock: close_handles() cannot close the handle meanwhile
+  uv_async_send(posted_.get());  // under the lock: close_handles() cannot close the handle meanwhile
 }
 
 void Worker::run_posted() {
@@ -146,7 +145,7 @@ void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> a
 }
 
 void Worker::stop() {
-  if (!stop_requested_.exchange(true)) uv_async_send(&stop_);
+  if (!stop_requested_.exchange(true)) uv_async_send(stop_.get());
 }
 
 void Worker::close_handles() {
@@ -160,14 +159,15 @@ void Worker::close_handles() {
   tcp_->close();
   if (dtls_) dtls_->close();
   relays_->close_all();
-  uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
-  uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr);
+  tick_.close();
+  stop_requested_ = true;  // a later stop() finds nothing to wake
+  stop_.close();
   {
     std::lock_guard lock(posted_mutex_);
     posted_closed_ = true;
     posted_tasks_.clear();
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(&posted_), nullptr);
+  posted_.close();
 }
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------

@@ -25,6 +25,7 @@
 #include "server/relay/tcp_relays.h"
 #include "server/tls/tls_context.h"
 #include "server/net/udp_socket.h"
+#include "server/net/uv_handle.h"
 #include "server/worker/worker_credentials.h"
 #include "base/clock.h"
 #include "turn/server_core.h"
@@ -116,12 +117,13 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
-  uv_async_t stop_{};
-  uv_async_t posted_{};
+  // Closed by close_handles(), before the loop's last run in the destructor.
+  UvHandle<uv_async_t> stop_;
+  UvHandle<uv_async_t> posted_;
   std::mutex posted_mutex_;
   std::vector<std::function<void()>> posted_tasks_;  // guarded by posted_mutex_
   bool posted_closed_ = false;                 // guarded by posted_mutex_
-  uv_timer_t tick_{};
+  UvHandle<uv_timer_t> tick_;
   uint32_t tick_count_ = 0;
   bool handles_closed_ = false;
   std::atomic<bool> stop_requested_{false};

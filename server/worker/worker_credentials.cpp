@@ -75,20 +75,16 @@ void WorkerCredentials::start(turn::ServerCore& core) {
   pool_->start();
   load_database_secrets(false);
 
-  secrets_timer_ = new uv_timer_t;
-  uv_timer_init(loop_, secrets_timer_);
-  secrets_timer_->data = this;
+  if (secrets_timer_.init(loop_, this, uv_timer_init) != 0) return;
   const uint64_t every = static_cast<uint64_t>(secrets_refresh_.count()) * 1000;
   uv_timer_start(
-      secrets_timer_, [](uv_timer_t* t) { static_cast<WorkerCredentials*>(t->data)->load_database_secrets(false); },
+      secrets_timer_.get(),
+      [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<WorkerCredentials>(t)->load_database_secrets(false); },
       every, every);
 }
 
 void WorkerCredentials::stop() {
-  if (secrets_timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(secrets_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    secrets_timer_ = nullptr;
-  }
+  secrets_timer_.close();
   if (pool_) pool_->stop();
   core_ = nullptr;
 }

@@ -18,6 +18,7 @@
 #include "db/pg_connection.h"
 #include "db/pg_credential_store.h"
 #include "base/clock.h"
+#include "server/net/uv_handle.h"
 #include "turn/server_core.h"
 
 namespace ferry::server {
@@ -80,7 +81,7 @@ class WorkerCredentials {
   std::vector<std::string> database_secrets_;
   std::unique_ptr<db::PgPool> pool_;
   std::shared_ptr<db::PgCredentialStore> db_store_;
-  uv_timer_t* secrets_timer_ = nullptr;
+  UvHandle<uv_timer_t> secrets_timer_;
   std::chrono::seconds secrets_refresh_{60};
   size_t pool_size_ = 0;
   turn::ServerCore* core_ = nullptr;
