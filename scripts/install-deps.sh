@@ -1,23 +1,47 @@
 #!/usr/bin/env bash
-# Installs everything ferry needs to build, test and run on Debian 12 (bookworm).
+# Installs the Debian 12 (bookworm) packages ferry needs, by group:
 #
-#   bash scripts/install-deps.sh          # as root (or with sudo available)
+#   bash scripts/install-deps.sh            # = run
+#   bash scripts/install-deps.sh run        # build and run the `ferry` binary (scripts/run.sh)
+#   bash scripts/install-deps.sh test       # everything scripts/test.sh needs (includes run)
+#   bash scripts/install-deps.sh bench      # bench/: load generator and bench/compare (includes run)
+#   bash scripts/install-deps.sh test bench # several groups at once
 #
-# Idempotent: when every package is already installed it touches nothing and
-# returns at once (no apt-get at all), so test.sh/run.sh call it on every run.
-# It never leaves a coturn, PostgreSQL or Prometheus service running that it started.
+# Groups:
+#   run    toolchain (build-essential, cmake, pkg-config) and the -dev libraries ferry, ferryctl
+#          and the benchmark/example tools link (the top CMakeLists.txt's find_package lines)
+#   test   run + GoogleTest, clang (fuzz stage), coturn (reference server and turnutils_* clients),
+#          postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
+#          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
+#   bench  run + coturn (bench/compare drives it with the same load as ferry)
+#
+# With no argument it installs `run` only: the lean set a first run needs. scripts/test.sh
+# asks for `test bench` itself.
+#
+# Run as root, or with sudo available. Idempotent: when every package of the asked groups is
+# installed it returns at once without calling apt-get.
+#
+# It never stops or disables a system service. While it installs, a temporary policy-rc.d keeps
+# the packages' maintainer scripts from starting coturn/postgresql/prometheus (the tests start
+# their own instances on their own ports); a service that got started anyway during this install
+# (one that was not running before) is stopped again, and nothing else is touched.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '[install-deps] %s\n' "$*" >&2; }
 
-PACKAGES=(
+RUN_PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config git ca-certificates clang libclang-rt-14-dev
+  build-essential cmake pkg-config ca-certificates
   # libraries
-  libuv1-dev libssl-dev libpq-dev prometheus-cpp-dev libgtest-dev libgmock-dev
+  libuv1-dev libssl-dev libpq-dev prometheus-cpp-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev
+)
+
+TEST_PACKAGES=(
+  # unit tests and the fuzz stage (clang with libFuzzer and the sanitizer runtimes)
+  libgtest-dev libgmock-dev clang libclang-rt-14-dev git
   # peers and tools used by the integration/browser tests
   coturn postgresql chromium iproute2 openssl procps
   # the container test (tests/container): rootful podman with runc, a locally built base image
@@ -26,15 +50,51 @@ PACKAGES=(
   prometheus
 )
 
-# Node.js: a `node` already on PATH (e.g. NodeSource's build, which ships its
+BENCH_PACKAGES=(
+  # bench/compare runs coturn's turnserver next to ferry
+  coturn procps
+)
+
+usage() {
+  sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+}
+
+groups=("$@")
+((${#groups[@]})) || groups=(run)
+
+PACKAGES=("${RUN_PACKAGES[@]}")
+want_node=0
+for g in "${groups[@]}"; do
+  case $g in
+    run) ;;
+    test) PACKAGES+=("${TEST_PACKAGES[@]}"); want_node=1 ;;
+    bench) PACKAGES+=("${BENCH_PACKAGES[@]}") ;;
+    -h | --help) usage; exit 0 ;;
+    *) log "error: unknown group '$g' (groups: run test bench)"; usage; exit 2 ;;
+  esac
+done
+
+# Node.js (test group): a `node` already on PATH (e.g. NodeSource's build, which ships its
 # own npm) wins; Debian's nodejs/npm would conflict with it.
-if command -v node >/dev/null 2>&1; then
-  if ! command -v npm >/dev/null 2>&1; then
-    log "warning: node is on PATH ($(command -v node)) but npm is not; not installing Debian's npm over it"
+if ((want_node)); then
+  if command -v node >/dev/null 2>&1; then
+    if ! command -v npm >/dev/null 2>&1; then
+      log "warning: node is on PATH ($(command -v node)) but npm is not; not installing Debian's npm over it"
+    fi
+  else
+    PACKAGES+=(nodejs npm)
   fi
-else
-  PACKAGES+=(nodejs npm)
 fi
+
+# Unique, in order.
+declare -A seen=()
+unique=()
+for p in "${PACKAGES[@]}"; do
+  [[ -n ${seen[$p]:-} ]] && continue
+  seen[$p]=1
+  unique+=("$p")
+done
+PACKAGES=("${unique[@]}")
 
 is_installed() {
   [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" == ii* ]]
@@ -46,11 +106,11 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if ((${#missing[@]} == 0)); then
-  log "all ${#PACKAGES[@]} packages already installed"
+  log "all ${#PACKAGES[@]} packages of group(s) ${groups[*]} already installed"
   exit 0
 fi
 
-log "missing: ${missing[*]}"
+log "group(s) ${groups[*]}: missing ${missing[*]}"
 
 SUDO=()
 if [[ $(id -u) -ne 0 ]]; then
@@ -62,8 +122,8 @@ if [[ $(id -u) -ne 0 ]]; then
   fi
 fi
 
-# Keep maintainer scripts from starting coturn/postgresql/prometheus: install a temporary
-# policy-rc.d that denies service starts, unless the system already has one.
+# Keep maintainer scripts from starting coturn/postgresql/prometheus during this install: a
+# temporary policy-rc.d that denies service starts, unless the system already has one.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
 if [[ ! -e $policy ]]; then
@@ -75,7 +135,9 @@ remove_policy() {
 }
 trap remove_policy EXIT
 
-# Services running before we install anything are someone else's: leave them be.
+# Which of the services we may install are running before we start: those are someone else's
+# and stay exactly as they are.
+SERVICES=(coturn postgresql prometheus)
 svc_running() {
   case $1 in
     coturn) pgrep -x turnserver >/dev/null 2>&1 ;;
@@ -84,7 +146,7 @@ svc_running() {
   esac
 }
 declare -A was_running=()
-for s in coturn postgresql prometheus; do
+for s in "${SERVICES[@]}"; do
   if svc_running "$s"; then was_running[$s]=1; else was_running[$s]=0; fi
 done
 
@@ -108,25 +170,18 @@ if ! apt_install "${missing[@]}"; then
   apt_install "${missing[@]}"
 fi
 
-# If a service got started anyway (no policy-rc.d honoured, systemd, ...), stop it.
-for s in coturn postgresql prometheus; do
+# Only a service that this install started (not running before, running now, its package just
+# installed by us) is stopped again; nothing is disabled.
+for s in "${SERVICES[@]}"; do
+  [[ " ${missing[*]} " == *" $s "* ]] || continue
   if ((was_running[$s] == 0)) && svc_running "$s"; then
-    log "stopping the $s service the package started"
+    log "stopping the $s service its package just started"
     if command -v service >/dev/null 2>&1; then
       "${SUDO[@]}" service "$s" stop || true
     elif command -v systemctl >/dev/null 2>&1; then
       "${SUDO[@]}" systemctl stop "$s" || true
     fi
-    if [[ $s == postgresql ]] && command -v pg_lsclusters >/dev/null 2>&1; then
-      pg_lsclusters --no-header 2>/dev/null | while read -r ver name _port status _rest; do
-        if [[ $status == online ]]; then "${SUDO[@]}" pg_ctlcluster "$ver" "$name" stop || true; fi
-      done
-    fi
   fi
 done
-# Don't let systemd (when there is one) start them at boot either.
-if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-  "${SUDO[@]}" systemctl disable coturn postgresql prometheus >/dev/null 2>&1 || true
-fi
 
 log "done"

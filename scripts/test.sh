@@ -4,7 +4,7 @@
 #   bash scripts/test.sh
 #
 # Stages, in order (each one's build directory is reused between runs):
-#   deps     scripts/install-deps.sh (no-op when everything is installed)
+#   deps     scripts/install-deps.sh test bench (no-op when everything is installed)
 #   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels, including
 #            `ops` (deployment files) and `container` (podman builds and runs the image))
 #   asan     Asan (ASan+UBSan, gcc) in build/asan, `ctest -L "$FERRY_ASAN_LABELS"`
@@ -146,7 +146,7 @@ stage_deps() {
     STAGE_NOTE="FERRY_SKIP_DEPS=1"
     return 77
   fi
-  bash "$ROOT/scripts/install-deps.sh" || return 1
+  bash "$ROOT/scripts/install-deps.sh" test bench || return 1
   # The browser test drives Debian's chromium with npm's playwright-core (no browser download).
   (cd "$ROOT/tests/browser" && npm ci --no-audit --no-fund --loglevel=error) || { STAGE_NOTE="npm ci failed"; return 1; }
   # The deployment-file checks (ctest -L ops) validate with npm's kubernetes-models, yaml, dockerfile-utils.

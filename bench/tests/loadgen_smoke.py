@@ -2,8 +2,8 @@
 """Smoke test of ferry-loadgen and ferry-forwarder against a real ferry on loopback (label bench).
 
 Small numbers, a few seconds: every mode runs and reports, packets arrive on every allocation,
-a fixed rate is kept, the loopback guard and wrong credentials are refused. Prints PASS/FAIL
-lines; the exit status is the verdict.
+a fixed rate is kept, the loopback guard and wrong credentials are refused. Reports through the
+harness (an indented ok/FAIL line per check, one PASS/FAIL line); the exit status is the verdict.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import harness  # noqa: E402
 
+NAME = "bench_loadgen_smoke"
 USER = "bench"
-failures: list[str] = []
 
 
 def check(cond: bool, what: str, detail: str = "") -> None:
-    print(f"{'PASS' if cond else 'FAIL'} {what}" + (f": {detail}" if detail and not cond else ""), flush=True)
-    if not cond:
-        failures.append(what)
+    harness.check(what, cond, detail)
 
 
 def loadgen(args, env, *extra: str, expect_json: bool = True):
@@ -44,7 +42,7 @@ def loadgen(args, env, *extra: str, expect_json: bool = True):
     return r, report
 
 
-def main() -> int:
+def run() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ferry", required=True)
     ap.add_argument("--loadgen", required=True)
@@ -117,8 +115,9 @@ def main() -> int:
         check(rep is not None and r.returncode == 0 and rep["received"] > 0 and rep["streams_seen"] == 8,
               "the forwarder forwards plain UDP to the sink", json.dumps(rep))
 
-    print("FAIL " + ", ".join(failures) if failures else "all bench smoke checks passed", flush=True)
-    return 1 if failures else 0
+
+def main() -> int:
+    return harness.run_test(NAME, run)
 
 
 if __name__ == "__main__":

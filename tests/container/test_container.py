@@ -22,7 +22,8 @@ needed: podman_host.py makes debian:bookworm-slim locally. Steps:
   8. the container, the image and any intermediate image or build container made by this run
      are removed, also on failure, timeout or SIGINT/SIGTERM
 
-Prints one final `PASS ...` or `FAIL ...` line; exit 0 / 1 (77 when not root: CTest skips).
+Reports through the harness: one final `PASS container: ...` or `FAIL container: ...` line; exit
+0 / 1 (77, harness.Skip, when not root: CTest skips).
 """
 
 from __future__ import annotations
@@ -324,25 +325,13 @@ def check_healthcheck_script(tag: str, tmp: Path) -> None:
 
 
 def config_yaml(port: int, http_port: int, relay_min: int, relay_max: int) -> str:
-    return f"""\
-# Written by tests/container/test_container.py; mounted at /etc/ferry/ferry.yaml.
-realm: container.test
-listeners:
-  - "127.0.0.1:{port}/udp"
-  - "127.0.0.1:{port}/tcp"
-relay:
-  addresses:
-    - address: 127.0.0.1
-  port_min: {relay_min}
-  port_max: {relay_max}
-auth:
-  shared_secrets:
-    - container-test-secret
-http:
-  address: 127.0.0.1:{http_port}
-log:
-  level: info
-"""
+    """The config mounted at /etc/ferry/ferry.yaml, rendered by the harness's ServerConfig (the one
+    place the Python tests write ferry configs): UDP and TCP on 127.0.0.1, a shared secret and no
+    users, the HTTP listener, and no drain keys so the image's FERRY_DRAIN_TIMEOUT applies."""
+    cfg = harness.ServerConfig(port=port, relay_min=relay_min, relay_max=relay_max, realm="container.test",
+                               users={}, shared_secrets=["container-test-secret"], ipv6=False, tcp=True,
+                               http_port=http_port, drain={})
+    return "# Written by tests/container/test_container.py; mounted at /etc/ferry/ferry.yaml.\n" + cfg.ferry_yaml()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,21 +457,20 @@ def main() -> int:
     ap.add_argument("--keep-image", action="store_true", help="keep the built image (for poking at it)")
     ap.add_argument("--image", help="test this existing image instead of building one (it is kept)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("SKIP container test: needs root (rootful podman)")
-        return 77
-    JANITOR.keep_image = args.keep_image
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, on_signal)
-    try:
-        timings = run(args)
-    except (Failure, RuntimeError) as e:
-        print(f"FAIL container: {e}", flush=True)
-        return 1
-    finally:
-        JANITOR.clean()
-    print(f"PASS container: image built and run; {', '.join(timings)}", flush=True)
-    return 0
+
+    def body():
+        if os.geteuid() != 0:
+            raise harness.Skip("needs root (rootful podman)")
+        JANITOR.keep_image = args.keep_image
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(s, on_signal)
+        try:
+            timings = run(args)
+        finally:
+            JANITOR.clean()
+        return f"image built and run; {', '.join(timings)}"
+
+    return harness.run_test("container", body)
 
 
 if __name__ == "__main__":

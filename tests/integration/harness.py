@@ -18,6 +18,10 @@ Main pieces:
     tls/dtls listeners (ServerConfig.tls_port, .dtls).
   * common_arguments() / server_from_args(): the --server/--bin/... command-line options every
     test script shares.
+  * check() / run_test() / report(): how every test script reports. check(name, cond, detail)
+    prints an indented ok/FAIL line and records a failure; run_test(NAME, body) runs the test,
+    turns an exception into a failure and ends with report()'s one top-level "PASS NAME: ..." or
+    "FAIL NAME: ..." line (exit 0/1; 77 for Skip). CTest fails a test on a top-level FAIL line.
 
 Every spawned process gets PR_SET_PDEATHSIG=SIGKILL and its own session, and every one is
 registered for cleanup at exit and on SIGINT/SIGTERM/SIGHUP, so even a killed test run leaves
@@ -958,6 +962,56 @@ def report(name: str, problems: list[str], summary: str) -> int:
         return 1
     print(f"PASS {name}: {summary}")
     return 0
+
+
+class Skip(Exception):
+    """Raised by a test body when the machine cannot run it (run_test exits 77: CTest's skip)."""
+
+
+class Checks:
+    """The named checks of one test run. Each prints an indented "ok"/"FAIL" line as it runs (the
+    top-level PASS/FAIL line is report()'s) and a failed one becomes one of the run's problems."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+        self.passed = 0
+
+    def check(self, name: str, cond, detail: str = "") -> bool:
+        if cond:
+            self.passed += 1
+            print(f"  ok   {name}", flush=True)
+        else:
+            self.problems.append(f"{name}: {detail}" if detail else name)
+            print(f"  FAIL {name}" + (f": {detail}" if detail else ""), flush=True)
+        return bool(cond)
+
+
+CHECKS = Checks()  # one test per process: the checks every script's check() records into
+
+
+def check(name: str, cond, detail: str = "") -> bool:
+    return CHECKS.check(name, cond, detail)
+
+
+def run_test(name: str, body) -> int:
+    """The one way a test script ends. body() runs the test, records failures with check() (or
+    returns a list of problems) and may return a summary line; an exception is one more problem
+    (with its traceback), Skip is exit status 77. The verdict is report()'s: exit 0 or 1."""
+    summary = None
+    try:
+        result = body()
+        if isinstance(result, list):
+            CHECKS.problems += result
+        elif isinstance(result, str):
+            summary = result
+    except Skip as why:
+        print(f"SKIP {name}: {why}", flush=True)
+        return 77
+    except Exception as exc:  # noqa: BLE001 - a crash in the test is a failure; cleanup still happens
+        import traceback
+        traceback.print_exc()
+        CHECKS.problems.append(f"{type(exc).__name__}: {exc}")
+    return report(name, CHECKS.problems, summary or f"{CHECKS.passed} checks passed")
 
 
 def require_tool(path: str) -> str:

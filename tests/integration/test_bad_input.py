@@ -289,12 +289,11 @@ def main():
     ap.add_argument("-n", type=int, default=700, help="messages each relaying client sends (every 40 ms)")
     args = ap.parse_args()
     label = f"{NAME} [{args.server}]"
-    if args.server != "ferry":
-        print(f"FAIL {label}: only ferry is supported")
-        return 1
 
-    problems = []
-    try:
+    def body():
+        if args.server != "ferry":
+            return ["only ferry is supported"]
+        problems = harness.CHECKS.problems
         uclient = harness.require_tool(args.uclient)
         peer_tool = harness.require_tool(args.peer)
         cfg = harness.config_from_args(args, tcp=True)
@@ -328,8 +327,7 @@ def main():
                 found = run()
                 if not server.alive():
                     found.append(f"ferry exited (status {server.proc.returncode}) during {step}")
-                print(f"  {'ok  ' if not found else 'FAIL'} {step}")
-                problems += found
+                harness.check(step, not found, "\n    ".join(p.replace("\n", "\n    ") for p in found))
                 if not server.alive():
                     break
             print(f"  bad input took {time.monotonic() - started:.1f} s; waiting for the relaying clients")
@@ -343,18 +341,10 @@ def main():
                 c.stop()
             if problems or args.show_server_log:
                 server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: {exc}")
-        return 1
+        return (f"garbage, a silent ClientHello, 64 KiB claims, DTLS noise and a {FLOOD}-connection flood were "
+                "bounded while TLS and DTLS clients relayed without loss")
 
-    for p in problems:
-        print("    " + p.replace("\n", "\n    "))
-    if problems:
-        print(f"FAIL {label}: {len(problems)} problems")
-        return 1
-    print(f"PASS {label}: garbage, a silent ClientHello, 64 KiB claims, DTLS noise and a {FLOOD}-connection "
-          "flood were bounded while TLS and DTLS clients relayed without loss")
-    return 0
+    return harness.run_test(label, body)
 
 
 if __name__ == "__main__":

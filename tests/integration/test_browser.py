@@ -42,72 +42,61 @@ def main():
     args = ap.parse_args()
     label = f"{NAME} [{args.server}, {args.transport}]"
 
-    node = shutil.which(args.node) if os.sep not in args.node else args.node
-    problems = []
-    if not node:
-        problems.append(f"node not found ({args.node})")
-    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
-        problems.append(f"playwright-core missing: run (cd {BROWSER_DIR} && npm ci --no-audit --no-fund)")
-    if not os.access(args.chromium, os.X_OK):
-        problems.append(f"chromium not found at {args.chromium} (apt-get install -y chromium)")
-    if problems:
-        print(f"FAIL {label}: setup: {'; '.join(problems)}")
-        return 1
+    def body():
+        node = shutil.which(args.node) if os.sep not in args.node else args.node
+        setup = []
+        if not node:
+            setup.append(f"setup: node not found ({args.node})")
+        if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+            setup.append(f"setup: playwright-core missing: run (cd {BROWSER_DIR} && npm ci --no-audit --no-fund)")
+        if not os.access(args.chromium, os.X_OK):
+            setup.append(f"setup: chromium not found at {args.chromium} (apt-get install -y chromium)")
+        if setup:
+            return setup
 
-    try:
         cfg = harness.config_from_args(args, tcp=True)
         if args.transport == "tls":
             harness.add_tls(cfg, harness.TempDir(prefix="ferry-it-cert-").path, dtls=False)
         server = harness.server_from_args(args, cfg)
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: setup: {exc}")
-        return 1
+        env = dict(os.environ)
+        env["FERRY_TEST_CREDENTIAL"] = cfg.users[harness.DEFAULT_USER]
+        env["CHROMIUM_BIN"] = args.chromium
+        # Chromium's profile and playwright's artifacts go under TMPDIR: give them a private one that
+        # is removed even when node had to be killed before it could clean up after itself.
+        tmp = harness.TempDir(prefix="ferry-it-browser-")
+        env["TMPDIR"] = str(tmp.path)
+        try:
+            with server:
+                if args.transport == "tls":
+                    turn_url = f"turns:127.0.0.1:{cfg.tls_port}?transport=tcp"
+                else:
+                    turn_url = f"turn:127.0.0.1:{cfg.port}?transport={args.transport}"
+                cmd = [node, str(SCRIPT), "--turn-url", turn_url, "--username", harness.DEFAULT_USER,
+                       "--timeout", str(int(args.timeout)), "--chromium", args.chromium,
+                       "--expect-relay-address", cfg.relay_addresses[0],
+                       "--expect-relay-ports", f"{cfg.relay_min}-{cfg.relay_max}",
+                       "--expect-relay-protocol", args.transport]
+                if args.verbose:
+                    cmd.append("--verbose")
+                if args.transport == "tls":
+                    cmd.append("--ignore-certificate-errors")  # the test certificate is self-signed
+                # The script has its own watchdog at timeout+20s; this outer bound is a backstop.
+                r = harness.run_client(cmd, timeout=args.timeout + 45, env=env, cwd=str(BROWSER_DIR),
+                                       line_buffered=False)
+                print(r.output.rstrip())
+                harness.check("the data channel opens through the relay",
+                              not r.timed_out and r.returncode == 0
+                              and any(l.startswith("PASS ") for l in r.output.splitlines()),
+                              "timed out" if r.timed_out else f"node exit status {r.returncode}")
+                harness.check(f"{args.server} still running at the end", server.alive(),
+                              f"exit status {server.proc.returncode}")
+                if args.show_server_log or harness.CHECKS.problems:
+                    server.dump_log("server log")
+        finally:
+            tmp.stop()
+        return f"{args.transport} to the server, UDP relay"
 
-    env = dict(os.environ)
-    env["FERRY_TEST_CREDENTIAL"] = cfg.users[harness.DEFAULT_USER]
-    env["CHROMIUM_BIN"] = args.chromium
-    # Chromium's profile and playwright's artifacts go under TMPDIR: give them a private one that
-    # is removed even when node had to be killed before it could clean up after itself.
-    tmp = harness.TempDir(prefix="ferry-it-browser-")
-    env["TMPDIR"] = str(tmp.path)
-    try:
-        with server:
-            if args.transport == "tls":
-                turn_url = f"turns:127.0.0.1:{cfg.tls_port}?transport=tcp"
-            else:
-                turn_url = f"turn:127.0.0.1:{cfg.port}?transport={args.transport}"
-            cmd = [node, str(SCRIPT), "--turn-url", turn_url, "--username", harness.DEFAULT_USER,
-                   "--timeout", str(int(args.timeout)), "--chromium", args.chromium,
-                   "--expect-relay-address", cfg.relay_addresses[0],
-                   "--expect-relay-ports", f"{cfg.relay_min}-{cfg.relay_max}",
-                   "--expect-relay-protocol", args.transport]
-            if args.verbose:
-                cmd.append("--verbose")
-            if args.transport == "tls":
-                cmd.append("--ignore-certificate-errors")  # the test certificate is self-signed
-            # The script has its own watchdog at timeout+20s; this outer bound is a backstop.
-            r = harness.run_client(cmd, timeout=args.timeout + 45, env=env, cwd=str(BROWSER_DIR),
-                                  line_buffered=False)
-            print(r.output.rstrip())
-            ok = (not r.timed_out and r.returncode == 0
-                  and any(l.startswith("PASS ") for l in r.output.splitlines()))
-            if not server.alive():
-                print(f"  {args.server} exited (status {server.proc.returncode}) during the test")
-                ok = False
-            if args.show_server_log or not ok:
-                server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: {exc}")
-        return 1
-    finally:
-        tmp.stop()
-
-    if ok:
-        print(f"PASS {label}")
-        return 0
-    why = "timed out" if r.timed_out else f"node exit status {r.returncode}"
-    print(f"FAIL {label}: {why}")
-    return 1
+    return harness.run_test(label, body)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ on the same database (two workers each), real TURN clients:
   * a per-user allocation quota set with ferryctl applies (486);
   * PostgreSQL stopped: a cached user still allocates, relayed data still flows, an unknown user
     gets 500, ferry stays up and logs the outage once; PostgreSQL restarted: a new user works.
-Prints "FAIL <what>" for each failed check and a MEASURE line per figure.
+Reports through the harness (an indented ok/FAIL line per check, one PASS/FAIL line at the end)
+and prints a MEASURE line per figure.
 """
 
 from __future__ import annotations
@@ -38,16 +39,8 @@ from turn_udp_client import TurnError, TurnUdpClient  # noqa: E402
 import test_uclient  # noqa: E402
 
 REALM = "ferry.test"
-FAILURES: list[str] = []
-
-
-def check(name: str, cond: bool, detail: str = "") -> bool:
-    if cond:
-        print(f"ok   {name}", flush=True)
-    else:
-        FAILURES.append(name)
-        print(f"FAIL {name}: {detail}", flush=True)
-    return cond
+NAME = "db_server"
+check = harness.check
 
 
 def measure(name: str, value: float, unit: str) -> None:
@@ -161,23 +154,19 @@ def main() -> int:
     ap.add_argument("--uclient", default="turnutils_uclient")
     ap.add_argument("--peer", default="turnutils_peer")
     args = ap.parse_args()
-    try:
-        pg = PgEnv()
-        pg.create()
-    except PgEnvError as e:
-        print(f"FAIL setup: {e}")
-        return 1
-    try:
-        run(args, pg)
-    except Exception as e:  # noqa: BLE001 - a crash in the test is a failure; cleanup still happens
-        FAILURES.append("exception")
-        print(f"FAIL exception: {e!r}", flush=True)
-        import traceback
-        traceback.print_exc()
-    finally:
-        pg.destroy()
-    print(f"{len(FAILURES)} failure(s)")
-    return 1 if FAILURES else 0
+
+    def body():
+        try:
+            pg = PgEnv()
+            pg.create()
+        except PgEnvError as e:
+            return [f"setup: {e}"]
+        try:
+            run(args, pg)
+        finally:
+            pg.destroy()
+
+    return harness.run_test(NAME, body)
 
 
 def start_ferry(args, pg) -> harness.Server:
@@ -200,7 +189,7 @@ def run(args, pg) -> None:
         run_with_servers(args, pg, ctl, a, b)
     finally:
         for s in (a, b):
-            if FAILURES:
+            if harness.CHECKS.problems:
                 s.dump_log(f"ferry log (port {s.config.port})")
             check(f"ferry on port {s.config.port} still running at the end", s.alive())
             log = s.log_text(200000)

@@ -97,18 +97,17 @@ def main() -> int:
     ap.add_argument("--probe", required=True, help="ferry_turn_probe binary")
     args = ap.parse_args()
     if args.server != "ferry":
-        print(f"PASS {NAME}: nothing to check against {args.server}")
-        return 0
-    problems: list = []
-    try:
+        return harness.report(NAME, [], f"nothing to check against {args.server}")
+    problems = harness.CHECKS.problems
+
+    def body():
         harness.require_tool(args.probe)
         scenario(args, "delete", {"timeout": "30"}, problems)
         scenario(args, "alternate", {"timeout": "2", "alternate_server": "127.0.0.1:3479"}, problems)
         scenario(args, "second", {"timeout": "60"}, problems)
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME}: {exc}")
-        return 1
-    return harness.report(NAME, problems, "readiness flips, new Allocates get 508 or 300+ALTERNATE-SERVER, old ones live on, exit 0")
+        return "readiness flips, new Allocates get 508 or 300+ALTERNATE-SERVER, old ones live on, exit 0"
+
+    return harness.run_test(NAME, body)
 
 
 if __name__ == "__main__":

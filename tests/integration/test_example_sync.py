@@ -71,7 +71,8 @@ def main() -> int:
     ap = harness.common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--example", required=True, help="the ferry-sync-example binary")
     args = ap.parse_args()
-    try:
+
+    def body():
         example = harness.require_tool(args.example)
         with harness.TempDir(prefix="ferry-it-sync-") as tmp, \
                 harness.server_from_args(args, harness.config_from_args(args, tcp=False)) as server:
@@ -90,22 +91,15 @@ def main() -> int:
             for who, ex in (("sender", sender), ("receiver", receiver)):
                 print("\n".join(f"  {who}: {l}" for l in ex.output))
                 ex.stop()
-            problems = []
-            if sent != 0:
-                problems.append(f"sender exit status {sent}")
-            if received != 0:
-                problems.append(f"receiver exit status {received}")
-            if not dst.exists() or dst.read_bytes() != src.read_bytes():
-                problems.append(f"received file differs ({dst.stat().st_size if dst.exists() else 'no'} bytes)")
-            if problems:
+            harness.check("sender exits 0", sent == 0, f"exit status {sent}")
+            harness.check("receiver exits 0", received == 0, f"exit status {received}")
+            harness.check("the received file equals the one sent", dst.exists() and dst.read_bytes() == src.read_bytes(),
+                          f"{dst.stat().st_size if dst.exists() else 'no'} bytes")
+            if harness.CHECKS.problems:
                 server.dump_log("server log")
-                print(f"FAIL {NAME}: {'; '.join(problems)}")
-                return 1
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME}: {exc}")
-        return 1
-    print(f"PASS {NAME}: {SIZE} random bytes arrived intact through two TURN allocations")
-    return 0
+        return f"{SIZE} random bytes arrived intact through two TURN allocations"
+
+    return harness.run_test(NAME, body)
 
 
 if __name__ == "__main__":

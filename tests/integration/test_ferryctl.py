@@ -3,7 +3,8 @@
 
     python3 tests/integration/test_ferryctl.py --ferryctl build/db/tools/ferryctl
 
-Prints "PASS <check>" / "FAIL <check>: why" lines; exit status 0 only when every check passed.
+Reports through the harness: an indented ok/FAIL line per check and one PASS/FAIL line at the end;
+exit status 0 only when every check passed.
 """
 
 import argparse
@@ -18,18 +19,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 from pg_env import PgEnv, PgEnvError  # noqa: E402
 
-FAILURES = []
+NAME = "ferryctl"
 FERRY_BIN = None
-
-
-def check(name, cond, detail=""):
-    if cond:
-        print("PASS %s" % name, flush=True)
-    else:
-        FAILURES.append(name)
-        print("FAIL %s: %s" % (name, detail), flush=True)
+check = harness.check
 
 
 class Ctl:
@@ -69,24 +64,21 @@ def main():
     global FERRY_BIN
     FERRY_BIN = os.path.abspath(args.ferry) if args.ferry else None
     binary = os.path.abspath(args.ferryctl)
-    if not os.access(binary, os.X_OK):
-        print("FAIL setup: %s is not executable" % binary)
-        return 1
-    try:
-        pg = PgEnv()
-        pg.create()
-    except PgEnvError as e:
-        print("FAIL setup: %s" % e)
-        return 1
-    try:
-        run_checks(Ctl(binary, pg.url), pg)
-    except Exception as e:  # a crash in the test itself is a failure, and cleanup still happens
-        FAILURES.append("exception")
-        print("FAIL exception: %r" % e)
-    finally:
-        pg.destroy()
-    print("%d failure(s)" % len(FAILURES))
-    return 1 if FAILURES else 0
+
+    def body():
+        if not os.access(binary, os.X_OK):
+            return [f"setup: {binary} is not executable"]
+        try:
+            pg = PgEnv()
+            pg.create()
+        except PgEnvError as e:
+            return [f"setup: {e}"]
+        try:
+            run_checks(Ctl(binary, pg.url), pg)
+        finally:
+            pg.destroy()
+
+    return harness.run_test(NAME, body)
 
 
 def run_checks(ctl, pg):
@@ -300,8 +292,6 @@ def run_checks(ctl, pg):
 
 def check_server_api_keys(pg, api_key, revoked_key):
     """ferry with database.url accepts keys from `ferryctl apikey add` at GET /v1/ice-servers."""
-    import harness
-
     cfg = harness.ServerConfig(port=harness.pick_free_port(), relay_min=0, relay_max=0,
                                http_port=harness.pick_free_port(udp=False, ipv6=False), database_url=pg.url)
     cfg.relay_min, cfg.relay_max = harness.pick_free_range(10)
@@ -314,7 +304,7 @@ def check_server_api_keys(pg, api_key, revoked_key):
         check("ferry refuses a revoked key", status == 401, str(status))
         status, _, _ = harness.http_get(cfg.http_port, "/v1/ice-servers", {"Authorization": "Bearer nope"})
         check("ferry refuses an unknown key", status == 401, str(status))
-        if FAILURES:
+        if harness.CHECKS.problems:
             server.dump_log("ferry log")
 
 

@@ -39,16 +39,16 @@ def main() -> int:
     ap.add_argument("--peer", default="turnutils_peer")
     args = ap.parse_args()
     if args.server != "ferry":
-        print(f"PASS {NAME}: nothing to check against {args.server}")
-        return 0
-    problems = []
+        return harness.report(NAME, [], f"nothing to check against {args.server}")
+    problems = harness.CHECKS.problems
 
     def check(cond: bool, what: str) -> None:
         if not cond:
             problems.append(what)
 
     key = secrets.token_urlsafe(32)
-    try:
+
+    def body():
         uclient = harness.require_tool(args.uclient)
         peer_tool = harness.require_tool(args.peer)
         cfg = ice_config(args, key, rate=2)
@@ -108,11 +108,10 @@ def main() -> int:
             status, _, body = harness.http_get(bare.config.http_port, "/v1/ice-servers",
                                                {"Authorization": "Bearer " + key})
             check(status == 503, f"no shared secret: {status} {body.strip()}, want 503")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME}: {exc}")
-        return 1
-    return harness.report(NAME, problems, "401 without/with a wrong key, a credential that allocates, 429 over the rate, 503 "
-                          "without a secret")
+        return ("401 without/with a wrong key, a credential that allocates, 429 over the rate, 503 "
+                "without a secret")
+
+    return harness.run_test(NAME, body)
 
 
 if __name__ == "__main__":

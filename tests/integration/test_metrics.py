@@ -33,10 +33,10 @@ def main() -> int:
     ap.add_argument("--promtool", default="promtool")
     args = ap.parse_args()
     if args.server != "ferry":
-        print(f"PASS {NAME}: nothing to check against {args.server}")
-        return 0
-    problems = []
-    try:
+        return harness.report(NAME, [], f"nothing to check against {args.server}")
+    problems = harness.CHECKS.problems
+
+    def body():
         uclient = harness.require_tool(args.uclient)
         peer_tool = harness.require_tool(args.peer)
         promtool = harness.require_tool(args.promtool)
@@ -45,8 +45,7 @@ def main() -> int:
         peer_port = harness.pick_free_port(tcp=False, ipv6=False)
         with harness.BackgroundProcess([peer_tool, "-L", "127.0.0.1", "-p", str(peer_port)], "turnutils_peer"):
             if not harness.udp_echo_ready("127.0.0.1", peer_port, timeout=5.0):
-                print(f"FAIL {NAME}: turnutils_peer does not echo")
-                return 1
+                return ["turnutils_peer does not echo"]
             with server:
                 harness.wait_http(cfg.http_port)
                 # Test-only credentials in uclient's argv: it has no other way to take them.
@@ -92,10 +91,9 @@ def main() -> int:
                         problems.append(f"{path}: {status} {body.strip()!r}")
                 if problems:
                     server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME}: {exc}")
-        return 1
-    return harness.report(NAME, problems, "promtool accepts a live scrape after real traffic; healthz and readyz 200")
+        return "promtool accepts a live scrape after real traffic; healthz and readyz 200"
+
+    return harness.run_test(NAME, body)
 
 
 if __name__ == "__main__":

@@ -221,10 +221,10 @@ def main():
     ap.add_argument("--natdiscovery", default="turnutils_natdiscovery")
     args = ap.parse_args()
     if args.server != "ferry":
-        print(f"FAIL {NAME}: ferry only (the harness runs coturn with --no-rfc5780)")
-        return 1
-    problems = []
-    try:
+        return harness.report(NAME, ["ferry only (the harness runs coturn with --no-rfc5780)"], "")
+    problems = harness.CHECKS.problems
+
+    def body():
         tool = harness.require_tool(args.natdiscovery)
         p1 = args.port or harness.pick_free_port()
         p2 = p1
@@ -246,11 +246,10 @@ def main():
             if problems or args.show_server_log:
                 server.dump_log("server log")
         check_single_address_gets_420(args, problems)
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME}: {exc}")
-        return 1
-    return harness.report(NAME, problems, "RFC 5780 answers from the right address; turnutils_natdiscovery "
-                                          "sees endpoint-independent mapping and filtering; 420 without it")
+        return ("RFC 5780 answers from the right address; turnutils_natdiscovery "
+                "sees endpoint-independent mapping and filtering; 420 without it")
+
+    return harness.run_test(NAME, body)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from test_db_server import PortWatcher, can_allocate, check, wait_for, FAILURES  # noqa: E402
+from test_db_server import PortWatcher, can_allocate, wait_for  # noqa: E402
+
+check = harness.check
 from turn_udp_client import TurnUdpClient  # noqa: E402
 
 
@@ -31,9 +33,7 @@ def token(secret: str, user: str, ttl: int = 300) -> tuple[str, str]:
     return name, base64.b64encode(hmac.new(secret.encode(), name.encode(), hashlib.sha1).digest()).decode()
 
 
-def main() -> int:
-    ap = harness.common_arguments(__doc__.splitlines()[0])
-    args = ap.parse_args()
+def run(args) -> None:
     cfg = harness.config_from_args(args, users={"alice": "alice-pw", "bob": "bob-pw"},
                                    shared_secrets=["old-secret-value-1234"], ipv6=False, tcp=False)
     server = harness.server_from_args(args, cfg)
@@ -87,8 +87,10 @@ def main() -> int:
               all(s not in log for s in ("alice-pw", "bob-pw", "carol-pw", "old-secret-value", "new-secret-value")))
         watcher.stop()
         alice.close()
-    print(f"{len(FAILURES)} failure(s)")
-    return 1 if FAILURES else 0
+
+def main() -> int:
+    args = harness.common_arguments(__doc__.splitlines()[0]).parse_args()
+    return harness.run_test("sighup_reload", lambda: run(args))
 
 
 if __name__ == "__main__":

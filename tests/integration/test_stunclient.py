@@ -10,7 +10,7 @@ Python Binding client that knows its own socket address, over UDP (127.0.0.1, 12
 TCP (127.0.0.1).
 
 Usage: /usr/bin/python3 test_stunclient.py [--server ferry|coturn] [--bin PATH]
-Exit status 0 and a final "PASS" line on success, 1 and "FAIL" otherwise.
+Reports through the harness: an indented ok/FAIL line per check, then one PASS/FAIL line (exit 0/1).
 """
 
 import re
@@ -50,12 +50,9 @@ def check_stunclient(tool, server_port, target, local, expect_ip, timeout):
         if not (1 <= p <= 65535) or p == server_port:
             problems.append(f"implausible reflexive port {p}")
     shown = ", ".join(f"{ip}:{port}" for _, ip, port in found) or "-"
-    if problems:
-        print(f"  FAIL {label}: {'; '.join(sorted(set(problems)))}")
+    if not harness.check(f"{label}: reflexive {shown} (expected address {expect_ip})", not problems,
+                         "; ".join(sorted(set(problems)))):
         print("    output:\n" + "\n".join("      " + l for l in r.output.strip().splitlines()[-20:]))
-        return False
-    print(f"  ok   {label}: reflexive {shown} (expected address {expect_ip})")
-    return True
 
 
 def check_native(kind, host, port, local):
@@ -66,13 +63,10 @@ def check_native(kind, host, port, local):
         else:
             mapped, mine = harness.stun_binding_tcp(host, port, timeout=3.0, local=local)
     except Exception as exc:  # noqa: BLE001 - report whatever went wrong
-        print(f"  FAIL {label}: {exc}")
-        return False
-    if (mapped[0], mapped[1]) != (mine[0], mine[1]):
-        print(f"  FAIL {label}: XOR-MAPPED-ADDRESS {mapped[0]}:{mapped[1]} != client socket {mine[0]}:{mine[1]}")
-        return False
-    print(f"  ok   {label}: XOR-MAPPED-ADDRESS {mapped[0]}:{mapped[1]} == client socket")
-    return True
+        harness.check(label, False, str(exc))
+        return
+    harness.check(f"{label}: XOR-MAPPED-ADDRESS == client socket", tuple(mapped[:2]) == tuple(mine[:2]),
+                  f"XOR-MAPPED-ADDRESS {mapped[0]}:{mapped[1]} != client socket {mine[0]}:{mine[1]}")
 
 
 def main():
@@ -83,44 +77,29 @@ def main():
     ap.add_argument("--no-tcp", action="store_true", help="skip the TCP Binding case")
     args = ap.parse_args()
 
-    try:
+
+    def body():
         tool = harness.require_tool(args.tool)
         cfg = harness.config_from_args(args, ipv6=not args.no_ipv6, tcp=not args.no_tcp)
-        server = harness.server_from_args(args, cfg)
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME} [{args.server}]: setup: {exc}")
-        return 1
-
-    results = []
-    try:
-        with server:
+        with harness.server_from_args(args, cfg) as server:
             port = cfg.port
-            results.append(check_stunclient(tool, port, "127.0.0.1", None, "127.0.0.1", args.client_timeout))
+            check_stunclient(tool, port, "127.0.0.1", None, "127.0.0.1", args.client_timeout)
             # A non-default loopback source proves the server reports the real source address.
-            results.append(check_stunclient(tool, port, "127.0.0.1", "127.0.0.5", "127.0.0.5", args.client_timeout))
+            check_stunclient(tool, port, "127.0.0.1", "127.0.0.5", "127.0.0.5", args.client_timeout)
             if not args.no_ipv6:
-                results.append(check_stunclient(tool, port, "::1", None, "::1", args.client_timeout))
-            results.append(check_native("udp", "127.0.0.1", port, "127.0.0.1"))
-            results.append(check_native("udp", "127.0.0.1", port, "127.0.0.5"))
+                check_stunclient(tool, port, "::1", None, "::1", args.client_timeout)
+            check_native("udp", "127.0.0.1", port, "127.0.0.1")
+            check_native("udp", "127.0.0.1", port, "127.0.0.5")
             if not args.no_ipv6:
-                results.append(check_native("udp", "::1", port, "::1"))
+                check_native("udp", "::1", port, "::1")
             if not args.no_tcp:
-                results.append(check_native("tcp", "127.0.0.1", port, "127.0.0.1"))
-            if not server.alive():
-                print(f"  FAIL {args.server} exited during the test")
-                results.append(False)
-            if args.show_server_log or not all(results):
+                check_native("tcp", "127.0.0.1", port, "127.0.0.1")
+            harness.check(f"{args.server} still running at the end", server.alive())
+            if args.show_server_log or harness.CHECKS.problems:
                 server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {NAME} [{args.server}]: {exc}")
-        return 1
+        return f"{harness.CHECKS.passed} checks"
 
-    passed = sum(1 for r in results if r)
-    if all(results):
-        print(f"PASS {NAME} [{args.server}]: {passed}/{len(results)} checks")
-        return 0
-    print(f"FAIL {NAME} [{args.server}]: {len(results) - passed}/{len(results)} checks failed")
-    return 1
+    return harness.run_test(f"{NAME} [{args.server}]", body)
 
 
 if __name__ == "__main__":

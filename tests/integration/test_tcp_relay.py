@@ -341,18 +341,14 @@ def main():
     args = ap.parse_args()
     label = f"{NAME} [{args.server}]"
     names = [n for n in SCENARIOS if args.tls or not n.startswith("tls-")]
-    try:
+
+    def body():
         uclient = harness.require_tool(args.uclient)
         cfg = harness.config_from_args(args, tcp=True)
         if args.tls:
             harness.add_tls(cfg, harness.TempDir(prefix="ferry-it-cert-").path, dtls=False)
-        server = harness.server_from_args(args, cfg)
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: setup: {exc}")
-        return 1
-    problems = []
-    try:
-        with server:
+        problems = harness.CHECKS.problems
+        with harness.server_from_args(args, cfg) as server:
             print(f"  {args.server} on 127.0.0.1:{cfg.port}, relay 127.0.0.1:{cfg.relay_min}-{cfg.relay_max}")
             for name in names:
                 problems += run_uclient(name, uclient, cfg, args.n)
@@ -362,9 +358,9 @@ def main():
                 problems.append(f"{args.server} exited (status {server.proc.returncode})")
             if problems or args.show_server_log:
                 server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        problems.append(f"{type(exc).__name__}: {exc}")
-    return harness.report(label, problems, f"{len(names)} uclient scenarios ({', '.join(names)}) and the RFC 6062 checks")
+        return f"{len(names)} uclient scenarios ({', '.join(names)}) and the RFC 6062 checks"
+
+    return harness.run_test(label, body)
 
 
 if __name__ == "__main__":

@@ -185,12 +185,10 @@ def main():
     args = ap.parse_args()
     checks = args.check or CHECKS
     label = f"{NAME} [{args.server}]"
-    if args.server != "ferry":
-        print(f"FAIL {label}: only ferry is supported (coturn accepts TLS 1.0/1.1 by default)")
-        return 1
 
-    results = []
-    try:
+    def body():
+        if args.server != "ferry":
+            return ["only ferry is supported (coturn accepts TLS 1.0/1.1 by default)"]
         openssl = harness.require_tool(args.openssl)
         workdir = harness.TempDir(prefix="ferry-it-tls-").path
         # One server with reload only on SIGHUP, one that watches its files.
@@ -219,21 +217,12 @@ def main():
                         problems = check_watch(server, cfg, run_dir)
                     if not server.alive():
                         problems.append(f"ferry exited (status {server.proc.returncode})")
-                    results.append(not problems)
-                    print(f"  {'ok  ' if not problems else 'FAIL'} {name}")
-                    for p in problems:
-                        print("    " + p.replace("\n", "\n    "))
-                if args.show_server_log or not all(results):
+                    harness.check(name, not problems, "\n    ".join(p.replace("\n", "\n    ") for p in problems))
+                if args.show_server_log or harness.CHECKS.problems:
                     server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: {exc}")
-        return 1
+        return f"{len(checks)} checks ({', '.join(checks)})"
 
-    if results and all(results):
-        print(f"PASS {label}: {len(results)} checks ({', '.join(checks)})")
-        return 0
-    print(f"FAIL {label}: {results.count(False)}/{len(results)} checks failed")
-    return 1
+    return harness.run_test(label, body)
 
 
 if __name__ == "__main__":

@@ -108,13 +108,12 @@ def run_scenario(name, uclient, cfg, peer_port, args):
         (RTT_RE.search(r.output) or [None])[0] if RTT_RE.search(r.output) else None,
     ] if x)
     shown = " ".join("<secret>" if x in cfg.shared_secrets else x for x in extra)
-    if problems:
-        print(f"  FAIL {name} ({shown}): {'; '.join(problems)}")
+    if not harness.check(f"{name} ({shown}) in {r.elapsed:.1f}s: {summary}" if not problems else f"{name} ({shown})",
+                         not problems, "; ".join(problems)):
         tail = r.output.strip().splitlines()[-25:]
         print("    uclient output (tail):\n" + ("\n".join("      " + l for l in tail) if tail else
               "      (none -- uclient prints nothing while its Allocate goes unanswered)"))
         return False
-    print(f"  ok   {name} ({shown}) in {r.elapsed:.1f}s: {summary}")
     return True
 
 
@@ -146,7 +145,7 @@ def main():
         names = [n for n in names if "rest" not in n]
     label = f"{NAME} [{args.server}]"
 
-    try:
+    def body():
         uclient = harness.require_tool(args.uclient)
         peer_tool = harness.require_tool(args.peer)
         cfg = harness.config_from_args(args, tcp=True)
@@ -154,44 +153,30 @@ def main():
             harness.add_tls(cfg, harness.TempDir(prefix="ferry-it-cert-").path)
         server = harness.server_from_args(args, cfg)
         peer_port = harness.pick_free_port(tcp=False, ipv6=False)
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: setup: {exc}")
-        return 1
-
-    results = []
-    try:
         with harness.BackgroundProcess([peer_tool, "-L", "127.0.0.1", "-p", str(peer_port)], "turnutils_peer") as peer:
             if not harness.udp_echo_ready("127.0.0.1", peer_port, timeout=5.0):
-                print(f"FAIL {label}: turnutils_peer on 127.0.0.1:{peer_port} does not echo\n{peer.log_text()}")
-                return 1
+                return [f"turnutils_peer on 127.0.0.1:{peer_port} does not echo\n{peer.log_text()}"]
             with server:
                 secure = f" (tls/dtls {cfg.tls_port})" if cfg.tls_port else ""
                 print(f"  {args.server} on 127.0.0.1:{cfg.port}{secure}, relay 127.0.0.1:{cfg.relay_min}-{cfg.relay_max}, "
                       f"peer 127.0.0.1:{peer_port}, -n {args.n} -l {args.l}")
                 for name in names:
-                    results.append(run_scenario(name, uclient, cfg, peer_port, args))
-                    if not results[-1] and not args.keep_going:
+                    if not run_scenario(name, uclient, cfg, peer_port, args) and not args.keep_going:
                         skipped = names[names.index(name) + 1:]
                         if skipped:
                             print(f"  (stopping after the first failure; skipped {', '.join(skipped)}; "
                                   "use --keep-going to run them)")
                         break
-                    if not server.alive():
-                        print(f"  FAIL {args.server} exited (status {server.proc.returncode}) after {name}")
-                        results.append(False)
+                    if not harness.check(f"{args.server} still running after {name}", server.alive(),
+                                         f"exit status {server.proc.returncode}"):
                         break
-                if args.show_server_log or not all(results):
+                if args.show_server_log or harness.CHECKS.problems:
                     server.dump_log("server log")
-    except Exception as exc:  # noqa: BLE001
-        print(f"FAIL {label}: {exc}")
-        return 1
+        if not names:
+            return ["no scenario to run"]
+        return f"{len(names)} scenarios ({', '.join(names)})"
 
-    passed = sum(1 for r in results if r)
-    if results and all(results):
-        print(f"PASS {label}: {passed}/{len(results)} scenarios ({', '.join(names)})")
-        return 0
-    print(f"FAIL {label}: {len(results) - passed}/{len(results)} scenarios failed")
-    return 1
+    return harness.run_test(label, body)
 
 
 if __name__ == "__main__":
