@@ -240,6 +240,8 @@ std::string help_text() {
 }
 
 CommandLineResult parse_command_line(int argc, const char* const* argv, const Environment& env) {
+  // Hidden, for regenerating docs/CONFIG.md from the schema table; not in --help (not for operators).
+  if (argc == 2 && std::string_view(argv[1]) == "--config-reference") return ExitNow{0, config_reference_markdown()};
   // A secret-looking flag gets a specific answer instead of "unknown option".
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];

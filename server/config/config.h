@@ -9,8 +9,10 @@
 // the file points at (*_file keys) or from FERRY_* variables, never from flags, and
 // dump_effective() masks them.
 //
-// To add a key: a field here, a row in the scalar table (or a list loader) in config.cpp, a line
-// in dump_effective(), a commented line in examples/ferry.yaml and a test.
+// The keys, their defaults, types, docs and how each is read and dumped are one table,
+// config_schema.cpp (docs/CONFIG.md is generated from it). Field defaults below are therefore the
+// zero value; Config() fills in the table's. To add a key: a field here, a row in that table, a
+// commented line in examples/ferry.yaml, `ferry --config-reference > docs/CONFIG.md`, and a test.
 #pragma once
 
 #include <array>
@@ -59,13 +61,13 @@ struct RelayAddressConfig {
 
 struct RelayConfig {
   std::vector<RelayAddressConfig> addresses;  // default: 0.0.0.0 and ::
-  uint16_t port_min = 49152;
-  uint16_t port_max = 65535;
+  uint16_t port_min{};
+  uint16_t port_max{};
   // ChannelBind accepts only RFC 8656's 0x4000-0x4FFF when true; when false (the default) also the
   // RFC 5766 range up to 0x7FFF, which libwebrtc and coturn's clients still pick from.
-  bool strict_channel_numbers = false;
+  bool strict_channel_numbers{};
   // RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP from TCP/TLS clients); false answers 442.
-  bool tcp_allocations = true;
+  bool tcp_allocations{};
 };
 
 struct UserConfig {
@@ -81,8 +83,8 @@ struct SharedSecretConfig {
 };
 
 struct AuthConfig {
-  uint32_t nonce_lifetime = 600;  // seconds
-  bool userhash = false;          // accept USERHASH (RFC 8489 §14.4)
+  uint32_t nonce_lifetime{};  // seconds
+  bool userhash{};            // accept USERHASH (RFC 8489 §14.4)
   std::vector<UserConfig> users;
   std::vector<SharedSecretConfig> shared_secrets;
 };
@@ -94,20 +96,20 @@ struct PeersConfig {
 };
 
 struct LimitsConfig {
-  uint32_t max_allocations = 0;           // 0 = unlimited
-  uint32_t max_allocations_per_user = 0;  // 0 = unlimited
-  uint32_t max_permissions_per_allocation = 32;
-  uint32_t max_channels_per_allocation = 32;
-  uint64_t bandwidth_per_allocation = 0;  // bytes/s, 0 = unlimited
-  uint32_t default_lifetime = 600;        // seconds
-  uint32_t max_lifetime = 3600;           // seconds, at most 3600
-  uint32_t unauth_requests_per_second = 50;  // per source IP, 0 = unlimited
+  uint32_t max_allocations{};           // 0 = unlimited
+  uint32_t max_allocations_per_user{};  // 0 = unlimited
+  uint32_t max_permissions_per_allocation{};
+  uint32_t max_channels_per_allocation{};
+  uint64_t bandwidth_per_allocation{};    // bytes/s, 0 = unlimited
+  uint32_t default_lifetime{};            // seconds
+  uint32_t max_lifetime{};                // seconds, at most 3600
+  uint32_t unauth_requests_per_second{};  // per source IP, 0 = unlimited
   // TCP and TLS connections and DTLS sessions (issue 5: back-pressure and limits).
-  uint32_t max_connections = 10000;      // in total, 0 = unlimited
-  uint32_t max_connections_per_ip = 256;  // from one source IP, 0 = unlimited
-  uint32_t handshake_timeout = 10;        // seconds to finish TLS/DTLS and send a first message
-  uint32_t connection_idle_timeout = 300;  // seconds of silence before a connection without allocation closes
-  uint64_t connection_write_budget = 256 * 1024;  // bytes queued per connection before relayed data is dropped
+  uint32_t max_connections{};          // in total, 0 = unlimited
+  uint32_t max_connections_per_ip{};   // from one source IP, 0 = unlimited
+  uint32_t handshake_timeout{};        // seconds to finish TLS/DTLS and send a first message
+  uint32_t connection_idle_timeout{};  // seconds of silence before a connection without allocation closes
+  uint64_t connection_write_budget{};  // bytes queued per connection before relayed data is dropped
 };
 
 struct TlsConfig {
@@ -115,13 +117,13 @@ struct TlsConfig {
   std::string key;
   std::string ciphers;       // TLS 1.2 / DTLS 1.2 cipher list; "" = the built-in default
   std::string ciphersuites;  // TLS 1.3 suites; "" = the built-in default
-  std::string min_version = "1.2";  // "1.2" or "1.3" (TLS over TCP; DTLS is always 1.2)
-  uint32_t reload_interval = 60;    // seconds between checks of the files for changes; 0 = SIGHUP only
+  std::string min_version{};   // "1.2" or "1.3" (TLS over TCP; DTLS is always 1.2)
+  uint32_t reload_interval{};  // seconds between checks of the files for changes; 0 = SIGHUP only
 };
 
 struct LogConfig {
-  LogLevel level = LogLevel::Info;
-  LogFormat format = LogFormat::Text;
+  LogLevel level{};
+  LogFormat format{};
 };
 
 // An API key for GET /v1/ice-servers, kept only as SHA-256 of the key (the key itself is shown
@@ -134,18 +136,18 @@ struct ApiKeyConfig {
 
 struct HttpConfig {
   // Metrics/health/ICE-servers endpoint. nullopt = disabled (`address: ""`).
-  std::optional<stun::TransportAddress> address = stun::TransportAddress::parse("127.0.0.1:9641");
+  std::optional<stun::TransportAddress> address{};
   std::vector<ApiKeyConfig> api_keys;  // none: /v1/ice-servers refuses every request (401)
-  uint32_t api_requests_per_second = 5;  // per key, token bucket; 0 = unlimited
+  uint32_t api_requests_per_second{};  // per key, token bucket; 0 = unlimited
   // stun:/stuns:/turn:/turns: URLs handed out; empty = derived from listeners and external addresses.
   std::vector<std::string> ice_urls;
-  uint32_t credential_ttl = 3600;       // seconds, when the request names no ?ttl=
-  uint32_t max_credential_ttl = 86400;  // seconds, the most a ?ttl= gets
+  uint32_t credential_ttl{};      // seconds, when the request names no ?ttl=
+  uint32_t max_credential_ttl{};  // seconds, the most a ?ttl= gets
 };
 
 // SIGTERM: stop taking allocations, let the existing ones run, exit when they are gone.
 struct DrainConfig {
-  uint32_t timeout = 30;  // seconds to wait for allocations to end; 0 = exit at once
+  uint32_t timeout{};  // seconds to wait for allocations to end; 0 = exit at once
   // Where new Allocates are sent while draining (300 Try Alternate); none: 508.
   std::optional<stun::TransportAddress> alternate_server;
 };
@@ -157,7 +159,7 @@ struct DrainConfig {
 // addresses must not send OTHER-ADDRESS (RFC 5780 §6), so it would be the same as neither.
 struct NatDiscoveryConfig {
   std::optional<stun::TransportAddress> other_address;  // A2 (port 0); none = off
-  uint16_t other_port = 0;                                // P2; 0 = off
+  uint16_t other_port{};                                // P2; 0 = off
   bool enabled() const { return other_address.has_value() || other_port != 0; }
 };
 
@@ -172,17 +174,17 @@ struct NatDiscoveryPlan {
 struct DatabaseConfig {
   std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
   std::string url_file;  // where `url` was read from, if it was
-  uint32_t pool_size = 2;            // query connections per worker (each worker LISTENs on one more)
-  uint32_t cache_ttl = 60;           // seconds a looked-up user is served without asking again
-  uint32_t negative_cache_ttl = 10;  // seconds an unknown username is remembered
-  uint32_t max_stale = 86400;        // seconds a cached user keeps working while the database is down
-  uint32_t secrets_refresh = 60;     // seconds between reloads of shared secrets (their expiry)
+  uint32_t pool_size{};           // query connections per worker (each worker LISTENs on one more)
+  uint32_t cache_ttl{};           // seconds a looked-up user is served without asking again
+  uint32_t negative_cache_ttl{};  // seconds an unknown username is remembered
+  uint32_t max_stale{};           // seconds a cached user keeps working while the database is down
+  uint32_t secrets_refresh{};     // seconds between reloads of shared secrets (their expiry)
 };
 
 struct Config {
-  std::string realm = "ferry";
-  std::string software = "ferry/" FERRY_VERSION;
-  uint32_t workers = 0;  // 0 = one per CPU core
+  std::string realm{};
+  std::string software{};
+  uint32_t workers{};  // 0 = one per CPU core
   std::vector<ListenerConfig> listeners;  // default: 0.0.0.0 and :: on 3478, udp and tcp
   RelayConfig relay;
   AuthConfig auth;
@@ -198,7 +200,7 @@ struct Config {
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
   std::map<std::string, std::string> origins;
 
-  Config();  // the embedded defaults
+  Config();  // the embedded defaults: the schema table's (config_schema.cpp)
   bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty() || !database.url.empty(); }
 };
 
@@ -262,5 +264,8 @@ std::string check_ice_url(std::string_view text);
 // YAML of the effective config, secrets shown as "***", each value not from the defaults
 // followed by a comment saying where it came from.
 std::string dump_effective(const Config& config);
+
+// docs/CONFIG.md: every key with its type, default, whether SIGHUP applies it, and a line of docs.
+std::string config_reference_markdown();
 
 }  // namespace ferry::server

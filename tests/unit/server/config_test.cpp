@@ -5,13 +5,16 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <unistd.h>
 
 #include "server/app/cli.h"
 #include "server/config/config.h"
+#include "server/config/config_schema.h"
 #include "server/ops/ice_servers.h"
 #include "server/app/log.h"
 
@@ -856,6 +859,78 @@ TEST(ConfigNatDiscovery, EnvironmentAndSet) {
   const Config& c = config_of(parsed);
   EXPECT_EQ(c.nat_discovery.other_port, 3479u);
   EXPECT_EQ(c.origins.at("nat_discovery.other_port"), "--set nat_discovery.other_port");
+}
+
+// ------------------------------------------------------------------------------------------------
+// The schema table
+// ------------------------------------------------------------------------------------------------
+
+// docs/CONFIG.md is generated from the table; this fails when either changed without the other.
+TEST(ConfigSchema, ReferenceDocMatchesTheTable) {
+  std::ifstream in(FERRY_SOURCE_DIR "/docs/CONFIG.md", std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_TRUE(text.str() == config_reference_markdown())
+      << "docs/CONFIG.md is out of date with server/config/config_schema.cpp; regenerate it with\n"
+         "  build/release/server/ferry --config-reference > docs/CONFIG.md";
+}
+
+TEST(ConfigSchema, EveryRowIsComplete) {
+  std::set<std::string> keys;
+  for (const auto& k : config_schema()) {
+    EXPECT_TRUE(keys.insert(k.key).second) << "twice: " << k.key;
+    EXPECT_FALSE(k.type.empty()) << k.key;
+    EXPECT_FALSE(k.doc.empty()) << k.key;
+    EXPECT_EQ(k.doc.find('\n'), std::string::npos) << k.key << ": the doc is one line";
+    EXPECT_LE(std::count(k.key.begin(), k.key.end(), '.'), 1) << k.key;
+    if (k.shape == KeyShape::Scalar) {
+      EXPECT_TRUE(k.set && k.get) << k.key;
+    } else {
+      EXPECT_TRUE(k.parse_yaml && k.dump_list) << k.key;
+    }
+  }
+}
+
+// The defaults Config() applies are the table's, and each reads back as its own default.
+TEST(ConfigSchema, DefaultsComeFromTheTable) {
+  const Config c;
+  for (const auto& k : config_schema())
+    if (k.shape == KeyShape::Scalar) EXPECT_EQ(k.get(c), k.default_value) << k.key;
+  EXPECT_EQ(c.limits.max_lifetime, 3600u);
+  EXPECT_EQ(c.relay.port_min, 49152u);
+  EXPECT_TRUE(c.relay.tcp_allocations);
+  EXPECT_EQ(c.log.level, LogLevel::Info);
+  EXPECT_EQ(c.http.address->to_string(), "127.0.0.1:9641");
+  EXPECT_EQ(c.software, "ferry/" FERRY_VERSION);
+  EXPECT_TRUE(c.origins.empty());
+}
+
+// Every key of the table is read from YAML, and a typo of any of them gets a suggestion.
+TEST(ConfigSchema, UnknownKeysAreSuggestedFromTheTable) {
+  EXPECT_EQ(error_of(load("database:\n  pool_sise: 3\n")),
+            "ferry.yaml:2: unknown key 'pool_sise' in database (did you mean 'pool_size'?)");
+  EXPECT_EQ(error_of(load("nat_discovery:\n  other_prt: 3\n")),
+            "ferry.yaml:2: unknown key 'other_prt' in nat_discovery (did you mean 'other_port'?)");
+  EXPECT_EQ(error_of(load("http:\n  ice_url: []\n")),
+            "ferry.yaml:2: unknown key 'ice_url' in http (did you mean 'ice_urls'?)");
+  EXPECT_EQ(error_of(load("listener: []\n")), "ferry.yaml:1: unknown key 'listener' (did you mean 'listeners'?)");
+}
+
+TEST(ConfigSchema, SecretsAreFlaggedAndMasked) {
+  for (const char* key : {"auth.users", "auth.shared_secrets", "database.url"}) {
+    const ConfigKey* k = find_config_key(key);
+    ASSERT_NE(k, nullptr) << key;
+    EXPECT_NE(k->secret, Secrecy::None) << key;
+  }
+  EXPECT_EQ(find_config_key("realm")->secret, Secrecy::None);
+  EXPECT_THAT(config_reference_markdown(), HasSubstr("| `auth.users` | list of users, secret |"));
+}
+
+TEST(Cli, ConfigReferenceIsHiddenAndPrintsTheDoc) {
+  const auto& e = exit_of(run({"--config-reference"}));
+  EXPECT_EQ(e.code, 0);
+  EXPECT_EQ(e.text, config_reference_markdown());
+  EXPECT_THAT(help_text(), Not(HasSubstr("--config-reference")));
 }
 
 }  // namespace
