@@ -27,7 +27,7 @@ struct Walk : std::enable_shared_from_this<Walk> {
         self->resume(std::move(res));
       });
       if (!r || *answered_async) return std::nullopt;  // resumes (or already resumed) from the callback
-      *answered_async = true;  // the member answered at once; ignore any stray callback
+      *answered_async = true;                          // the member answered at once; ignore any stray callback
       if (auto final = consider(std::move(*r))) return final;
     }
     return finish();

@@ -15,7 +15,7 @@
 namespace ferry::auth {
 
 struct Quota {
-  uint32_t max_allocations = 0;         // 0: no per-user limit beyond the server's
+  uint32_t max_allocations = 0;          // 0: no per-user limit beyond the server's
   uint64_t bandwidth_bytes_per_sec = 0;  // 0: the server's default
 };
 
@@ -61,7 +61,8 @@ class CredentialStore {
   virtual std::optional<LookupResult> lookup(std::string_view username, std::string_view realm, Callback done) = 0;
 
   // USERHASH (RFC 8489 §14.4): the store maps SHA-256(username:realm) back to a username when it can.
-  virtual std::optional<std::string> username_for_hash(std::span<const uint8_t, 32> /*hash*/, std::string_view /*realm*/) {
+  virtual std::optional<std::string> username_for_hash(std::span<const uint8_t, 32> /*hash*/,
+                                                       std::string_view /*realm*/) {
     return std::nullopt;
   }
 };

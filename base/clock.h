@@ -25,8 +25,7 @@ class SteadyClock final : public Clock {
  public:
   Instant now() const override { return std::chrono::steady_clock::now(); }
   uint64_t unix_seconds() const override {
-    auto s = std::chrono::duration_cast<std::chrono::seconds>(
-        std::chrono::system_clock::now().time_since_epoch());
+    auto s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
     return s.count() < 0 ? 0 : static_cast<uint64_t>(s.count());
   }
 };

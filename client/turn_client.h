@@ -50,7 +50,7 @@ struct TurnClientConfig {
   // carry MESSAGE-INTEGRITY-SHA256 instead of MESSAGE-INTEGRITY.
   bool sha256 = false;
   UsernameMode username_mode = UsernameMode::Auto;
-  bool fingerprint = false;      // FINGERPRINT on every request and indication
+  bool fingerprint = false;       // FINGERPRINT on every request and indication
   unsigned max_auth_retries = 3;  // 401/438 retries of one request before giving up
   // RFC 8489 §9.2.5 discards responses to authenticated requests that lack MESSAGE-INTEGRITY. Servers
   // answer some errors before authenticating (400 for a malformed request, 420, 500); with this set
@@ -60,13 +60,13 @@ struct TurnClientConfig {
 };
 
 struct AllocateOptions {
-  std::optional<uint32_t> lifetime;                 // LIFETIME (seconds)
-  bool even_port = false;                           // EVEN-PORT
-  bool reserve_next = false;                        // EVEN-PORT with R=1: keep port+1 for a RESERVATION-TOKEN
-  std::optional<Family> requested_family;           // REQUESTED-ADDRESS-FAMILY
-  std::optional<Family> additional_family;          // ADDITIONAL-ADDRESS-FAMILY (IPv6: dual allocation)
-  bool dont_fragment = false;                       // DONT-FRAGMENT
-  std::optional<uint64_t> reservation_token;        // RESERVATION-TOKEN from an earlier EVEN-PORT R=1
+  std::optional<uint32_t> lifetime;                        // LIFETIME (seconds)
+  bool even_port = false;                                  // EVEN-PORT
+  bool reserve_next = false;                               // EVEN-PORT with R=1: keep port+1 for a RESERVATION-TOKEN
+  std::optional<Family> requested_family;                  // REQUESTED-ADDRESS-FAMILY
+  std::optional<Family> additional_family;                 // ADDITIONAL-ADDRESS-FAMILY (IPv6: dual allocation)
+  bool dont_fragment = false;                              // DONT-FRAGMENT
+  std::optional<uint64_t> reservation_token;               // RESERVATION-TOKEN from an earlier EVEN-PORT R=1
   std::optional<uint8_t> transport = stun::kTransportUdp;  // REQUESTED-TRANSPORT; nullopt omits it
 };
 
@@ -89,10 +89,10 @@ struct Response {
   Outcome outcome = Outcome::Discarded;
   stun::Method method = stun::Method::Binding;
   TransactionId transaction_id{};
-  bool authenticated = false;  // MESSAGE-INTEGRITY(-SHA256) present and verified with our key
-  uint16_t error_code = 0;     // ERROR-CODE of an error response (also set for Retry)
-  std::string reason;          // its reason phrase; for Discarded, why
-  std::vector<TransportAddress> relayed;  // XOR-RELAYED-ADDRESS, one or two (dual allocation)
+  bool authenticated = false;              // MESSAGE-INTEGRITY(-SHA256) present and verified with our key
+  uint16_t error_code = 0;                 // ERROR-CODE of an error response (also set for Retry)
+  std::string reason;                      // its reason phrase; for Discarded, why
+  std::vector<TransportAddress> relayed;   // XOR-RELAYED-ADDRESS, one or two (dual allocation)
   std::optional<TransportAddress> mapped;  // XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS without it
   std::optional<uint32_t> lifetime;
   std::optional<uint64_t> reservation_token;

@@ -40,15 +40,15 @@ int latest_migration_version() {
 
 bool applied_versions(PGconn* conn, std::vector<int>& out, std::string& error) {
   out.clear();
-  Result exists(PQexecParams(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, nullptr, nullptr,
-                             nullptr, nullptr, 0));
+  Result exists(PQexecParams(conn, "SELECT to_regclass('schema_migrations') IS NOT NULL", 0, nullptr, nullptr, nullptr,
+                             nullptr, 0));
   if (!ok(exists.get())) {
     error = error_of(conn, exists.get());
     return false;
   }
   if (std::string_view(PQgetvalue(exists.get(), 0, 0)) != "t") return true;
-  Result r(PQexecParams(conn, "SELECT version FROM schema_migrations ORDER BY version", 0, nullptr, nullptr,
-                        nullptr, nullptr, 0));
+  Result r(PQexecParams(conn, "SELECT version FROM schema_migrations ORDER BY version", 0, nullptr, nullptr, nullptr,
+                        nullptr, 0));
   if (!ok(r.get())) {
     error = error_of(conn, r.get());
     return false;
@@ -95,14 +95,15 @@ MigrateResult migrate(PGconn* conn) {
     std::string sql(m.sql);
     Result r(PQexec(conn, sql.c_str()));
     if (!ok(r.get())) {
-      res.error = "migration " + std::to_string(m.version) + " (" + std::string(m.name) + "): " + error_of(conn, r.get());
+      res.error =
+          "migration " + std::to_string(m.version) + " (" + std::string(m.name) + "): " + error_of(conn, r.get());
       return rollback();
     }
     std::string v = std::to_string(m.version);
     std::string n(m.name);
     const char* params[] = {v.c_str(), n.c_str()};
-    Result ins(PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)", 2,
-                            nullptr, params, nullptr, nullptr, 0));
+    Result ins(PQexecParams(conn, "INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)", 2, nullptr,
+                            params, nullptr, nullptr, 0));
     if (!ok(ins.get())) {
       res.error = error_of(conn, ins.get());
       return rollback();
@@ -114,7 +115,8 @@ MigrateResult migrate(PGconn* conn) {
   std::vector<int> after;
   if (!applied_versions(conn, after, res.error)) return res;
   for (int v : after) {
-    bool known = std::any_of(migrations().begin(), migrations().end(), [v](const Migration& m) { return m.version == v; });
+    bool known =
+        std::any_of(migrations().begin(), migrations().end(), [v](const Migration& m) { return m.version == v; });
     if (!known) res.unknown.push_back(v);
   }
   res.current_version = after.empty() ? 0 : after.back();

@@ -27,10 +27,10 @@ int latest_migration_version();
 
 struct MigrateResult {
   bool ok = false;
-  std::string error;                 // one line, when !ok
-  std::vector<int> applied;          // versions applied by this call
-  int current_version = 0;           // highest version recorded afterwards
-  std::vector<int> unknown;          // versions in the database this binary does not know (newer)
+  std::string error;         // one line, when !ok
+  std::vector<int> applied;  // versions applied by this call
+  int current_version = 0;   // highest version recorded afterwards
+  std::vector<int> unknown;  // versions in the database this binary does not know (newer)
 };
 
 // Applies every embedded migration not yet recorded in schema_migrations, in order, in a single

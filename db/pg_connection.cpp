@@ -148,8 +148,12 @@ void PgConnection::connect() {
     return;
   }
   state_ = State::Resolving;
-  uv_timer_start(timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgConnection*>(t->data)->on_timer(); },
-                 static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+    if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
+      },
+      static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
   struct Req {
     uv_getaddrinfo_t req;
     std::weak_ptr<bool> alive;
@@ -161,7 +165,9 @@ void PgConnection::connect() {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = uv_getaddrinfo(loop_, &r->req, [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  int rc = uv_getaddrinfo(
+      loop_, &r->req,
+      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
     auto* r = reinterpret_cast<Req*>(req);
     std::unique_ptr<Req> owner(r);
     std::string addr;
@@ -184,7 +190,8 @@ void PgConnection::connect() {
       return;
     }
     self->start_connect(addr);
-  }, host.c_str(), nullptr, &hints);
+      },
+      host.c_str(), nullptr, &hints);
   if (rc != 0) {
     delete r;
     defer_fail(std::string("could not resolve the database host: ") + uv_strerror(rc));
@@ -193,8 +200,8 @@ void PgConnection::connect() {
 
 void PgConnection::start_connect(const std::string& hostaddr) {
   // Our defaults come before "dbname" (which expands the caller's string) so the caller's win.
-  std::vector<const char*> keys = {"fallback_application_name", "keepalives", "keepalives_idle",
-                                   "keepalives_interval", "keepalives_count", "dbname"};
+  std::vector<const char*> keys = {"fallback_application_name", "keepalives",       "keepalives_idle",
+                                   "keepalives_interval",       "keepalives_count", "dbname"};
   std::vector<const char*> vals = {"ferry", "1", "30", "10", "3", opts_.conninfo.c_str()};
   if (!hostaddr.empty()) {
     keys.push_back("hostaddr");
@@ -208,12 +215,19 @@ void PgConnection::start_connect(const std::string& hostaddr) {
     defer_fail(conn_error(conn_));
     return;
   }
-  PQsetNoticeProcessor(conn_, [](void* arg, const char* message) {
+  PQsetNoticeProcessor(
+      conn_,
+      [](void* arg, const char* message) {
     auto* self = static_cast<PgConnection*>(arg);
     self->log(LogLevel::Debug, "server notice: " + one_line(message));
-  }, this);
-  uv_timer_start(timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgConnection*>(t->data)->on_timer(); },
-                 static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
+      },
+      this);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+    if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
+      },
+      static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
   // libpq: after PQconnectStart, act as if PQconnectPoll had returned PGRES_POLLING_WRITING.
   rearm_poll(UV_WRITABLE, true);
 }
@@ -249,17 +263,10 @@ void PgConnection::rearm_poll(int events, bool recreate) {
 
 void PgConnection::connect_step() {
   switch (PQconnectPoll(conn_)) {
-    case PGRES_POLLING_READING:
-      rearm_poll(UV_READABLE, true);
-      return;
-    case PGRES_POLLING_WRITING:
-      rearm_poll(UV_WRITABLE, true);
-      return;
-    case PGRES_POLLING_FAILED:
-      fail(conn_error(conn_));
-      return;
-    case PGRES_POLLING_OK:
-      break;
+    case PGRES_POLLING_READING: rearm_poll(UV_READABLE, true); return;
+    case PGRES_POLLING_WRITING: rearm_poll(UV_WRITABLE, true); return;
+    case PGRES_POLLING_FAILED: fail(conn_error(conn_)); return;
+    case PGRES_POLLING_OK: break;
     default:  // PGRES_POLLING_ACTIVE: unused since 9.x
       rearm_poll(UV_WRITABLE, true);
       return;
@@ -292,8 +299,12 @@ void PgConnection::connect_step() {
       fail(conn_error(conn_));
       return;
     }
-    uv_timer_start(timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgConnection*>(t->data)->on_timer(); },
-                   static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
+    uv_timer_start(
+        timer_,
+        [](uv_timer_t* t) {
+      if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
+        },
+        static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
     flush_output();
     return;
   }
@@ -310,9 +321,7 @@ void PgConnection::on_io(int status, int events) {
     return;
   }
   switch (state_) {
-    case State::Connecting:
-      connect_step();
-      return;
+    case State::Connecting: connect_step(); return;
     case State::Setup:
     case State::Ready:
     case State::Busy:
@@ -322,8 +331,7 @@ void PgConnection::on_io(int status, int events) {
       }
       if (events & UV_READABLE) read_input();
       return;
-    default:
-      return;
+    default: return;
   }
 }
 
@@ -374,8 +382,8 @@ void PgConnection::step_results() {
     // Keep the first error if several results arrive; otherwise the last one.
     auto st = PQresultStatus(r);
     bool is_error = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
-    bool have_error = last_ && PQresultStatus(last_.get()) != PGRES_COMMAND_OK &&
-                      PQresultStatus(last_.get()) != PGRES_TUPLES_OK;
+    bool have_error =
+        last_ && PQresultStatus(last_.get()) != PGRES_COMMAND_OK && PQresultStatus(last_.get()) != PGRES_TUPLES_OK;
     if (have_error && !is_error) {
       PQclear(r);
     } else {
@@ -428,8 +436,7 @@ void PgConnection::phase_complete() {
       finish_query(std::move(res));
       return;
     }
-    case Phase::None:
-      return;
+    case Phase::None: return;
   }
 }
 
@@ -437,8 +444,12 @@ void PgConnection::run(std::shared_ptr<const Query> q, std::chrono::milliseconds
   query_ = std::move(q);
   done_ = std::move(done);
   state_ = State::Busy;
-  uv_timer_start(timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgConnection*>(t->data)->on_timer(); },
-                 static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)), 0);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+    if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
+      },
+      static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 1)), 0);
   if (!query_->name.empty() && !prepared_.count(query_->name)) {
     int n = static_cast<int>(query_->params.size());
     phase_ = Phase::Prepare;
@@ -489,16 +500,10 @@ void PgConnection::on_timer() {
     return;
   }
   switch (state_) {
-    case State::Down:
-      connect();
-      return;
+    case State::Down: connect(); return;
     case State::Resolving:
-    case State::Connecting:
-      fail("timed out connecting to the database");
-      return;
-    case State::Setup:
-      fail("timed out setting up the database connection");
-      return;
+    case State::Connecting: fail("timed out connecting to the database"); return;
+    case State::Setup: fail("timed out setting up the database connection"); return;
     case State::Busy: {
       // PQcancel would block (it opens a connection synchronously), so the connection is dropped
       // instead; the server abandons the statement when it notices.
@@ -513,14 +518,18 @@ void PgConnection::on_timer() {
       fail("query timed out; reconnecting");
       return;
     }
-    default:
-      return;
+    default: return;
   }
 }
 
 void PgConnection::defer_fail(std::string error) {
   deferred_error_ = std::move(error);
-  uv_timer_start(timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgConnection*>(t->data)->on_timer(); }, 0, 0);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+    if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
+      },
+      0, 0);
 }
 
 void PgConnection::fail(std::string error) {
@@ -541,8 +550,12 @@ void PgConnection::fail(std::string error) {
     delay = std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(backoff_.count()) * factor));
     backoff_ = std::min(backoff_ * 2, opts_.backoff_max);
   }
-  uv_timer_start(timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgConnection*>(t->data)->on_timer(); },
-                 static_cast<uint64_t>(delay.count()), 0);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+    if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
+      },
+      static_cast<uint64_t>(delay.count()), 0);
   std::weak_ptr<bool> alive = alive_;
   if (done) {
     QueryResult r;
@@ -594,8 +607,12 @@ void PgPool::start() {
   for (auto& c : conns_) c->connect();
   if (listener_) listener_->connect();
   auto interval = static_cast<uint64_t>(std::clamp<int64_t>(opts_.query_timeout.count() / 4, 10, 250));
-  uv_timer_start(sweep_timer_, [](uv_timer_t* t) { if (t->data) static_cast<PgPool*>(t->data)->sweep(); },
-                 interval, interval);
+  uv_timer_start(
+      sweep_timer_,
+      [](uv_timer_t* t) {
+    if (t->data) static_cast<PgPool*>(t->data)->sweep();
+      },
+      interval, interval);
   uv_unref(reinterpret_cast<uv_handle_t*>(sweep_timer_));
 }
 
@@ -698,8 +715,8 @@ void PgPool::answer(std::unique_ptr<Pending> p, QueryResult r, SteadyClock::time
     case QueryStatus::Unavailable: ++stats_.unavailable; break;
   }
   if (hook_) {
-    QueryStats s{p->query->name, r.status,
-                 std::chrono::duration_cast<std::chrono::microseconds>(started - p->enqueued), r.latency};
+    QueryStats s{p->query->name, r.status, std::chrono::duration_cast<std::chrono::microseconds>(started - p->enqueued),
+                 r.latency};
     hook_(s);
   }
   if (p->cb) p->cb(std::move(r));

@@ -34,7 +34,6 @@ using LogFn = std::function<void(LogLevel, std::string_view message)>;
 // Writes "[db] <level>: message" to stderr; the server replaces it with spdlog.
 LogFn stderr_logger();
 
-
 struct PgResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
 };
@@ -50,9 +49,9 @@ const char* to_string(QueryStatus s);
 
 struct QueryResult {
   QueryStatus status = QueryStatus::Unavailable;
-  PgResultPtr result;    // set when Ok (and for Error, the error result)
-  std::string error;     // one line, when not Ok
-  std::string sqlstate;  // when Error, e.g. "23505"
+  PgResultPtr result;                    // set when Ok (and for Error, the error result)
+  std::string error;                     // one line, when not Ok
+  std::string sqlstate;                  // when Error, e.g. "23505"
   std::chrono::microseconds latency{0};  // from query() to the answer
 
   bool ok() const { return status == QueryStatus::Ok; }

@@ -70,12 +70,12 @@ void PgCredentialStore::start_listening() {
   pool_.listen(
       {std::string(kCredentialsChannel)},
       [this, alive](std::string_view channel, std::string_view payload) {
-        if (alive.expired() || channel != kCredentialsChannel) return;
-        on_notify(payload);
+    if (alive.expired() || channel != kCredentialsChannel) return;
+    on_notify(payload);
       },
       [this, alive](bool up) {
-        if (!alive.expired()) on_listen_state(up);
-      });
+    if (!alive.expired()) on_listen_state(up);
+  });
 }
 
 void PgCredentialStore::on_listen_state(bool up) {

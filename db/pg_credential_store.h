@@ -66,8 +66,7 @@ class PgCredentialStore final : public auth::CredentialStore {
 
   // The realm's usable shared secrets, newest first; nullopt when the database cannot answer.
   // `done` is called later from the loop (or at once with nullopt when the pool refuses).
-  void load_shared_secrets(const std::string& realm,
-                           std::function<void(std::optional<std::vector<std::string>>)> done);
+  void load_shared_secrets(const std::string& realm, std::function<void(std::optional<std::vector<std::string>>)> done);
 
   void invalidate(std::string_view realm, std::string_view username);
   void clear();

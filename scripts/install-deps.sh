@@ -10,7 +10,7 @@
 # Groups:
 #   run    toolchain (build-essential, cmake, pkg-config) and the -dev libraries ferry, ferryctl
 #          and the benchmark/example tools link (the top CMakeLists.txt's find_package lines)
-#   test   run + GoogleTest, clang (fuzz stage), coturn (reference server and turnutils_* clients),
+#   test   run + GoogleTest, clang (fuzz stage), clang-format (lint.format), coturn (reference server and turnutils_* clients),
 #          postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
 #          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
 #   bench  run + coturn (bench/compare drives it with the same load as ferry)
@@ -41,7 +41,7 @@ RUN_PACKAGES=(
 
 TEST_PACKAGES=(
   # unit tests and the fuzz stage (clang with libFuzzer and the sanitizer runtimes)
-  libgtest-dev libgmock-dev clang libclang-rt-14-dev git
+  libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format git
   # peers and tools used by the integration/browser tests
   coturn postgresql chromium iproute2 openssl procps
   # the container test (tests/container): rootful podman with runc, a locally built base image

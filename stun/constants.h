@@ -29,15 +29,13 @@ enum class Class : uint8_t { Request = 0, Indication = 1, Success = 2, Error = 3
 constexpr uint16_t make_type(Method m, Class c) {
   auto mv = static_cast<uint16_t>(m);
   auto cv = static_cast<uint16_t>(c);
-  return static_cast<uint16_t>((mv & 0x000F) | ((mv & 0x0070) << 1) | ((mv & 0x0F80) << 2) |
-                               ((cv & 0x1) << 4) | ((cv & 0x2) << 7));
+  return static_cast<uint16_t>((mv & 0x000F) | ((mv & 0x0070) << 1) | ((mv & 0x0F80) << 2) | ((cv & 0x1) << 4) |
+                               ((cv & 0x2) << 7));
 }
 constexpr Method method_of(uint16_t type) {
   return static_cast<Method>((type & 0x000F) | ((type & 0x00E0) >> 1) | ((type & 0x3E00) >> 2));
 }
-constexpr Class class_of(uint16_t type) {
-  return static_cast<Class>(((type >> 4) & 0x1) | ((type >> 7) & 0x2));
-}
+constexpr Class class_of(uint16_t type) { return static_cast<Class>(((type >> 4) & 0x1) | ((type >> 7) & 0x2)); }
 
 namespace attr {
 // Comprehension-required (0x0000-0x7FFF)
@@ -63,9 +61,9 @@ inline constexpr uint16_t PasswordAlgorithm = 0x001D;
 inline constexpr uint16_t Userhash = 0x001E;
 inline constexpr uint16_t XorMappedAddress = 0x0020;
 inline constexpr uint16_t ReservationToken = 0x0022;
-inline constexpr uint16_t Padding = 0x0026;        // RFC 5780
-inline constexpr uint16_t ResponsePort = 0x0027;   // RFC 5780
-inline constexpr uint16_t ConnectionId = 0x002A;   // RFC 6062
+inline constexpr uint16_t Padding = 0x0026;       // RFC 5780
+inline constexpr uint16_t ResponsePort = 0x0027;  // RFC 5780
+inline constexpr uint16_t ConnectionId = 0x002A;  // RFC 6062
 // Comprehension-optional (0x8000-0xFFFF)
 inline constexpr uint16_t AdditionalAddressFamily = 0x8000;
 inline constexpr uint16_t AddressErrorCode = 0x8001;
@@ -95,7 +93,7 @@ inline constexpr uint16_t AddressFamilyNotSupported = 440;
 inline constexpr uint16_t WrongCredentials = 441;
 inline constexpr uint16_t UnsupportedTransportProtocol = 442;
 inline constexpr uint16_t PeerAddressFamilyMismatch = 443;
-inline constexpr uint16_t ConnectionAlreadyExists = 446;  // RFC 6062
+inline constexpr uint16_t ConnectionAlreadyExists = 446;     // RFC 6062
 inline constexpr uint16_t ConnectionTimeoutOrFailure = 447;  // RFC 6062
 inline constexpr uint16_t AllocationQuotaReached = 486;
 inline constexpr uint16_t ServerError = 500;

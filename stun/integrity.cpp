@@ -91,13 +91,24 @@ uint32_t next_code_point(std::string_view s, size_t& i) {
   const auto b0 = static_cast<uint8_t>(s[i]);
   auto cont = [&](size_t k) { return i + k < s.size() && (static_cast<uint8_t>(s[i + k]) & 0xC0) == 0x80; };
   auto cb = [&](size_t k) { return static_cast<uint32_t>(static_cast<uint8_t>(s[i + k]) & 0x3F); };
-  if (b0 < 0x80) { i += 1; return b0; }
-  if ((b0 & 0xE0) == 0xC0 && cont(1)) { uint32_t cp = ((b0 & 0x1Fu) << 6) | cb(1); i += 2; return cp; }
+  if (b0 < 0x80) {
+    i += 1;
+    return b0;
+  }
+  if ((b0 & 0xE0) == 0xC0 && cont(1)) {
+    uint32_t cp = ((b0 & 0x1Fu) << 6) | cb(1);
+    i += 2;
+    return cp;
+  }
   if ((b0 & 0xF0) == 0xE0 && cont(1) && cont(2)) {
-    uint32_t cp = ((b0 & 0x0Fu) << 12) | (cb(1) << 6) | cb(2); i += 3; return cp;
+    uint32_t cp = ((b0 & 0x0Fu) << 12) | (cb(1) << 6) | cb(2);
+    i += 3;
+    return cp;
   }
   if ((b0 & 0xF8) == 0xF0 && cont(1) && cont(2) && cont(3)) {
-    uint32_t cp = ((b0 & 0x07u) << 18) | (cb(1) << 12) | (cb(2) << 6) | cb(3); i += 4; return cp;
+    uint32_t cp = ((b0 & 0x07u) << 18) | (cb(1) << 12) | (cb(2) << 6) | cb(3);
+    i += 4;
+    return cp;
   }
   i += 1;
   return 0xFFFFFFFF;  // marker: raw byte
@@ -114,7 +125,10 @@ std::string opaque_string(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const size_t start = i;
     const uint32_t cp = next_code_point(s, i);
-    if (cp == 0xFFFFFFFF) { out += s[start]; continue; }
+    if (cp == 0xFFFFFFFF) {
+      out += s[start];
+      continue;
+    }
     // RFC 3454 B.1: commonly mapped to nothing.
     if (cp == 0x00AD || cp == 0x034F || cp == 0x1806 || (cp >= 0x180B && cp <= 0x180D) || cp == 0x200B ||
         cp == 0x200C || cp == 0x200D || cp == 0x2060 || (cp >= 0xFE00 && cp <= 0xFE0F) || cp == 0xFEFF) {
@@ -127,20 +141,39 @@ std::string opaque_string(std::string_view s) {
       continue;
     }
     // NFKC compatibility mappings seen in passwords.
-    if (cp == 0x00AA) { out += 'a'; continue; }
-    if (cp == 0x00BA) { out += 'o'; continue; }
-    if (cp == 0x00B9) { out += '1'; continue; }
-    if (cp == 0x00B2) { out += '2'; continue; }
-    if (cp == 0x00B3) { out += '3'; continue; }
+    if (cp == 0x00AA) {
+      out += 'a';
+      continue;
+    }
+    if (cp == 0x00BA) {
+      out += 'o';
+      continue;
+    }
+    if (cp == 0x00B9) {
+      out += '1';
+      continue;
+    }
+    if (cp == 0x00B2) {
+      out += '2';
+      continue;
+    }
+    if (cp == 0x00B3) {
+      out += '3';
+      continue;
+    }
     if (cp >= 0x2160 && cp <= 0x217F) {  // Roman numerals
-      static constexpr const char* kRoman[16] = {"I", "II", "III", "IV", "V", "VI", "VII", "VIII",
-                                                 "IX", "X", "XI", "XII", "L", "C", "D", "M"};
+      static constexpr const char* kRoman[16] = {"I",  "II", "III", "IV",  "V", "VI", "VII", "VIII",
+                                                 "IX", "X",  "XI",  "XII", "L", "C",  "D",   "M"};
       std::string r = kRoman[(cp - 0x2160) % 16];
-      if (cp >= 0x2170) std::transform(r.begin(), r.end(), r.begin(), [](char c) { return static_cast<char>(c - 'A' + 'a'); });
+      if (cp >= 0x2170)
+        std::transform(r.begin(), r.end(), r.begin(), [](char c) { return static_cast<char>(c - 'A' + 'a'); });
       out += r;
       continue;
     }
-    if (cp >= 0xFF01 && cp <= 0xFF5E) { out += static_cast<char>(cp - 0xFF01 + 0x21); continue; }  // fullwidth ASCII
+    if (cp >= 0xFF01 && cp <= 0xFF5E) {
+      out += static_cast<char>(cp - 0xFF01 + 0x21);
+      continue;
+    }  // fullwidth ASCII
     put_utf8(out, cp);
   }
   return out;

@@ -22,7 +22,9 @@ struct Key {
   size_t size = 0;
   Bytes view() const { return Bytes(bytes.data(), size); }
   static Key from(Bytes b);
-  friend bool operator==(const Key& a, const Key& b) { return a.view().size() == b.view().size() && std::equal(a.view().begin(), a.view().end(), b.view().begin()); }
+  friend bool operator==(const Key& a, const Key& b) {
+    return a.view().size() == b.view().size() && std::equal(a.view().begin(), a.view().end(), b.view().begin());
+  }
 };
 
 uint32_t crc32(Bytes data, uint32_t crc = 0);

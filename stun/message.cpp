@@ -13,14 +13,15 @@ Result<MessageView> MessageView::parse(Bytes bytes) {
 
   // RFC 8489 §5/§6.3: the cookie must be there; the one exception is an RFC 3489 client's Binding
   // request (§12), which the server answers with MAPPED-ADDRESS. Nothing else predates the cookie.
-  if (load_u32(bytes.data() + 4) != kMagicCookie && load_u16(bytes.data()) != make_type(Method::Binding, Class::Request)) {
+  if (load_u32(bytes.data() + 4) != kMagicCookie &&
+      load_u16(bytes.data()) != make_type(Method::Binding, Class::Request)) {
     return Error::NotStun;
   }
 
   MessageView view(bytes.first(kHeaderSize + length));
   const size_t end = kHeaderSize + length;
   size_t pos = kHeaderSize;
-  bool counting = true;  // false once past FINGERPRINT, which must be last (§14.7): nothing after it counts
+  bool counting = true;        // false once past FINGERPRINT, which must be last (§14.7): nothing after it counts
   size_t first_integrity = 0;  // offset of the first MESSAGE-INTEGRITY(-SHA256) that counts, 0 = none
   while (pos < end) {
     if (end - pos < 4) return Error::Truncated;

@@ -44,9 +44,7 @@ class MessageView {
   }
   TransactionId transaction_id_copy() const;
   // The 16 bytes after the type/length: cookie + transaction id (the whole RFC 3489 transaction id).
-  std::span<const uint8_t, 16> cookie_and_id() const {
-    return std::span<const uint8_t, 16>(bytes_.data() + 4, 16);
-  }
+  std::span<const uint8_t, 16> cookie_and_id() const { return std::span<const uint8_t, 16>(bytes_.data() + 4, 16); }
   Bytes bytes() const { return bytes_; }
   size_t size() const { return bytes_.size(); }
 
@@ -89,7 +87,7 @@ class MessageView {
   Bytes bytes_;
   size_t effective_end_ = kHeaderSize;  // end of the last attribute that counts
   size_t ordinary_end_ = kHeaderSize;   // attributes starting before this count; after it only MI/MI-256/FP
-  size_t mi_offset_ = 0;                 // 0 = absent
+  size_t mi_offset_ = 0;                // 0 = absent
   size_t mi256_offset_ = 0;
   size_t fp_offset_ = 0;
 };

@@ -20,7 +20,8 @@ MessageBuilder::MessageBuilder(MutableBytes out, uint16_t type, std::span<const 
   std::copy(txid.begin(), txid.end(), out_.data() + 8);
 }
 
-MessageBuilder::MessageBuilder(MutableBytes out, uint16_t type, std::span<const uint8_t, 16> cookie_and_id) : out_(out) {
+MessageBuilder::MessageBuilder(MutableBytes out, uint16_t type, std::span<const uint8_t, 16> cookie_and_id)
+    : out_(out) {
   if (out_.size() < kHeaderSize) {
     overflow_ = true;
     return;
@@ -95,7 +96,9 @@ MessageBuilder& MessageBuilder::add_unknown_attributes(std::span<const uint16_t>
   return *this;
 }
 
-MessageBuilder& MessageBuilder::add_channel_number(uint16_t channel) { return add_u32(attr::ChannelNumber, uint32_t{channel} << 16); }
+MessageBuilder& MessageBuilder::add_channel_number(uint16_t channel) {
+  return add_u32(attr::ChannelNumber, uint32_t{channel} << 16);
+}
 
 MessageBuilder& MessageBuilder::add_requested_transport(uint8_t protocol) {
   return add_u32(attr::RequestedTransport, uint32_t{protocol} << 24);

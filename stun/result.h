@@ -8,16 +8,16 @@
 namespace ferry::stun {
 
 enum class Error {
-  Truncated,           // fewer bytes than the header or a length field claims
-  NotStun,             // top two bits set, or no magic cookie where one is required
-  BadLength,           // message length not a multiple of 4, or beyond the buffer
-  BadAttribute,        // an attribute's value has the wrong size or content
-  BadFamily,           // address family other than IPv4/IPv6
-  BadChannelNumber,    // outside 0x4000-0x4FFF
-  Missing,             // an attribute that must be there is not
-  IntegrityMismatch,   // MESSAGE-INTEGRITY(-SHA256) does not verify
-  FingerprintMismatch, // FINGERPRINT does not verify
-  NoSpace,             // the output buffer is too small
+  Truncated,            // fewer bytes than the header or a length field claims
+  NotStun,              // top two bits set, or no magic cookie where one is required
+  BadLength,            // message length not a multiple of 4, or beyond the buffer
+  BadAttribute,         // an attribute's value has the wrong size or content
+  BadFamily,            // address family other than IPv4/IPv6
+  BadChannelNumber,     // outside 0x4000-0x4FFF
+  Missing,              // an attribute that must be there is not
+  IntegrityMismatch,    // MESSAGE-INTEGRITY(-SHA256) does not verify
+  FingerprintMismatch,  // FINGERPRINT does not verify
+  NoSpace,              // the output buffer is too small
 };
 
 constexpr std::string_view to_string(Error e) {

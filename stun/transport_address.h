@@ -37,7 +37,11 @@ struct TransportAddress {
   unsigned to_sockaddr(sockaddr_storage& out) const;
   std::string ip_string() const;
   std::string to_string() const;  // "1.2.3.4:5" / "[::1]:5"
-  TransportAddress with_port(uint16_t p) const { TransportAddress a = *this; a.port = p; return a; }
+  TransportAddress with_port(uint16_t p) const {
+    TransportAddress a = *this;
+    a.port = p;
+    return a;
+  }
   bool same_ip(const TransportAddress& o) const { return family == o.family && ip == o.ip; }
 
   friend bool operator==(const TransportAddress&, const TransportAddress&) = default;
@@ -47,7 +51,10 @@ struct TransportAddressHash {
   size_t operator()(const TransportAddress& a) const noexcept {
     // FNV-1a over the meaningful bytes; cheap and good enough for hash tables keyed by address.
     uint64_t h = 1469598103934665603ull;
-    auto mix = [&](uint8_t b) { h ^= b; h *= 1099511628211ull; };
+    auto mix = [&](uint8_t b) {
+      h ^= b;
+      h *= 1099511628211ull;
+    };
     mix(static_cast<uint8_t>(a.family));
     mix(static_cast<uint8_t>(a.port >> 8));
     mix(static_cast<uint8_t>(a.port));

@@ -10,9 +10,9 @@ namespace ferry::turn {
 
 using stun::Bytes;
 using stun::Class;
-using stun::Method;
 using stun::MessageBuilder;
 using stun::MessageView;
+using stun::Method;
 using stun::TransportAddress;
 namespace attr = stun::attr;
 namespace code = stun::code;
@@ -51,8 +51,8 @@ RelayId ServerCore::new_relay_slot(Allocation* owner) {
 }
 
 std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port,
-                                             bool reserve_next, std::optional<uint64_t> token,
-                                             uint64_t* reserved_token, uint16_t* error) {
+                                             bool reserve_next, std::optional<uint64_t> token, uint64_t* reserved_token,
+                                             uint16_t* error) {
   *error = code::AddressFamilyNotSupported;
   for (size_t i = 0; i < config_.relays.size(); ++i) {
     const RelayAddress& ra = config_.relays[i];
@@ -85,7 +85,8 @@ std::optional<RelayLeg> ServerCore::open_leg(stun::Family family, bool tcp, bool
       leg.pool = &pool;
       leg.id = new_relay_slot(nullptr);
       // A TCP allocation's relayed address is a TCP listener at a port of the same pool (RFC 6062 §5.1).
-      const OpenRelayResult r = tcp ? io_.open_tcp_relay(leg.id, leg.local) : io_.open_relay(leg.id, leg.local, dont_fragment);
+      const OpenRelayResult r =
+          tcp ? io_.open_tcp_relay(leg.id, leg.local) : io_.open_relay(leg.id, leg.local, dont_fragment);
       if (r == OpenRelayResult::Opened) {
         if (pair) {
           uint64_t t = 0;
@@ -170,7 +171,8 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   }
   if (tcp) {
     if (uint16_t err = check_tcp_allocate(from, msg); err != 0) {
-      send_error(from, msg, err, &auth, "TCP allocations need a TCP/TLS client and no DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN");
+      send_error(from, msg, err, &auth,
+                 "TCP allocations need a TCP/TLS client and no DONT-FRAGMENT, EVEN-PORT or RESERVATION-TOKEN");
       return;
     }
   }

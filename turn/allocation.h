@@ -32,15 +32,15 @@ struct Allocation {
 
   FiveTuple tuple;
   std::string username;
-  stun::Key key;             // the key the client authenticated with; signs our responses
-  bool sha256 = false;       // the client used MESSAGE-INTEGRITY-SHA256
+  stun::Key key;        // the key the client authenticated with; signs our responses
+  bool sha256 = false;  // the client used MESSAGE-INTEGRITY-SHA256
   std::optional<RelayLeg> v4;
   std::optional<RelayLeg> v6;
   Instant expires{};
   PermissionTable permissions;
   ChannelTable channels;
-  TokenBucket bandwidth;     // client-to-peer and peer-to-client bytes together
-  stun::TransactionId allocate_txid{};  // to answer a retransmitted Allocate the same way (§7.2)
+  TokenBucket bandwidth;                      // client-to-peer and peer-to-client bytes together
+  stun::TransactionId allocate_txid{};        // to answer a retransmitted Allocate the same way (§7.2)
   std::optional<uint64_t> reservation_token;  // returned in the success response, if any
   uint32_t granted_lifetime = 0;
   // RFC 6062: REQUESTED-TRANSPORT TCP. The legs are then TCP listeners, data flows only over

@@ -11,9 +11,9 @@ namespace ferry::turn {
 
 using stun::Bytes;
 using stun::Class;
-using stun::Method;
 using stun::MessageBuilder;
 using stun::MessageView;
+using stun::Method;
 using stun::TransportAddress;
 namespace attr = stun::attr;
 namespace code = stun::code;

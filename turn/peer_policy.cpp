@@ -34,14 +34,10 @@ constexpr ClassEntry v6(std::array<uint8_t, 16> ip, uint8_t len, PeerVerdict v) 
 // Most specific first where ranges nest (broadcast inside 240/4).
 constexpr std::array kV4Classes = {
     v4(0, 0, 0, 0, 8, PeerVerdict::Unspecified),  // RFC 1122 "this network"
-    v4(127, 0, 0, 0, 8, PeerVerdict::Loopback),
-    v4(10, 0, 0, 0, 8, PeerVerdict::Private),
-    v4(172, 16, 0, 0, 12, PeerVerdict::Private),
-    v4(192, 168, 0, 0, 16, PeerVerdict::Private),
-    v4(100, 64, 0, 0, 10, PeerVerdict::SharedAddress),
-    v4(169, 254, 0, 0, 16, PeerVerdict::LinkLocal),
-    v4(224, 0, 0, 0, 4, PeerVerdict::Multicast),
-    v4(255, 255, 255, 255, 32, PeerVerdict::Broadcast),
+    v4(127, 0, 0, 0, 8, PeerVerdict::Loopback),        v4(10, 0, 0, 0, 8, PeerVerdict::Private),
+    v4(172, 16, 0, 0, 12, PeerVerdict::Private),       v4(192, 168, 0, 0, 16, PeerVerdict::Private),
+    v4(100, 64, 0, 0, 10, PeerVerdict::SharedAddress), v4(169, 254, 0, 0, 16, PeerVerdict::LinkLocal),
+    v4(224, 0, 0, 0, 4, PeerVerdict::Multicast),       v4(255, 255, 255, 255, 32, PeerVerdict::Broadcast),
     v4(240, 0, 0, 0, 4, PeerVerdict::Reserved),
 };
 
@@ -148,7 +144,8 @@ std::optional<TransportAddress> PeerPolicy::embedded_v4(const TransportAddress& 
   for (const auto& e : kEmbeddings) {
     if (!e.prefix.contains(ip)) continue;
     // :: and ::1 sit inside ::/96 but are IPv6's own unspecified/loopback (RFC 4291 §2.5.5.1).
-    if (e.prefix.ip == std::array<uint8_t, 16>{} && ip.ip[12] == 0 && ip.ip[13] == 0 && ip.ip[14] == 0 && ip.ip[15] <= 1) {
+    if (e.prefix.ip == std::array<uint8_t, 16>{} && ip.ip[12] == 0 && ip.ip[13] == 0 && ip.ip[14] == 0 &&
+        ip.ip[15] <= 1) {
       return std::nullopt;
     }
     TransportAddress v4;

@@ -9,9 +9,9 @@ namespace ferry::turn {
 
 using stun::Bytes;
 using stun::Class;
-using stun::Method;
 using stun::MessageBuilder;
 using stun::MessageView;
+using stun::Method;
 using stun::TransportAddress;
 namespace attr = stun::attr;
 namespace code = stun::code;
@@ -52,7 +52,8 @@ void ServerCore::handle_create_permission(const FiveTuple& from, const MessageVi
     return true;
   });
   if (failure == 0 && n == 0) failure = code::BadRequest;
-  if (failure == 0 && !a.permissions.can_install_all(std::span<const TransportAddress>(peers.data(), n), clock_.now())) {
+  if (failure == 0 &&
+      !a.permissions.can_install_all(std::span<const TransportAddress>(peers.data(), n), clock_.now())) {
     failure = code::InsufficientCapacity;
   }
   if (failure != 0) {

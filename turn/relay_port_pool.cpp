@@ -37,8 +37,8 @@ std::optional<uint16_t> RelayPortPool::scan(uint32_t first, uint32_t step, uint3
 
 std::optional<uint16_t> RelayPortPool::acquire() {
   if (free_ == 0) return std::nullopt;
-  auto port = scan(min_, 1, static_cast<uint32_t>(state_.size()),
-                   [&](uint16_t p) { return state_of(p) == State::Free; });
+  auto port =
+      scan(min_, 1, static_cast<uint32_t>(state_.size()), [&](uint16_t p) { return state_of(p) == State::Free; });
   if (port) take(*port, State::InUse);
   return port;
 }
@@ -82,8 +82,8 @@ ReservationToken RelayPortPool::new_token() {
 }
 
 std::optional<uint16_t> RelayPortPool::redeem(const ReservationToken& token, Instant now) {
-  auto it = std::find_if(reservations_.begin(), reservations_.end(),
-                         [&](const Reservation& r) { return r.token == token; });
+  auto it =
+      std::find_if(reservations_.begin(), reservations_.end(), [&](const Reservation& r) { return r.token == token; });
   if (it == reservations_.end() || now >= it->expires) return std::nullopt;
   uint16_t port = it->port;
   reservations_.erase(it);

@@ -12,9 +12,9 @@ namespace ferry::turn {
 
 using stun::Bytes;
 using stun::Class;
-using stun::Method;
 using stun::MessageBuilder;
 using stun::MessageView;
+using stun::Method;
 using stun::TransportAddress;
 namespace attr = stun::attr;
 namespace code = stun::code;
@@ -123,8 +123,8 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
   // the request copied, to be parsed again when the answer comes.
   auto pending = std::make_shared<std::vector<uint8_t>>();
   std::weak_ptr<bool> alive = alive_;
-  auto immediate = credentials_.lookup(
-      username, config_.realm, [this, alive, pending, from, username](auth::LookupResult r) {
+  auto immediate =
+      credentials_.lookup(username, config_.realm, [this, alive, pending, from, username](auth::LookupResult r) {
         if (alive.expired() || pending->empty()) return;
         auto again = MessageView::parse(Bytes(pending->data(), pending->size()));
         if (again) continue_authenticated(from, *again, r, username);
@@ -163,7 +163,8 @@ void ServerCore::continue_authenticated(const FiveTuple& from, const MessageView
   // MESSAGE-INTEGRITY-SHA256 is checked when present; otherwise MESSAGE-INTEGRITY (§9.2.4).
   const bool use_sha256 = msg.message_integrity_sha256().has_value();
   auto verifies = [&](const stun::Key& k) {
-    return use_sha256 ? stun::verify_message_integrity_sha256(msg, k.view()) : stun::verify_message_integrity(msg, k.view());
+    return use_sha256 ? stun::verify_message_integrity_sha256(msg, k.view())
+                      : stun::verify_message_integrity(msg, k.view());
   };
   // The primary key, then any alternates (shared secrets being rotated), in order.
   const stun::Key* key = nullptr;

@@ -15,9 +15,9 @@ namespace ferry::turn {
 
 using stun::Bytes;
 using stun::Class;
-using stun::Method;
 using stun::MessageBuilder;
 using stun::MessageView;
+using stun::Method;
 using stun::TransportAddress;
 namespace attr = stun::attr;
 namespace code = stun::code;
@@ -81,7 +81,8 @@ ServerCore::~ServerCore() {
 }
 
 size_t ServerCore::open_relay_count() const {
-  return static_cast<size_t>(std::count_if(relay_owner_.begin(), relay_owner_.end(), [](auto* p) { return p != nullptr; }));
+  return static_cast<size_t>(
+      std::count_if(relay_owner_.begin(), relay_owner_.end(), [](auto* p) { return p != nullptr; }));
 }
 
 const Allocation* ServerCore::find_allocation(const FiveTuple& t) const {
@@ -123,7 +124,8 @@ void ServerCore::on_client_packet(const FiveTuple& from, Bytes packet, stun::Mut
       if (!config_.software.empty()) b.add_text(attr::Software, config_.software);
       if (auto bytes = b.finish()) io_.send_to_client(from, *bytes);
       stats_.errors_sent[code::BadRequest].add();
-      stats_.responses[idx(method_index(stun::method_of(stun::load_u16(packet.data()))))][idx(RequestResult::Error)].add();
+      stats_.responses[idx(method_index(stun::method_of(stun::load_u16(packet.data()))))][idx(RequestResult::Error)]
+          .add();
     }
     return;
   }
@@ -166,9 +168,7 @@ void ServerCore::handle_stun(const FiveTuple& from, const MessageView& msg) {
     case Method::ConnectionBind:  // RFC 6062 §5.4
       authenticate(from, msg);
       return;
-    default:
-      send_error(from, msg, code::BadRequest, nullptr, "Unsupported method");
-      return;
+    default: send_error(from, msg, code::BadRequest, nullptr, "Unsupported method"); return;
   }
 }
 
@@ -365,7 +365,10 @@ size_t ServerCore::close_unvouched(const std::string& username, const auth::Look
 
 MessageBuilder ServerCore::start_response(const MessageView& req, Class cls) {
   // Every answer starts here, so this is where responses are counted by method and result.
-  stats_.responses[idx(method_index(req.method()))][idx(cls == Class::Success ? RequestResult::Success : RequestResult::Error)].add();
+  stats_
+      .responses[idx(method_index(req.method()))]
+                [idx(cls == Class::Success ? RequestResult::Success : RequestResult::Error)]
+      .add();
   return MessageBuilder(response_buffer(), stun::make_type(req.method(), cls), req.cookie_and_id());
 }
 

@@ -179,9 +179,8 @@ class ServerCore {
   void handle_refresh(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void send_allocate_success(const FiveTuple& to, const stun::MessageView& req, const Allocation& a,
                              uint16_t v6_error);  // v6_error: ADDRESS-ERROR-CODE for IPv6, 0 none
-  std::optional<RelayLeg> open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port,
-                                   bool reserve_next, std::optional<uint64_t> token, uint64_t* reserved_token,
-                                   uint16_t* error);
+  std::optional<RelayLeg> open_leg(stun::Family family, bool tcp, bool dont_fragment, bool even_port, bool reserve_next,
+                                   std::optional<uint64_t> token, uint64_t* reserved_token, uint16_t* error);
   void close_leg(RelayLeg& leg);
   RelayId new_relay_slot(Allocation* owner);
   uint32_t lifetime_for(std::optional<uint32_t> requested) const;

@@ -11,7 +11,16 @@
 
 namespace ferry::turn {
 
-enum class DropReason : uint8_t { NoAllocation, NoPermission, Policy, Bandwidth, Malformed, NoChannel, RateLimited, Count };
+enum class DropReason : uint8_t {
+  NoAllocation,
+  NoPermission,
+  Policy,
+  Bandwidth,
+  Malformed,
+  NoChannel,
+  RateLimited,
+  Count
+};
 enum class AuthFailure : uint8_t { Missing, BadNonce, UnknownUser, BadIntegrity, StoreUnavailable, WrongUser, Count };
 enum class Direction : uint8_t { ClientToPeer, PeerToClient, Count };
 // The relayed address families of an allocation: one, or both for a dual allocation (RFC 8656 §7.2).

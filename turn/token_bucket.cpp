@@ -37,9 +37,7 @@ uint64_t TokenBucket::available(Instant now) const {
 
 void TokenBucket::reconfigure(uint64_t rate_per_second, uint64_t burst, Instant now) {
   bool was_limited = rate_ != 0;
-  if (was_limited) {
-    level_ = level_at(now);
-  }
+  if (was_limited) { level_ = level_at(now); }
   rate_ = rate_per_second;
   burst_ = std::min(burst == 0 ? rate_per_second : burst, kMaxBurst);
   uint64_t cap = burst_ * kScale;

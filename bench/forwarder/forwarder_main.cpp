@@ -125,19 +125,22 @@ int main(int argc, char** argv) {
   unsigned threads = 1;
   double duration = 60;
   bool allow_remote = false;
-  CLI::App app{"ferry-forwarder: forwards every UDP datagram received on --listen to --to, with "
-               "recvmmsg/sendmmsg; the ceiling a UDP relay on this machine can reach."};
+  CLI::App app{
+      "ferry-forwarder: forwards every UDP datagram received on --listen to --to, with "
+      "recvmmsg/sendmmsg; the ceiling a UDP relay on this machine can reach."};
   app.set_help_flag("-h,--help", "Print this help and exit.");
   app.add_option("--listen", listen_text, "IP:PORT to receive on")->required();
   app.add_option("--to", to_text, "IP:PORT to send every datagram to")->required();
-  app.add_option("--threads", threads, "Threads, one SO_REUSEPORT socket each")->check(CLI::Range(1u, 64u))->default_str("1");
-  app.add_option("--duration", duration, "Seconds before exiting by itself")->check(CLI::Range(0.1, 86400.0))->default_str("60");
+  app.add_option("--threads", threads, "Threads, one SO_REUSEPORT socket each")
+      ->check(CLI::Range(1u, 64u))
+      ->default_str("1");
+  app.add_option("--duration", duration, "Seconds before exiting by itself")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->default_str("60");
   app.add_flag("--allow-remote", allow_remote, "Allow addresses outside loopback");
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  } catch (const CLI::ParseError& e) { return app.exit(e); }
   sockaddr_storage listen{}, to{};
   socklen_t listen_len = 0, to_len = 0;
   if (!parse(listen_text, listen, listen_len) || !parse(to_text, to, to_len)) {

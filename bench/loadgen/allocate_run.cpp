@@ -71,7 +71,8 @@ nlohmann::json run_allocate(const Options& o) {
   };
   const uint64_t t0 = now_ns();
   const uint64_t start_until = t0 + seconds_to_ns(o.duration);
-  const DriveResult r = driver.drive(next, [](Session&) {}, step_done, start_until, start_until + seconds_to_ns(10));
+  const DriveResult r = driver.drive(
+      next, [](Session&) {}, step_done, start_until, start_until + seconds_to_ns(10));
   if (sessions.empty()) throw std::runtime_error(cat("client socket: ", last_socket_error));
 
   // Untimed cleanup.

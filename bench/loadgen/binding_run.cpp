@@ -26,7 +26,7 @@ namespace {
 
 constexpr uint16_t kBindingSuccess = 0x0101;
 constexpr uint16_t kBindingError = 0x0111;
-constexpr size_t kTxidOffset = 8;  // RFC 8489 §5: type, length, cookie, then the 96-bit id
+constexpr size_t kTxidOffset = 8;            // RFC 8489 §5: type, length, cookie, then the 96-bit id
 constexpr uint64_t kGiveUpNs = 200'000'000;  // requests unanswered this long are counted lost
 
 struct Socket {

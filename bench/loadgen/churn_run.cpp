@@ -79,12 +79,12 @@ struct Counts {
   uint64_t allocated = 0;
   uint64_t refreshed = 0;
   uint64_t deleted = 0;
-  uint64_t expired = 0;          // Refresh(0) after the lifetime got 437
-  uint64_t not_expired = 0;      // ... got a success: the server still had it
+  uint64_t expired = 0;      // Refresh(0) after the lifetime got 437
+  uint64_t not_expired = 0;  // ... got a success: the server still had it
   uint64_t failed = 0;
   uint64_t socket_errors = 0;
   uint64_t sent_measured = 0;
-  uint64_t dropped_local = 0;    // EAGAIN/ENOBUFS on our own socket
+  uint64_t dropped_local = 0;  // EAGAIN/ENOBUFS on our own socket
   uint64_t send_errors = 0;
   uint64_t session_cap_hit = 0;  // replacements not started: the sink's stream table is full
 };
@@ -104,8 +104,7 @@ nlohmann::json run_churn(const Options& o) {
   // the table earlier (session_cap_hit), which also keeps a refusing server from being hammered.
   const double run_s = o.warmup + o.duration;
   const double shortest = std::min(0.5 * o.churn_life, 0.5 * o.expire_lifetime);
-  const auto max_sessions =
-      static_cast<uint64_t>(std::min(2e6, live_target * (2.0 + std::ceil(run_s / shortest))));
+  const auto max_sessions = static_cast<uint64_t>(std::min(2e6, live_target * (2.0 + std::ceil(run_s / shortest))));
 
   std::string err;
   const auto sink_addr = stun::TransportAddress::parse(o.sink);
@@ -130,7 +129,7 @@ nlohmann::json run_churn(const Options& o) {
   std::uniform_real_distribution<double> spread(0.5, 1.5);
   Counts c;
   LatencyHistogram allocate_latency;  // Allocate's first request to its success, the 401 included
-  DriveResult r;  // request counts and errors of every session
+  DriveResult r;                      // request counts and errors of every session
   std::vector<std::unique_ptr<Churner>> live;
   uint64_t serial = 0;
 
@@ -208,9 +207,7 @@ nlohmann::json run_churn(const Options& o) {
       case Phase::Deleting:
         ++(ch.s.gone ? c.expired : c.deleted);  // gone: an expiring one deleted at the end, just too late
         return false;
-      case Phase::Probing:
-        ++(ch.s.gone ? c.expired : c.not_expired);
-        return false;
+      case Phase::Probing: ++(ch.s.gone ? c.expired : c.not_expired); return false;
       case Phase::Relaying:
       case Phase::Expiring: break;
     }

@@ -9,7 +9,7 @@ namespace ferry::bench {
 size_t LatencyHistogram::index(uint64_t v) {
   if (v < kExact) return static_cast<size_t>(v);
   const int msb = 63 - std::countl_zero(v);  // >= 7
-  const int shift = msb - 6;                  // keeps 7 significant bits: 64..127
+  const int shift = msb - 6;                 // keeps 7 significant bits: 64..127
   const uint64_t sub = v >> shift;
   return kExact + static_cast<size_t>(shift - 1) * kSubBuckets + static_cast<size_t>(sub - kSubBuckets);
 }

@@ -29,17 +29,17 @@ constexpr int kUsage = 2;
 void print_text(const nlohmann::json& j) {
   const std::string mode = j.value("mode", "");
   if (mode == "relay" || mode == "raw") {
-    std::printf("%s %s: %.0f packets/s, %.1f Mbit/s, loss %.2f%%, latency p50 %.1f us p99 %.1f us (%s of %s streams ready)\n",
-                mode.c_str(), j["framing"].get<std::string>().c_str(), j["pps"].get<double>(),
-                j["mbps"].get<double>(), 100 * j["loss"].get<double>(), j["latency_us"]["p50"].get<double>(),
-                j["latency_us"]["p99"].get<double>(), j["ready"].dump().c_str(), j["allocations"].dump().c_str());
+    std::printf(
+        "%s %s: %.0f packets/s, %.1f Mbit/s, loss %.2f%%, latency p50 %.1f us p99 %.1f us (%s of %s streams ready)\n",
+        mode.c_str(), j["framing"].get<std::string>().c_str(), j["pps"].get<double>(), j["mbps"].get<double>(),
+        100 * j["loss"].get<double>(), j["latency_us"]["p50"].get<double>(), j["latency_us"]["p99"].get<double>(),
+        j["ready"].dump().c_str(), j["allocations"].dump().c_str());
   } else if (mode == "binding") {
     std::printf("binding: %.0f requests/s, latency p50 %.1f us p99 %.1f us\n", j["rps"].get<double>(),
                 j["latency_us"]["p50"].get<double>(), j["latency_us"]["p99"].get<double>());
   } else if (mode == "allocate") {
-    std::printf("allocate: %.0f allocations/s, latency p50 %.1f us p99 %.1f us, %s failed\n",
-                j["aps"].get<double>(), j["latency_us"]["p50"].get<double>(), j["latency_us"]["p99"].get<double>(),
-                j["failed"].dump().c_str());
+    std::printf("allocate: %.0f allocations/s, latency p50 %.1f us p99 %.1f us, %s failed\n", j["aps"].get<double>(),
+                j["latency_us"]["p50"].get<double>(), j["latency_us"]["p99"].get<double>(), j["failed"].dump().c_str());
   } else if (mode == "churn") {
     std::printf("churn: %s allocated, %s refreshed, %s deleted, %s expired, %s failed; %.0f packets/s, loss %.2f%%\n",
                 j["allocated"].dump().c_str(), j["refreshed"].dump().c_str(), j["deleted"].dump().c_str(),
@@ -68,18 +68,22 @@ int main(int argc, char** argv) {
 
   Options o;
   std::string target, password_env = "FERRY_BENCH_PASSWORD";
-  CLI::App app{"ferry-loadgen: relayed packets/s, Binding requests/s and Allocates/s of a TURN server, "
-               "with a built-in sink. Sends only to loopback unless --allow-remote."};
+  CLI::App app{
+      "ferry-loadgen: relayed packets/s, Binding requests/s and Allocates/s of a TURN server, "
+      "with a built-in sink. Sends only to loopback unless --allow-remote."};
   app.set_help_flag("-h,--help", "Print this help and exit.");
-  const std::map<std::string, Mode> modes{
-      {"relay", Mode::Relay}, {"raw", Mode::Raw}, {"binding", Mode::Binding}, {"allocate", Mode::Allocate},
-      {"churn", Mode::Churn}};
+  const std::map<std::string, Mode> modes{{"relay", Mode::Relay},
+                                          {"raw", Mode::Raw},
+                                          {"binding", Mode::Binding},
+                                          {"allocate", Mode::Allocate},
+                                          {"churn", Mode::Churn}};
   const std::map<std::string, Framing> framings{{"channel", Framing::Channel}, {"send", Framing::Send}};
-  app.add_option("--mode", o.mode,
-                 "relay: allocations send to the sink through the server; raw: the same packets as plain UDP "
-                 "(to bench/forwarder); binding: Binding requests/s; allocate: authenticated Allocates/s of --count new "
-                 "clients; churn: --rate packets/s while -n allocations at a time are created, refreshed, left to "
-                 "expire and deleted")
+  app.add_option(
+         "--mode", o.mode,
+         "relay: allocations send to the sink through the server; raw: the same packets as plain UDP "
+         "(to bench/forwarder); binding: Binding requests/s; allocate: authenticated Allocates/s of --count new "
+         "clients; churn: --rate packets/s while -n allocations at a time are created, refreshed, left to "
+         "expire and deleted")
       ->transform(CLI::CheckedTransformer(modes, CLI::ignore_case))
       ->option_text("relay|raw|binding|allocate|churn (default relay)");
   app.add_option("--target", target, "Server (or forwarder) IP:PORT, e.g. 127.0.0.1:3478")->required();
@@ -107,8 +111,12 @@ int main(int argc, char** argv) {
   app.add_option("-d,--duration", o.duration, "Seconds measured (after the warm-up); allocate: at most")
       ->check(CLI::Range(0.0, 3600.0))
       ->default_str("5");
-  app.add_option("--warmup", o.warmup, "Seconds of load before measuring")->check(CLI::Range(0.0, 60.0))->default_str("0.5");
-  app.add_option("--drain", o.drain, "Seconds to wait for late packets")->check(CLI::Range(0.0, 10.0))->default_str("0.3");
+  app.add_option("--warmup", o.warmup, "Seconds of load before measuring")
+      ->check(CLI::Range(0.0, 60.0))
+      ->default_str("0.5");
+  app.add_option("--drain", o.drain, "Seconds to wait for late packets")
+      ->check(CLI::Range(0.0, 10.0))
+      ->default_str("0.3");
   app.add_option("--batch", o.batch, "Datagrams per sendmmsg (per stream in turn)")
       ->check(CLI::Range(1u, 1024u))
       ->default_str("32");
@@ -148,9 +156,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", o.json, "Print the report as one JSON object");
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  } catch (const CLI::ParseError& e) { return app.exit(e); }
 
   const auto parsed = ferry::stun::TransportAddress::parse(target);
   if (!parsed || parsed->port == 0) {
@@ -171,7 +177,8 @@ int main(int argc, char** argv) {
   if (o.mode == Mode::Relay || o.mode == Mode::Allocate || o.mode == Mode::Churn) {
     const char* pw = std::getenv(password_env.c_str());
     if (o.user.empty() || pw == nullptr || *pw == '\0') {
-      std::cerr << "ferry-loadgen: --mode relay/allocate/churn need --user and the password in $" << password_env << "\n";
+      std::cerr << "ferry-loadgen: --mode relay/allocate/churn need --user and the password in $" << password_env
+                << "\n";
       return kUsage;
     }
     o.password = pw;

@@ -27,23 +27,23 @@ struct Options {
 
   uint32_t allocations = 1;  // relay/raw: streams; binding: sockets; allocate: transactions in flight
   Framing framing = Framing::Channel;
-  size_t size = 100;         // payload bytes per packet (the relayed UDP payload)
-  double rate = 0;           // packets/s over all streams; 0 = as fast as the window allows
-  uint32_t window = 256;     // rate 0: packets in flight over all streams
-  double duration = 5;       // seconds of load
-  double warmup = 0.5;       // seconds at the start not counted
-  double drain = 0.3;        // seconds to wait for stragglers after the last send
-  uint32_t batch = 32;       // datagrams per sendmmsg
+  size_t size = 100;      // payload bytes per packet (the relayed UDP payload)
+  double rate = 0;        // packets/s over all streams; 0 = as fast as the window allows
+  uint32_t window = 256;  // rate 0: packets in flight over all streams
+  double duration = 5;    // seconds of load
+  double warmup = 0.5;    // seconds at the start not counted
+  double drain = 0.3;     // seconds to wait for stragglers after the last send
+  uint32_t batch = 32;    // datagrams per sendmmsg
   uint32_t sender_threads = 1;
   uint32_t client_ips = 16;  // loopback source addresses 127.0.0.1..N (servers steer by source IP)
   std::string sink = "127.0.0.1:0";
-  double hold = 0;           // relay: seconds to keep the allocations idle after setup (memory probes)
-  uint32_t lifetime = 600;   // LIFETIME asked for in Allocate
-  double churn_life = 5;           // churn: seconds an allocation relays (0.5x..1.5x) before it ends
-  uint32_t expire_lifetime = 4;    // churn: LIFETIME of the allocations left to expire
+  double hold = 0;               // relay: seconds to keep the allocations idle after setup (memory probes)
+  uint32_t lifetime = 600;       // LIFETIME asked for in Allocate
+  double churn_life = 5;         // churn: seconds an allocation relays (0.5x..1.5x) before it ends
+  uint32_t expire_lifetime = 4;  // churn: LIFETIME of the allocations left to expire
   uint32_t setup_concurrency = 64;
-  uint64_t max_count = 0;    // binding/allocate: stop after this many successes (0: duration decides)
-  double rto = 0.5;          // first retransmission timeout of a request (RFC 8489 §6.2.1), doubling
+  uint64_t max_count = 0;      // binding/allocate: stop after this many successes (0: duration decides)
+  double rto = 0.5;            // first retransmission timeout of a request (RFC 8489 §6.2.1), doubling
   uint32_t transmissions = 5;  // per request, the first one included
   bool json = false;
 };

@@ -56,10 +56,10 @@ struct SendPlan {
   uint64_t t0 = 0;            // first send
   uint64_t measure_from = 0;  // end of warm-up
   uint64_t end = 0;
-  double rate = 0;            // this thread's share, packets/s; 0 = window
+  double rate = 0;  // this thread's share, packets/s; 0 = window
   uint32_t window = 0;
   uint32_t batch = 32;
-  uint32_t min_burst = 1;     // window mode: send only when this many fit
+  uint32_t min_burst = 1;  // window mode: send only when this many fit
 };
 
 // (time, sent) samples, one per millisecond at most, to find how many packets had been sent
@@ -241,8 +241,8 @@ nlohmann::json run_relay(const Options& o) {
   const uint64_t setup_start = now_ns();
   if (o.mode == Mode::Relay) {
     size_t cursor = 0;
-    const uint64_t limit = setup_start + std::min<uint64_t>(seconds_to_ns(10) + o.allocations * 20'000'000ull,
-                                                            seconds_to_ns(300));
+    const uint64_t limit =
+        setup_start + std::min<uint64_t>(seconds_to_ns(10) + o.allocations * 20'000'000ull, seconds_to_ns(300));
     setup = driver.drive([&]() -> Session* { return cursor < sessions.size() ? sessions[cursor++].get() : nullptr; },
                          [](Session&) {}, nullptr, limit, limit);
   }
@@ -295,8 +295,8 @@ nlohmann::json run_relay(const Options& o) {
   DriveResult teardown;
   if (o.mode == Mode::Relay) {
     size_t cursor = 0;
-    const uint64_t limit = now_ns() + std::min<uint64_t>(seconds_to_ns(5) + o.allocations * 5'000'000ull,
-                                                         seconds_to_ns(120));
+    const uint64_t limit =
+        now_ns() + std::min<uint64_t>(seconds_to_ns(5) + o.allocations * 5'000'000ull, seconds_to_ns(120));
     teardown = driver.drive(
         [&]() -> Session* {
           while (cursor < sessions.size()) {

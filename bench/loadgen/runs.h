@@ -8,9 +8,9 @@
 
 namespace ferry::bench {
 
-nlohmann::json run_relay(const Options& o);    // Mode::Relay and Mode::Raw
-nlohmann::json run_binding(const Options& o);  // Mode::Binding
-nlohmann::json run_allocate(const Options& o); // Mode::Allocate
-nlohmann::json run_churn(const Options& o);    // Mode::Churn
+nlohmann::json run_relay(const Options& o);     // Mode::Relay and Mode::Raw
+nlohmann::json run_binding(const Options& o);   // Mode::Binding
+nlohmann::json run_allocate(const Options& o);  // Mode::Allocate
+nlohmann::json run_churn(const Options& o);     // Mode::Churn
 
 }  // namespace ferry::bench

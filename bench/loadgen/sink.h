@@ -21,7 +21,7 @@ struct SinkResult {
   uint64_t received = 0;  // stamped packets sent at or after measure_from
   uint64_t bytes = 0;     // their payload bytes
   uint64_t received_total = 0;
-  uint64_t foreign = 0;   // datagrams without a stamp (or from an unknown stream)
+  uint64_t foreign = 0;  // datagrams without a stamp (or from an unknown stream)
   uint64_t streams_seen = 0;
   LatencyHistogram latency;
 };

@@ -154,8 +154,8 @@ bool SessionDriver::service(Session& s, bool readable, uint64_t now, DriveResult
   return false;
 }
 
-DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepDone& step_done,
-                                 uint64_t start_until_ns, uint64_t hard_deadline_ns) {
+DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepDone& step_done, uint64_t start_until_ns,
+                                 uint64_t hard_deadline_ns) {
   DriveResult r;
   std::vector<Session*> active;
   std::vector<pollfd> fds;

@@ -20,11 +20,11 @@ enum class Step : uint8_t { Allocate, Permission, ChannelBind, Delete, Refresh }
 std::string_view to_string(Step s);
 
 struct Session {
-  int fd = -1;          // bound and connected to the server
-  uint32_t index = 0;   // the caller's name for it
+  int fd = -1;         // bound and connected to the server
+  uint32_t index = 0;  // the caller's name for it
   std::unique_ptr<client::TurnClient> client;
   std::vector<Step> steps;
-  size_t next = 0;      // index into steps of the request in flight
+  size_t next = 0;         // index into steps of the request in flight
   bool allocated = false;  // an Allocate succeeded and no Delete yet
   bool gone = false;       // a Delete was answered 437: the allocation had already expired
   uint32_t lifetime = 0;   // LIFETIME for Allocate and Refresh; 0: SessionParams::lifetime
@@ -53,9 +53,9 @@ struct SessionParams {
 struct DriveResult {
   uint64_t completed = 0;  // sessions through every step
   uint64_t failed = 0;
-  uint64_t requests = 0;   // first transmissions, auth retries included
+  uint64_t requests = 0;  // first transmissions, auth retries included
   uint64_t retransmissions = 0;
-  uint64_t auth_retries = 0;  // 401/438 answered with a new request
+  uint64_t auth_retries = 0;               // 401/438 answered with a new request
   std::map<std::string, uint64_t> errors;  // "Allocate: 508 Insufficient Capacity" -> count
 };
 

@@ -100,9 +100,7 @@ bool RelayLink::bind_peer(const stun::TransportAddress& peer, Clock::time_point 
   return true;
 }
 
-void RelayLink::release(Clock::time_point deadline) {
-  (void)transact(client_.refresh_request(out_, 0), deadline);
-}
+void RelayLink::release(Clock::time_point deadline) { (void)transact(client_.refresh_request(out_, 0), deadline); }
 
 bool RelayLink::send(const std::vector<uint8_t>& data) {
   auto frame = client::TurnClient::channel_data(out_, kChannel, stun::Bytes(data.data(), data.size()));

@@ -33,9 +33,9 @@ using examples::RelayLink;
 namespace {
 
 // Application frames, carried as ChannelData payloads.
-constexpr uint8_t kData = 'D';  // 'D' seq:u32 bytes...
-constexpr uint8_t kEnd = 'E';   // 'E' seq:u32 size:u64   (seq = number of chunks)
-constexpr uint8_t kAck = 'A';   // 'A' seq:u32            (acknowledges D or E with that seq)
+constexpr uint8_t kData = 'D';   // 'D' seq:u32 bytes...
+constexpr uint8_t kEnd = 'E';    // 'E' seq:u32 size:u64   (seq = number of chunks)
+constexpr uint8_t kAck = 'A';    // 'A' seq:u32            (acknowledges D or E with that seq)
 constexpr size_t kChunk = 1000;  // well under a 1500-byte MTU with IP, UDP and ChannelData headers
 constexpr auto kResend = std::chrono::milliseconds(250);
 

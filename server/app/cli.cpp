@@ -11,8 +11,9 @@ namespace {
 constexpr int kUsageError = 2;
 
 // Flag names someone might try for a secret. They do not exist; say why and where secrets go.
-constexpr const char* kSecretFlags[] = {"--password", "--pass", "--secret", "--shared-secret", "--static-auth-secret",
-                                        "--auth-secret", "--database-url", "--db-url", "--user", "--key", "--api-key"};
+constexpr const char* kSecretFlags[] = {
+    "--password", "--pass", "--secret", "--shared-secret", "--static-auth-secret", "--auth-secret", "--database-url",
+    "--db-url",   "--user", "--key",    "--api-key"};
 
 std::string secrets_hint() {
   return "secrets are never taken as flags (they would show in `ps` and shell history): put them in the config "
@@ -80,16 +81,21 @@ void build_app(CLI::App& app, Flags& f) {
                  "Without a transport: udp and tcp; without a port: 3478 (5349 for tls/dtls); IPv6 in brackets: "
                  "[::]:3478/udp.")
       ->type_name("ADDR:PORT/TRANSPORT");
-  app.add_option("--relay-address", f.relay_address,
-                 "Local IP relayed sockets bind to, one per family; repeat for IPv4 and IPv6. Replaces relay.addresses.")
+  app.add_option(
+         "--relay-address", f.relay_address,
+         "Local IP relayed sockets bind to, one per family; repeat for IPv4 and IPv6. Replaces relay.addresses.")
       ->type_name("IP");
   app.add_option("--external-address", f.external_address,
-                 "Public IP advertised for relayed addresses of the same family, behind a 1:1 NAT (relay.addresses[].external).")
+                 "Public IP advertised for relayed addresses of the same family, behind a 1:1 NAT "
+                 "(relay.addresses[].external).")
       ->type_name("IP");
-  app.add_option("--port-range", f.port_range, "Relay ports to allocate from, inclusive (relay.port_min, relay.port_max).")
+  app.add_option("--port-range", f.port_range,
+                 "Relay ports to allocate from, inclusive (relay.port_min, relay.port_max).")
       ->type_name("MIN-MAX");
-  app.add_option("--log-level", f.log_level, "Log level: trace, debug, info, warn, error or off (log.level).")->type_name("LEVEL");
-  app.add_option("--log-format", f.log_format, "Log format on stderr: text, or json with one object per line (log.format).")
+  app.add_option("--log-level", f.log_level, "Log level: trace, debug, info, warn, error or off (log.level).")
+      ->type_name("LEVEL");
+  app.add_option("--log-format", f.log_format,
+                 "Log format on stderr: text, or json with one object per line (log.format).")
       ->type_name("text|json");
   app.add_option("--http-address", f.http_address,
                  "Address of the HTTP endpoint for operations, IP:PORT, or off (or \"\") to turn it off "
@@ -115,7 +121,8 @@ void build_app(CLI::App& app, Flags& f) {
   app.add_option("--allow-peer", f.allow_peer,
                  "Allow relaying to this address or CIDR even if denied; repeat for more. Added to peers.allow.")
       ->type_name("CIDR");
-  app.add_option("--deny-peer", f.deny_peer, "Refuse relaying to this address or CIDR; repeat for more. Added to peers.deny.")
+  app.add_option("--deny-peer", f.deny_peer,
+                 "Refuse relaying to this address or CIDR; repeat for more. Added to peers.deny.")
       ->type_name("CIDR");
   app.add_option("--set", f.set,
                  "Set any single-value key of the config file, e.g. --set limits.max_lifetime=1800 or "
@@ -168,12 +175,14 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
         matched = true;
       }
     if (!matched)
-      return fail("--external-address", "no relay address of the same IP family as " + e + " (add one with --relay-address)");
+      return fail("--external-address",
+                  "no relay address of the same IP family as " + e + " (add one with --relay-address)");
     c.origins["relay.addresses"] = "--external-address";
   }
   if (!f.port_range.empty()) {
     auto dash = f.port_range.find('-');
-    if (dash == std::string::npos) return fail("--port-range", "must be MIN-MAX like 49152-65535 (got '" + f.port_range + "')");
+    if (dash == std::string::npos)
+      return fail("--port-range", "must be MIN-MAX like 49152-65535 (got '" + f.port_range + "')");
     if (auto d = set_config_value(c, "relay.port_min", f.port_range.substr(0, dash), "--port-range"); !d.empty())
       return fail("--port-range", "MIN " + d);
     if (auto d = set_config_value(c, "relay.port_max", f.port_range.substr(dash + 1), "--port-range"); !d.empty())
@@ -225,7 +234,8 @@ std::optional<ConfigError> apply_flags(Config& c, const Flags& f) {
     if (eq == std::string::npos || eq == 0) return fail("--set", "must be KEY=VALUE (got '" + kv + "')");
     const std::string key = kv.substr(0, eq);
     if (key == "database.url") return fail("--set", key + ": " + secrets_hint());
-    if (auto d = set_config_value(c, key, kv.substr(eq + 1), "--set " + key); !d.empty()) return fail("--set " + key, d);
+    if (auto d = set_config_value(c, key, kv.substr(eq + 1), "--set " + key); !d.empty())
+      return fail("--set " + key, d);
   }
   return std::nullopt;
 }
@@ -265,13 +275,9 @@ CommandLineResult parse_command_line(int argc, const char* const* argv, const En
   build_app(app, f);
   try {
     app.parse(args);  // reversed, as CLI11 wants a vector
-  } catch (const CLI::CallForHelp&) {
+  } catch (const CLI::CallForHelp&) { return ExitNow{0, app.help() + "\n"}; } catch (const CLI::CallForAllHelp&) {
     return ExitNow{0, app.help() + "\n"};
-  } catch (const CLI::CallForAllHelp&) {
-    return ExitNow{0, app.help() + "\n"};
-  } catch (const CLI::ParseError& e) {
-    return usage_error(e.what());
-  }
+  } catch (const CLI::ParseError& e) { return usage_error(e.what()); }
   if (f.version) return ExitNow{0, "ferry " FERRY_VERSION "\n"};
   // --http-address "" means "off", so whether it was given is not whether it is empty.
   const bool http_given = app.get_option("--http-address")->count() > 0;

@@ -26,9 +26,9 @@ size_t utf8_sequence(std::string_view s, size_t i) {
   if (n == 0 || i + n > s.size()) return 0;
   for (size_t k = 1; k < n; ++k)
     if ((b(i + k) & 0xC0) != 0x80) return 0;
-  if (n == 2 && c < 0xC2) return 0;                        // overlong
-  if (n == 3 && c == 0xE0 && b(i + 1) < 0xA0) return 0;    // overlong
-  if (n == 3 && c == 0xED && b(i + 1) >= 0xA0) return 0;   // surrogate
+  if (n == 2 && c < 0xC2) return 0;                       // overlong
+  if (n == 3 && c == 0xE0 && b(i + 1) < 0xA0) return 0;   // overlong
+  if (n == 3 && c == 0xED && b(i + 1) >= 0xA0) return 0;  // surrogate
   if (n == 4 && (c > 0xF4 || (c == 0xF0 && b(i + 1) < 0x90) || (c == 0xF4 && b(i + 1) >= 0x90))) return 0;
   return n;
 }
@@ -40,11 +40,26 @@ void append_json_escaped(spdlog::memory_buf_t& dest, std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
-      case '"': append(dest, "\\\""); ++i; continue;
-      case '\\': append(dest, "\\\\"); ++i; continue;
-      case '\n': append(dest, "\\n"); ++i; continue;
-      case '\r': append(dest, "\\r"); ++i; continue;
-      case '\t': append(dest, "\\t"); ++i; continue;
+      case '"':
+        append(dest, "\\\"");
+        ++i;
+        continue;
+      case '\\':
+        append(dest, "\\\\");
+        ++i;
+        continue;
+      case '\n':
+        append(dest, "\\n");
+        ++i;
+        continue;
+      case '\r':
+        append(dest, "\\r");
+        ++i;
+        continue;
+      case '\t':
+        append(dest, "\\t");
+        ++i;
+        continue;
       default: break;
     }
     if (c < 0x20 || c == 0x7f) {

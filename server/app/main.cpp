@@ -88,7 +88,8 @@ turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::Relay
   c.port_max = config.relay.port_max;
   set_limits(c, config);
   c.nonce_lifetime = config.auth.nonce_lifetime;
-  c.max_channel_number = config.relay.strict_channel_numbers ? turn::ChannelNumber::kMax : turn::ChannelNumber::kMaxRfc5766;
+  c.max_channel_number =
+      config.relay.strict_channel_numbers ? turn::ChannelNumber::kMax : turn::ChannelNumber::kMaxRfc5766;
   c.userhash = config.auth.userhash;
   c.nonce_key = auth::random_key();  // one key for all workers: a nonce from one is valid at another
   c.seed = random_seed();
@@ -147,10 +148,8 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
 
 void log_relays(const std::vector<turn::RelayAddress>& relays) {
   for (const auto& r : relays) {
-    if (r.external)
-      spdlog::info("relay address {} (advertised as {})", r.local.ip_string(), r.external->ip_string());
-    else
-      spdlog::info("relay address {}", r.local.ip_string());
+    if (r.external) spdlog::info("relay address {} (advertised as {})", r.local.ip_string(), r.external->ip_string());
+    else spdlog::info("relay address {}", r.local.ip_string());
   }
 }
 
@@ -184,12 +183,14 @@ struct Reloader {
     // Limits: the total allocation cap is split between workers as at startup.
     turn::ServerCoreConfig limits;
     set_limits(limits, next);
-    if (limits.max_allocations != 0) limits.max_allocations = (limits.max_allocations + pool->size() - 1) / pool->size();
+    if (limits.max_allocations != 0)
+      limits.max_allocations = (limits.max_allocations + pool->size() - 1) / pool->size();
     for (size_t i = 0; i < pool->size(); ++i) pool->worker(i).set_limits(limits);
     ops->api_keys().set_keys(next.http.api_keys, next.http.api_requests_per_second);
     ops->api().set_ice(server::ice_settings(next, pool->listeners()));
-    spdlog::info("reloaded: {} user{}, {} shared secret{}", next.auth.users.size(), next.auth.users.size() == 1 ? "" : "s",
-                 next.auth.shared_secrets.size(), next.auth.shared_secrets.size() == 1 ? "" : "s");
+    spdlog::info("reloaded: {} user{}, {} shared secret{}", next.auth.users.size(),
+                 next.auth.users.size() == 1 ? "" : "s", next.auth.shared_secrets.size(),
+                 next.auth.shared_secrets.size() == 1 ? "" : "s");
     current = std::move(next);
   }
 };
@@ -262,8 +263,8 @@ int main(int argc, char** argv) {
                  nat->alternate.to_string());
   spdlog::info("ferry {} running with {} worker{}, relay ports {}-{}, {} user{}, {} shared secret{}{}", FERRY_VERSION,
                pool.size(), pool.size() == 1 ? "" : "s", config.relay.port_min, config.relay.port_max,
-               config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets,
-               secrets == 1 ? "" : "s", config.database.url.empty() ? "" : ", PostgreSQL users");
+               config.auth.users.size(), config.auth.users.size() == 1 ? "" : "s", secrets, secrets == 1 ? "" : "s",
+               config.database.url.empty() ? "" : ", PostgreSQL users");
 
   // Metrics, health, readiness, ICE servers and the SIGTERM drain (server/ops/operations.h).
   server::Operations ops(config, pool);

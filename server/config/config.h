@@ -72,8 +72,8 @@ struct RelayConfig {
 
 struct UserConfig {
   std::string name;
-  std::string password;                 // set from `password` or read from `password_file`
-  std::string password_file;            // where `password` was read from, if it was
+  std::string password;                        // set from `password` or read from `password_file`
+  std::string password_file;                   // where `password` was read from, if it was
   std::optional<std::array<uint8_t, 16>> key;  // `key`: MD5(name:realm:password), instead of a password
 };
 
@@ -115,8 +115,8 @@ struct LimitsConfig {
 struct TlsConfig {
   std::string cert;  // PEM file paths; both needed when a tls/dtls listener exists
   std::string key;
-  std::string ciphers;       // TLS 1.2 / DTLS 1.2 cipher list; "" = the built-in default
-  std::string ciphersuites;  // TLS 1.3 suites; "" = the built-in default
+  std::string ciphers;         // TLS 1.2 / DTLS 1.2 cipher list; "" = the built-in default
+  std::string ciphersuites;    // TLS 1.3 suites; "" = the built-in default
   std::string min_version{};   // "1.2" or "1.3" (TLS over TCP; DTLS is always 1.2)
   uint32_t reload_interval{};  // seconds between checks of the files for changes; 0 = SIGHUP only
 };
@@ -172,8 +172,8 @@ struct NatDiscoveryPlan {
 };
 
 struct DatabaseConfig {
-  std::string url;       // libpq connection string/URI; empty = no database. Secret (its password).
-  std::string url_file;  // where `url` was read from, if it was
+  std::string url;                // libpq connection string/URI; empty = no database. Secret (its password).
+  std::string url_file;           // where `url` was read from, if it was
   uint32_t pool_size{};           // query connections per worker (each worker LISTENs on one more)
   uint32_t cache_ttl{};           // seconds a looked-up user is served without asking again
   uint32_t negative_cache_ttl{};  // seconds an unknown username is remembered
@@ -184,7 +184,7 @@ struct DatabaseConfig {
 struct Config {
   std::string realm{};
   std::string software{};
-  uint32_t workers{};  // 0 = one per CPU core
+  uint32_t workers{};                     // 0 = one per CPU core
   std::vector<ListenerConfig> listeners;  // default: 0.0.0.0 and :: on 3478, udp and tcp
   RelayConfig relay;
   AuthConfig auth;
@@ -220,8 +220,8 @@ Environment process_environment();  // the FERRY_* variables of this process
 
 // Parses YAML over `base` (defaults if omitted). `source_name` prefixes errors ("ferry.yaml:4: ...");
 // relative *_file and tls paths resolve against `base_dir` (the file's directory, "" = as given).
-ConfigResult parse_config_string(std::string_view yaml, std::string_view source_name,
-                                 const Config& base = Config(), std::string_view base_dir = "");
+ConfigResult parse_config_string(std::string_view yaml, std::string_view source_name, const Config& base = Config(),
+                                 std::string_view base_dir = "");
 ConfigResult parse_config_file(const std::string& path, const Config& base = Config());
 // Applies FERRY_* variables (FERRY_REALM, FERRY_LIMITS_MAX_LIFETIME, FERRY_DATABASE_URL, ...).
 // Lists peers.allow, peers.deny and auth.shared_secrets take comma-separated values.
@@ -238,7 +238,8 @@ ConfigResult load_config_file(const std::string& path, const Environment& env = 
 
 // Sets one scalar key from text, as FERRY_* variables and flags do ("limits.max_lifetime", "7200").
 // Returns an error detail ("must be at most 3600 (got 7200)") or "". Records `origin` on success.
-std::string set_config_value(Config& config, std::string_view dotted_key, std::string_view text, std::string_view origin);
+std::string set_config_value(Config& config, std::string_view dotted_key, std::string_view text,
+                             std::string_view origin);
 
 // Every FERRY_* variable the config understands, with its dotted key, in schema order.
 std::vector<std::pair<std::string, std::string>> environment_variables();

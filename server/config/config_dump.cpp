@@ -26,8 +26,8 @@ void dump_listeners(YAML::Emitter& out, const Config& c) {
   out << YAML::BeginSeq;
   for (const auto& l : c.listeners)
     out << YAML::BeginMap << YAML::Key << "address" << YAML::Value << l.address.ip_string() << YAML::Key << "port"
-        << YAML::Value << l.address.port << YAML::Key << "transport" << YAML::Value << std::string(to_string(l.transport))
-        << YAML::EndMap;
+        << YAML::Value << l.address.port << YAML::Key << "transport" << YAML::Value
+        << std::string(to_string(l.transport)) << YAML::EndMap;
   out << YAML::EndSeq;
 }
 
@@ -59,7 +59,8 @@ void dump_shared_secrets(YAML::Emitter& out, const Config& c) {
   flow_if_empty(out, c.auth.shared_secrets.empty());
   out << YAML::BeginSeq;
   for (const auto& s : c.auth.shared_secrets) {
-    if (!s.secret_file.empty()) out << YAML::BeginMap << YAML::Key << "secret_file" << YAML::Value << s.secret_file << YAML::EndMap;
+    if (!s.secret_file.empty())
+      out << YAML::BeginMap << YAML::Key << "secret_file" << YAML::Value << s.secret_file << YAML::EndMap;
     else out << std::string(kMasked);
   }
   out << YAML::EndSeq;

@@ -73,8 +73,8 @@ std::optional<ConfigError> apply_environment(Config& config, const Environment& 
     auto var = env_var_for(k->key);
     auto it = env.find(var);
     if (it == env.end()) continue;
-    const std::string detail = k->shape == KeyShape::Scalar ? k->set(config, it->second, "")
-                                                            : k->set_items(config, split_commas(it->second));
+    const std::string detail =
+        k->shape == KeyShape::Scalar ? k->set(config, it->second, "") : k->set_items(config, split_commas(it->second));
     if (!detail.empty()) return ConfigError{var + ": " + k->key + ": " + detail};
     config.origins[k->key] = var;
   }
@@ -93,13 +93,15 @@ std::vector<std::string> environment_warnings(const Environment& env) {
     if (auto s = suggest(var, lowered); !s.empty()) {
       std::string upper = s;
       for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      out.push_back("environment variable " + var + " is not a ferry setting and is ignored (did you mean " + upper + "?)");
+      out.push_back("environment variable " + var + " is not a ferry setting and is ignored (did you mean " + upper +
+                    "?)");
     }
   }
   return out;
 }
 
-std::string set_config_value(Config& config, std::string_view dotted_key, std::string_view text, std::string_view origin) {
+std::string set_config_value(Config& config, std::string_view dotted_key, std::string_view text,
+                             std::string_view origin) {
   const ConfigKey* k = find_config_key(dotted_key);
   if (k == nullptr || k->shape != KeyShape::Scalar) return "not a setting that takes a single value";
   if (auto d = k->set(config, text, ""); !d.empty()) return d;

@@ -12,7 +12,8 @@ namespace ferry::server {
 using namespace detail;
 
 std::optional<ConfigError> parse_string_list_yaml(YamlReader& r, const YAML::Node& seq, const std::string& path,
-                                                  std::string (*check)(std::string_view), std::vector<std::string>& out) {
+                                                  std::string (*check)(std::string_view),
+                                                  std::vector<std::string>& out) {
   std::vector<std::string> items;
   for (size_t i = 0; i < seq.size(); ++i) {
     std::string item_path = path + "[" + std::to_string(i) + "]";
@@ -36,29 +37,31 @@ std::optional<ConfigError> parse_listeners_yaml(YamlReader& r, const YAML::Node&
       out.insert(out.end(), parsed.begin(), parsed.end());
       continue;
     }
-    if (!item.IsMap()) return r.error(item.Mark(), item_path, "must be a mapping with address, port, transport, or \"IP:PORT/TRANSPORT\"");
+    if (!item.IsMap())
+      return r.error(item.Mark(), item_path,
+                     "must be a mapping with address, port, transport, or \"IP:PORT/TRANSPORT\"");
     ListenerConfig l;
     bool have_address = false;
     std::optional<uint16_t> port;
     if (auto e = r.each_key(item, item_path, {"address", "port", "transport"},
-                          [&](const std::string& name, const std::string& text, const YAML::Mark& m,
-                              const std::string& key) -> std::optional<ConfigError> {
-                            std::string d;
-                            if (name == "address") {
-                              d = parse_ip_into(l.address, text);
-                              have_address = true;
-                            } else if (name == "port") {
-                              uint16_t p = 0;
-                              d = parse_uint(p, text, 1, 65535);
-                              port = p;
-                            } else {
-                              auto t = parse_transport(text);
-                              if (!t) d = "must be one of udp, tcp, tls, dtls (got " + quote(text) + ")";
-                              else l.transport = *t;
-                            }
-                            if (!d.empty()) return r.error(m, key, d);
-                            return std::nullopt;
-                          }))
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              std::string d;
+                              if (name == "address") {
+                                d = parse_ip_into(l.address, text);
+                                have_address = true;
+                              } else if (name == "port") {
+                                uint16_t p = 0;
+                                d = parse_uint(p, text, 1, 65535);
+                                port = p;
+                              } else {
+                                auto t = parse_transport(text);
+                                if (!t) d = "must be one of udp, tcp, tls, dtls (got " + quote(text) + ")";
+                                else l.transport = *t;
+                              }
+                              if (!d.empty()) return r.error(m, key, d);
+                              return std::nullopt;
+                            }))
       return e;
     if (!have_address) return r.error(item.Mark(), item_path, "needs an address (0.0.0.0 or :: for all)");
     l.address.port = port.value_or(default_port(l.transport));
@@ -69,7 +72,8 @@ std::optional<ConfigError> parse_listeners_yaml(YamlReader& r, const YAML::Node&
   return std::nullopt;
 }
 
-std::optional<ConfigError> parse_relay_addresses_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark) {
+std::optional<ConfigError> parse_relay_addresses_yaml(YamlReader& r, const YAML::Node& seq,
+                                                      const YAML::Mark& list_mark) {
   std::vector<RelayAddressConfig> out;
   for (size_t i = 0; i < seq.size(); ++i) {
     const YAML::Node item = seq[i];
@@ -80,25 +84,26 @@ std::optional<ConfigError> parse_relay_addresses_yaml(YamlReader& r, const YAML:
       out.push_back(ra);
       continue;
     }
-    if (!item.IsMap()) return r.error(item.Mark(), item_path, "must be an IP address or a mapping with address and external");
+    if (!item.IsMap())
+      return r.error(item.Mark(), item_path, "must be an IP address or a mapping with address and external");
     bool have_address = false;
     YAML::Mark external_mark;
     if (auto e = r.each_key(item, item_path, {"address", "external"},
-                          [&](const std::string& name, const std::string& text, const YAML::Mark& m,
-                              const std::string& key) -> std::optional<ConfigError> {
-                            std::string d;
-                            if (name == "address") {
-                              d = parse_ip_into(ra.address, text);
-                              have_address = true;
-                            } else if (!text.empty()) {
-                              stun::TransportAddress ext;
-                              d = parse_ip_into(ext, text);
-                              ra.external = ext;
-                              external_mark = m;
-                            }
-                            if (!d.empty()) return r.error(m, key, d);
-                            return std::nullopt;
-                          }))
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              std::string d;
+                              if (name == "address") {
+                                d = parse_ip_into(ra.address, text);
+                                have_address = true;
+                              } else if (!text.empty()) {
+                                stun::TransportAddress ext;
+                                d = parse_ip_into(ext, text);
+                                ra.external = ext;
+                                external_mark = m;
+                              }
+                              if (!d.empty()) return r.error(m, key, d);
+                              return std::nullopt;
+                            }))
       return e;
     if (!have_address) return r.error(item.Mark(), item_path, "needs an address");
     out.push_back(ra);
@@ -114,39 +119,44 @@ std::optional<ConfigError> parse_users_yaml(YamlReader& r, const YAML::Node& seq
   for (size_t i = 0; i < seq.size(); ++i) {
     const YAML::Node item = seq[i];
     std::string item_path = "auth.users[" + std::to_string(i) + "]";
-    if (!item.IsMap()) return r.error(item.Mark(), item_path, "must be a mapping with name and one of password, key, password_file");
+    if (!item.IsMap())
+      return r.error(item.Mark(), item_path, "must be a mapping with name and one of password, key, password_file");
     UserConfig u;
     int credentials = 0;
     std::string first_credential;
     if (auto e = r.each_key(item, item_path, {"name", "password", "key", "password_file"},
-                          [&](const std::string& name, const std::string& text, const YAML::Mark& m,
-                              const std::string& key) -> std::optional<ConfigError> {
-                            std::string d;
-                            if (name == "name") {
-                              if (text.empty()) d = "must not be empty";
-                              if (text.size() > 508) d = "must be at most 508 bytes";  // RFC 8489 §14.3
-                              u.name = text;
-                            } else {
-                              if (++credentials > 1)
-                                return r.error(m, key, "set only one of password, key, password_file (already have " + first_credential + ")");
-                              first_credential = name;
-                              if (name == "password") {
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              std::string d;
+                              if (name == "name") {
                                 if (text.empty()) d = "must not be empty";
-                                u.password = text;
-                              } else if (name == "key") {
-                                d = parse_key_hex(u.key, text);
+                                if (text.size() > 508) d = "must be at most 508 bytes";  // RFC 8489 §14.3
+                                u.name = text;
                               } else {
-                                d = read_secret_file(u.password, u.password_file, text, r.base_dir());
+                                if (++credentials > 1)
+                                  return r.error(m, key,
+                                                 "set only one of password, key, password_file (already have " +
+                                                     first_credential + ")");
+                                first_credential = name;
+                                if (name == "password") {
+                                  if (text.empty()) d = "must not be empty";
+                                  u.password = text;
+                                } else if (name == "key") {
+                                  d = parse_key_hex(u.key, text);
+                                } else {
+                                  d = read_secret_file(u.password, u.password_file, text, r.base_dir());
+                                }
                               }
-                            }
-                            if (!d.empty()) return r.error(m, key, d);
-                            return std::nullopt;
-                          }))
+                              if (!d.empty()) return r.error(m, key, d);
+                              return std::nullopt;
+                            }))
       return e;
     if (u.name.empty()) return r.error(item.Mark(), item_path, "needs a name");
-    if (credentials == 0) return r.error(item.Mark(), item_path, "user '" + u.name + "' needs one of password, key, password_file");
+    if (credentials == 0)
+      return r.error(item.Mark(), item_path, "user '" + u.name + "' needs one of password, key, password_file");
     if (auto prev = names.find(u.name); prev != names.end())
-      return r.error(item.Mark(), item_path + ".name", "duplicate user '" + u.name + "' (first on line " + std::to_string(prev->second) + ")");
+      return r.error(item.Mark(), item_path + ".name",
+                     "duplicate user '" + u.name + "' (first on line " + std::to_string(prev->second) + ")");
     names[u.name] = item.Mark().line + 1;
     out.push_back(std::move(u));
   }
@@ -163,24 +173,26 @@ std::optional<ConfigError> parse_api_keys_yaml(YamlReader& r, const YAML::Node& 
     ApiKeyConfig k;
     bool have_hash = false;
     if (auto e = r.each_key(item, item_path, {"name", "sha256"},
-                          [&](const std::string& name, const std::string& text, const YAML::Mark& m,
-                              const std::string& key) -> std::optional<ConfigError> {
-                            std::string d;
-                            if (name == "name") {
-                              d = check_api_key_name(text);
-                              k.name = text;
-                            } else {
-                              d = parse_sha256_hex(k.sha256, text);
-                              have_hash = true;
-                            }
-                            if (!d.empty()) return r.error(m, key, d);
-                            return std::nullopt;
-                          }))
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              std::string d;
+                              if (name == "name") {
+                                d = check_api_key_name(text);
+                                k.name = text;
+                              } else {
+                                d = parse_sha256_hex(k.sha256, text);
+                                have_hash = true;
+                              }
+                              if (!d.empty()) return r.error(m, key, d);
+                              return std::nullopt;
+                            }))
       return e;
     if (k.name.empty()) return r.error(item.Mark(), item_path, "needs a name");
-    if (!have_hash) return r.error(item.Mark(), item_path, "key '" + k.name + "' needs sha256 (the SHA-256 of the key, in hex)");
+    if (!have_hash)
+      return r.error(item.Mark(), item_path, "key '" + k.name + "' needs sha256 (the SHA-256 of the key, in hex)");
     for (const auto& prev : out)
-      if (prev.name == k.name) return r.error(item.Mark(), item_path + ".name", "duplicate API key name '" + k.name + "'");
+      if (prev.name == k.name)
+        return r.error(item.Mark(), item_path + ".name", "duplicate API key name '" + k.name + "'");
     out.push_back(k);
   }
   r.config().http.api_keys = std::move(out);
@@ -199,22 +211,23 @@ std::optional<ConfigError> parse_shared_secrets_yaml(YamlReader& r, const YAML::
       out.push_back(std::move(s));
       continue;
     }
-    if (!item.IsMap()) return r.error(item.Mark(), item_path, "must be a string or a mapping with secret or secret_file");
+    if (!item.IsMap())
+      return r.error(item.Mark(), item_path, "must be a string or a mapping with secret or secret_file");
     int n = 0;
     if (auto e = r.each_key(item, item_path, {"secret", "secret_file"},
-                          [&](const std::string& name, const std::string& text, const YAML::Mark& m,
-                              const std::string& key) -> std::optional<ConfigError> {
-                            if (++n > 1) return r.error(m, key, "set only one of secret, secret_file");
-                            std::string d;
-                            if (name == "secret") {
-                              if (text.empty()) d = "must not be empty";
-                              s.secret = text;
-                            } else {
-                              d = read_secret_file(s.secret, s.secret_file, text, r.base_dir());
-                            }
-                            if (!d.empty()) return r.error(m, key, d);
-                            return std::nullopt;
-                          }))
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              if (++n > 1) return r.error(m, key, "set only one of secret, secret_file");
+                              std::string d;
+                              if (name == "secret") {
+                                if (text.empty()) d = "must not be empty";
+                                s.secret = text;
+                              } else {
+                                d = read_secret_file(s.secret, s.secret_file, text, r.base_dir());
+                              }
+                              if (!d.empty()) return r.error(m, key, d);
+                              return std::nullopt;
+                            }))
       return e;
     if (n == 0) return r.error(item.Mark(), item_path, "needs secret or secret_file");
     out.push_back(std::move(s));

@@ -14,9 +14,11 @@ namespace ferry::server {
 
 // peers.allow, peers.deny, http.ice_urls: scalars, each passed through `check`.
 std::optional<ConfigError> parse_string_list_yaml(YamlReader& r, const YAML::Node& seq, const std::string& path,
-                                                  std::string (*check)(std::string_view), std::vector<std::string>& out);
+                                                  std::string (*check)(std::string_view),
+                                                  std::vector<std::string>& out);
 std::optional<ConfigError> parse_listeners_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
-std::optional<ConfigError> parse_relay_addresses_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
+std::optional<ConfigError> parse_relay_addresses_yaml(YamlReader& r, const YAML::Node& seq,
+                                                      const YAML::Mark& list_mark);
 std::optional<ConfigError> parse_users_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
 std::optional<ConfigError> parse_api_keys_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
 std::optional<ConfigError> parse_shared_secrets_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);

@@ -87,13 +87,12 @@ ConfigResult parse_config_string(std::string_view yaml, std::string_view source_
     root = YAML::Load(std::string(yaml));
   } catch (const YAML::ParserException& e) {
     return ConfigError{source + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg};
-  } catch (const YAML::Exception& e) {
-    return ConfigError{source + ": invalid YAML: " + e.what()};
-  }
+  } catch (const YAML::Exception& e) { return ConfigError{source + ": invalid YAML: " + e.what()}; }
   if (root.IsNull()) return config;  // empty file: defaults
   if (!root.IsMap())
     return ConfigError{source + ":" + std::to_string(root.Mark().line + 1) +
-                       ": the top level must be a mapping of keys (like 'realm: example.org'), not " + YamlReader::kind(root)};
+                       ": the top level must be a mapping of keys (like 'realm: example.org'), not " +
+                       YamlReader::kind(root)};
   YamlReader reader{source, std::string(base_dir), config};
   try {
     if (auto e = reader.load_map(root, "")) return *e;
@@ -106,7 +105,8 @@ ConfigResult parse_config_string(std::string_view yaml, std::string_view source_
 ConfigResult parse_config_file(const std::string& path, const Config& base) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return ConfigError{"config file " + quote(path) + " does not exist"};
-  if (std::filesystem::is_directory(path, ec)) return ConfigError{"config file " + quote(path) + " is a directory, not a file"};
+  if (std::filesystem::is_directory(path, ec))
+    return ConfigError{"config file " + quote(path) + " is a directory, not a file"};
   std::ifstream in(path, std::ios::binary);
   if (!in) return ConfigError{"cannot read config file " + quote(path) + ": " + std::strerror(errno)};
   std::ostringstream buf;

@@ -21,7 +21,8 @@ using namespace detail;
 namespace {
 
 // `field` is a generic lambda returning a reference to the member: FIELD(limits.max_lifetime).
-#define FIELD(member) [](auto& c) -> auto& { return c.member; }
+#define FIELD(member) \
+  [](auto& c) -> auto& { return c.member; }
 
 template <class Field>
 ConfigKey uint_key(std::string key, uint64_t min, uint64_t max, std::string def, bool reloadable, std::string doc,
@@ -30,7 +31,7 @@ ConfigKey uint_key(std::string key, uint64_t min, uint64_t max, std::string def,
   k.key = std::move(key);
   using T = std::remove_reference_t<decltype(field(std::declval<Config&>()))>;
   k.type = max == std::numeric_limits<T>::max() ? "integer >= " + std::to_string(min)
-                                                 : "integer " + std::to_string(min) + "-" + std::to_string(max);
+                                                : "integer " + std::to_string(min) + "-" + std::to_string(max);
   k.default_value = std::move(def);
   k.reloadable = reloadable;
   k.doc = std::move(doc);
@@ -89,7 +90,7 @@ ConfigKey strings_key(std::string key, std::string type, bool reloadable, std::s
   return list_key(
       std::move(key), std::move(type), "", reloadable, std::move(doc),
       [=](YamlReader& r, const YAML::Node& seq, const YAML::Mark&) {
-        return parse_string_list_yaml(r, seq, path, check, field(r.config()));
+    return parse_string_list_yaml(r, seq, path, check, field(r.config()));
       },
       [=](Config& c, const std::vector<std::string>& items) -> std::string {
         for (const auto& i : items)
@@ -109,7 +110,8 @@ std::vector<ConfigKey> build_schema() {
   std::vector<ConfigKey> t;
 
   t.push_back(scalar_key(
-      "realm", "string", "ferry", kRestart, "Realm sent in 401 responses and used in long-term credentials, usually your domain.",
+      "realm", "string", "ferry", kRestart,
+      "Realm sent in 401 responses and used in long-term credentials, usually your domain.",
       [](Config& c, std::string_view v, std::string_view) { return parse_stun_text(c.realm, v, false); },
       [](const Config& c) { return c.realm; }));
   t.push_back(scalar_key(
@@ -143,13 +145,17 @@ std::vector<ConfigKey> build_schema() {
         return "";
       },
       dump_relay_addresses));
-  t.push_back(uint_key("relay.port_min", 1, 65535, "49152", kRestart, "Lowest port relayed sockets use.", FIELD(relay.port_min)));
-  t.push_back(uint_key("relay.port_max", 1, 65535, "65535", kRestart, "Highest port relayed sockets use.", FIELD(relay.port_max)));
-  t.push_back(bool_key("relay.strict_channel_numbers", "false", kRestart,
-                       "true: ChannelBind accepts only RFC 8656's 0x4000-0x4FFF; false: also RFC 5766's range up to 0x7FFF.",
-                       FIELD(relay.strict_channel_numbers)));
+  t.push_back(uint_key("relay.port_min", 1, 65535, "49152", kRestart, "Lowest port relayed sockets use.",
+                       FIELD(relay.port_min)));
+  t.push_back(uint_key("relay.port_max", 1, 65535, "65535", kRestart, "Highest port relayed sockets use.",
+                       FIELD(relay.port_max)));
+  t.push_back(
+      bool_key("relay.strict_channel_numbers", "false", kRestart,
+               "true: ChannelBind accepts only RFC 8656's 0x4000-0x4FFF; false: also RFC 5766's range up to 0x7FFF.",
+               FIELD(relay.strict_channel_numbers)));
   t.push_back(bool_key("relay.tcp_allocations", "true", kReload,
-                       "RFC 6062 TCP allocations for TCP/TLS clients; false answers them 442.", FIELD(relay.tcp_allocations)));
+                       "RFC 6062 TCP allocations for TCP/TLS clients; false answers them 442.",
+                       FIELD(relay.tcp_allocations)));
 
   t.push_back(uint_key("auth.nonce_lifetime", 1, 86400, "600", kRestart,
                        "Seconds a NONCE stays valid before clients get 438 Stale Nonce.", FIELD(auth.nonce_lifetime)));
@@ -160,7 +166,8 @@ std::vector<ConfigKey> build_schema() {
   t.back().secret = Secrecy::Masked;
   t.push_back(list_key(
       "auth.shared_secrets", "list of secrets", "", kReload,
-      "Secrets for TURN REST API credentials: a string, {secret: ...} or {secret_file: path}.", parse_shared_secrets_yaml,
+      "Secrets for TURN REST API credentials: a string, {secret: ...} or {secret_file: path}.",
+      parse_shared_secrets_yaml,
       [](Config& c, const std::vector<std::string>& items) -> std::string {
         c.auth.shared_secrets.clear();
         for (const auto& i : items) c.auth.shared_secrets.push_back({i, ""});
@@ -181,11 +188,13 @@ std::vector<ConfigKey> build_schema() {
                        "Allocations per username; 0 = unlimited; not above max_allocations.",
                        FIELD(limits.max_allocations_per_user)));
   t.push_back(uint_key("limits.max_permissions_per_allocation", 1, 65535, "32", kReload,
-                       "Permissions (peer IPs) one allocation may hold.", FIELD(limits.max_permissions_per_allocation)));
-  t.push_back(uint_key("limits.max_channels_per_allocation", 1, 4096, "32", kReload, "Channels one allocation may bind.",
-                       FIELD(limits.max_channels_per_allocation)));
+                       "Permissions (peer IPs) one allocation may hold.",
+                       FIELD(limits.max_permissions_per_allocation)));
+  t.push_back(uint_key("limits.max_channels_per_allocation", 1, 4096, "32", kReload,
+                       "Channels one allocation may bind.", FIELD(limits.max_channels_per_allocation)));
   t.push_back(uint_key("limits.bandwidth_per_allocation", 0, u64, "0", kReload,
-                       "Bytes per second relayed for one allocation; 0 = unlimited.", FIELD(limits.bandwidth_per_allocation)));
+                       "Bytes per second relayed for one allocation; 0 = unlimited.",
+                       FIELD(limits.bandwidth_per_allocation)));
   t.push_back(uint_key("limits.default_lifetime", 1, 3600, "600", kReload,
                        "Allocation lifetime in seconds when the client asks for none; at most max_lifetime.",
                        FIELD(limits.default_lifetime)));
@@ -195,9 +204,11 @@ std::vector<ConfigKey> build_schema() {
                        "Answers per second to one source IP before it has authenticated, per worker; 0 = unlimited.",
                        FIELD(limits.unauth_requests_per_second)));
   t.push_back(uint_key("limits.max_connections", 0, u32, "10000", kRestart,
-                       "TCP/TLS connections and DTLS sessions in total; 0 = unlimited.", FIELD(limits.max_connections)));
+                       "TCP/TLS connections and DTLS sessions in total; 0 = unlimited.",
+                       FIELD(limits.max_connections)));
   t.push_back(uint_key("limits.max_connections_per_ip", 0, u32, "256", kRestart,
-                       "Connections and sessions from one source IP; 0 = unlimited.", FIELD(limits.max_connections_per_ip)));
+                       "Connections and sessions from one source IP; 0 = unlimited.",
+                       FIELD(limits.max_connections_per_ip)));
   t.push_back(uint_key("limits.handshake_timeout", 1, 300, "10", kRestart,
                        "Seconds a connection has to finish TLS/DTLS and send its first STUN message.",
                        FIELD(limits.handshake_timeout)));
@@ -214,16 +225,20 @@ std::vector<ConfigKey> build_schema() {
       [](Config& c, std::string_view v, std::string_view dir) { return parse_path(c.tls.cert, v, dir); },
       [](const Config& c) { return c.tls.cert; }));
   t.push_back(scalar_key(
-      "tls.key", "path", "", kRestart, "PEM private key file for tls and dtls listeners (a path; re-read like tls.cert).",
+      "tls.key", "path", "", kRestart,
+      "PEM private key file for tls and dtls listeners (a path; re-read like tls.cert).",
       [](Config& c, std::string_view v, std::string_view dir) { return parse_path(c.tls.key, v, dir); },
       [](const Config& c) { return c.tls.key; }));
   t.push_back(scalar_key(
-      "tls.ciphers", "string", "", kRestart, "OpenSSL cipher list for TLS 1.2 and DTLS 1.2; \"\" = the built-in default.",
+      "tls.ciphers", "string", "", kRestart,
+      "OpenSSL cipher list for TLS 1.2 and DTLS 1.2; \"\" = the built-in default.",
       [](Config& c, std::string_view v, std::string_view) { return (c.tls.ciphers = std::string(v), std::string()); },
       [](const Config& c) { return c.tls.ciphers; }));
   t.push_back(scalar_key(
       "tls.ciphersuites", "string", "", kRestart, "TLS 1.3 suites; \"\" = the built-in default.",
-      [](Config& c, std::string_view v, std::string_view) { return (c.tls.ciphersuites = std::string(v), std::string()); },
+      [](Config& c, std::string_view v, std::string_view) {
+    return (c.tls.ciphersuites = std::string(v), std::string());
+      },
       [](const Config& c) { return c.tls.ciphersuites; }));
   t.push_back(scalar_key(
       "tls.min_version", "1.2 or 1.3", "1.2", kRestart, "Oldest TLS version accepted over TCP (DTLS is always 1.2).",
@@ -263,7 +278,8 @@ std::vector<ConfigKey> build_schema() {
       [](const Config& c) { return address_text(c.http.address); }));
   t.push_back(list_key(
       "http.api_keys", "list of API keys", "", kReload,
-      "API keys for GET /v1/ice-servers: {name, sha256} (the SHA-256 of the key, in hex); none = every request gets 401.",
+      "API keys for GET /v1/ice-servers: {name, sha256} (the SHA-256 of the key, in hex); none = every request gets "
+      "401.",
       parse_api_keys_yaml,
       [](Config& c, const std::vector<std::string>& items) -> std::string {
         std::vector<ApiKeyConfig> out;
@@ -274,28 +290,33 @@ std::vector<ConfigKey> build_schema() {
       },
       dump_api_keys));
   t.push_back(uint_key("http.api_requests_per_second", 0, 1000000, "5", kReload,
-                       "Requests per second one API key may make; 0 = unlimited.", FIELD(http.api_requests_per_second)));
+                       "Requests per second one API key may make; 0 = unlimited.",
+                       FIELD(http.api_requests_per_second)));
   t.push_back(strings_key("http.ice_urls", "list of URLs", kReload,
                           "stun:/turn:/turns: URLs /v1/ice-servers hands out; empty = derived from the listeners.",
                           check_ice_url, FIELD(http.ice_urls)));
   t.push_back(uint_key("http.credential_ttl", 1, 31536000, "3600", kReload,
-                       "Seconds a handed-out credential lives when the request has no ?ttl=.", FIELD(http.credential_ttl)));
-  t.push_back(uint_key("http.max_credential_ttl", 1, 31536000, "86400", kReload, "The longest lifetime a ?ttl= gets, in seconds.",
-                       FIELD(http.max_credential_ttl)));
+                       "Seconds a handed-out credential lives when the request has no ?ttl=.",
+                       FIELD(http.credential_ttl)));
+  t.push_back(uint_key("http.max_credential_ttl", 1, 31536000, "86400", kReload,
+                       "The longest lifetime a ?ttl= gets, in seconds.", FIELD(http.max_credential_ttl)));
 
   t.push_back(uint_key("drain.timeout", 0, 86400, "30", kRestart,
-                       "Seconds SIGTERM waits for allocations to end before exiting; 0 = exit at once.", FIELD(drain.timeout)));
+                       "Seconds SIGTERM waits for allocations to end before exiting; 0 = exit at once.",
+                       FIELD(drain.timeout)));
   t.push_back(scalar_key(
       "drain.alternate_server", "IP[:PORT]", "", kRestart,
       "Where new Allocates are sent while draining (300 Try Alternate); \"\" = refuse them with 508.",
-      [](Config& c, std::string_view v, std::string_view) { return parse_optional_address(c.drain.alternate_server, v); },
+      [](Config& c, std::string_view v, std::string_view) {
+    return parse_optional_address(c.drain.alternate_server, v);
+      },
       [](const Config& c) { return address_text(c.drain.alternate_server); }));
 
   t.push_back(scalar_key(
       "database.url", "string", "", kRestart, "PostgreSQL URI or libpq key=value string; \"\" = no database.",
       [](Config& c, std::string_view v, std::string_view) {
-        c.database.url_file.clear();
-        return parse_database_url(c.database.url, v);
+    c.database.url_file.clear();
+    return parse_database_url(c.database.url, v);
       },
       [](const Config& c) { return c.database.url; }));
   t.back().secret = Secrecy::Conninfo;
@@ -316,8 +337,8 @@ std::vector<ConfigKey> build_schema() {
                        "Query connections per worker (each worker LISTENs on one more).", FIELD(database.pool_size)));
   t.push_back(uint_key("database.cache_ttl", 1, 86400, "60", kRestart,
                        "Seconds a looked-up user is served without asking again.", FIELD(database.cache_ttl)));
-  t.push_back(uint_key("database.negative_cache_ttl", 0, 3600, "10", kRestart, "Seconds an unknown username is remembered.",
-                       FIELD(database.negative_cache_ttl)));
+  t.push_back(uint_key("database.negative_cache_ttl", 0, 3600, "10", kRestart,
+                       "Seconds an unknown username is remembered.", FIELD(database.negative_cache_ttl)));
   t.push_back(uint_key("database.max_stale", 0, 30 * 86400, "86400", kRestart,
                        "Seconds a cached user keeps working while the database is down.", FIELD(database.max_stale)));
   t.push_back(uint_key("database.secrets_refresh", 1, 86400, "60", kRestart,
@@ -337,7 +358,7 @@ std::vector<ConfigKey> build_schema() {
         return "";
       },
       [](const Config& c) {
-        return c.nat_discovery.other_address ? c.nat_discovery.other_address->ip_string() : std::string();
+    return c.nat_discovery.other_address ? c.nat_discovery.other_address->ip_string() : std::string();
       }));
   t.push_back(uint_key("nat_discovery.other_port", 0, 65535, "0", kRestart, "RFC 5780: the second port (P2); 0 = off.",
                        FIELD(nat_discovery.other_port)));

@@ -35,15 +35,15 @@ enum class Secrecy {
 };
 
 struct ConfigKey {
-  std::string key;            // dotted: "limits.max_lifetime"
+  std::string key;  // dotted: "limits.max_lifetime"
   KeyShape shape = KeyShape::Scalar;
   std::string type;           // for the docs: "integer 1-3600", "boolean", "list of CIDR", ...
   std::string default_value;  // as YAML or FERRY_* would give it (lists: comma-separated); "" = zero value
   std::string doc;            // one line for docs/CONFIG.md
   Secrecy secret = Secrecy::None;
-  bool reloadable = false;    // SIGHUP applies a change without a restart
-  std::string excludes;       // a sibling key that may not be set in the same mapping
-  std::string doc_default;    // shown in the docs instead of default_value, when that would mislead
+  bool reloadable = false;  // SIGHUP applies a change without a restart
+  std::string excludes;     // a sibling key that may not be set in the same mapping
+  std::string doc_default;  // shown in the docs instead of default_value, when that would mislead
 
   // Scalars: set from text (error detail or ""), and the text the dump shows.
   std::function<std::string(Config&, std::string_view text, std::string_view base_dir)> set;

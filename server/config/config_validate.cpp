@@ -13,15 +13,20 @@ std::optional<ConfigError> validate_config(const Config& c) {
     auto it = c.origins.find(key);
     return it == c.origins.end() ? "" : it->second + ": ";
   };
-  auto fail = [&](const std::string& key, const std::string& detail) { return ConfigError{where(key) + key + ": " + detail}; };
+  auto fail = [&](const std::string& key, const std::string& detail) {
+    return ConfigError{where(key) + key + ": " + detail};
+  };
   // Blame whichever of two keys was set last by the user (the one with an origin).
-  auto blame = [&](const std::string& a, const std::string& b) { return c.origins.count(a) ? a : (c.origins.count(b) ? b : a); };
+  auto blame = [&](const std::string& a, const std::string& b) {
+    return c.origins.count(a) ? a : (c.origins.count(b) ? b : a);
+  };
 
   if (c.listeners.empty()) return fail("listeners", "needs at least one listener");
   for (size_t i = 0; i < c.listeners.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (c.listeners[i] == c.listeners[j])
-        return fail("listeners", "listed twice: " + c.listeners[i].address.to_string() + "/" + std::string(to_string(c.listeners[i].transport)));
+        return fail("listeners", "listed twice: " + c.listeners[i].address.to_string() + "/" +
+                                     std::string(to_string(c.listeners[i].transport)));
   for (const auto& l : c.listeners) {
     if ((l.transport == Transport::Tls || l.transport == Transport::Dtls) && (c.tls.cert.empty() || c.tls.key.empty()))
       return fail("listeners", "the " + std::string(to_string(l.transport)) + " listener on " + l.address.to_string() +
@@ -33,7 +38,8 @@ std::optional<ConfigError> validate_config(const Config& c) {
   if (c.relay.addresses.empty()) return fail("relay.addresses", "needs at least one address");
   for (const auto& r : c.relay.addresses) {
     if (r.external && r.external->family != r.address.family)
-      return fail("relay.addresses", "external address " + r.external->ip_string() + " is not the same IP family as " + r.address.ip_string());
+      return fail("relay.addresses", "external address " + r.external->ip_string() + " is not the same IP family as " +
+                                         r.address.ip_string());
     if (r.external && r.external->ip == stun::TransportAddress::parse_ip(r.external->is_v4() ? "0.0.0.0" : "::")->ip)
       return fail("relay.addresses", "external address must be a concrete address, not " + r.external->ip_string());
   }
@@ -50,12 +56,14 @@ std::optional<ConfigError> validate_config(const Config& c) {
   if (c.limits.max_allocations != 0 && c.limits.max_allocations_per_user > c.limits.max_allocations) {
     auto key = blame("limits.max_allocations_per_user", "limits.max_allocations");
     return fail(key, "limits.max_allocations_per_user (" + std::to_string(c.limits.max_allocations_per_user) +
-                         ") must not be above limits.max_allocations (" + std::to_string(c.limits.max_allocations) + ")");
+                         ") must not be above limits.max_allocations (" + std::to_string(c.limits.max_allocations) +
+                         ")");
   }
   if (c.http.credential_ttl > c.http.max_credential_ttl) {
     auto key = blame("http.credential_ttl", "http.max_credential_ttl");
     return fail(key, "http.credential_ttl (" + std::to_string(c.http.credential_ttl) +
-                         ") must not be above http.max_credential_ttl (" + std::to_string(c.http.max_credential_ttl) + ")");
+                         ") must not be above http.max_credential_ttl (" + std::to_string(c.http.max_credential_ttl) +
+                         ")");
   }
   for (size_t i = 0; i < c.http.api_keys.size(); ++i)
     for (size_t j = 0; j < i; ++j)
@@ -82,7 +90,8 @@ std::string plan_nat_discovery(const Config& c, std::optional<NatDiscoveryPlan>&
   // The primary is the udp listener of A2's family on another IP and another port.
   std::vector<const ListenerConfig*> primaries;
   for (const auto& l : c.listeners)
-    if (l.transport == Transport::Udp && l.address.family == a2.family && l.address.ip != a2.ip && l.address.port != a2.port)
+    if (l.transport == Transport::Udp && l.address.family == a2.family && l.address.ip != a2.ip &&
+        l.address.port != a2.port)
       primaries.push_back(&l);
   const std::string family = a2.is_v4() ? "IPv4" : "IPv6";
   if (primaries.empty())

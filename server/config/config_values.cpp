@@ -75,7 +75,6 @@ std::optional<LogFormat> parse_log_format(std::string_view text) {
   return std::nullopt;
 }
 
-
 namespace detail {
 
 std::string quote(std::string_view s) {
@@ -88,11 +87,16 @@ std::string quote(std::string_view s) {
   return out + "'";
 }
 
-
 std::string parse_bool(bool& out, std::string_view text) {
   auto t = lower(text);
-  if (t == "true" || t == "yes" || t == "on" || t == "1") { out = true; return ""; }
-  if (t == "false" || t == "no" || t == "off" || t == "0") { out = false; return ""; }
+  if (t == "true" || t == "yes" || t == "on" || t == "1") {
+    out = true;
+    return "";
+  }
+  if (t == "false" || t == "no" || t == "off" || t == "0") {
+    out = false;
+    return "";
+  }
   return "must be true or false (got " + quote(text) + ")";
 }
 
@@ -115,10 +119,16 @@ static bool is_utf8_text(std::string_view s) {
     }
     size_t n = 0;
     uint32_t cp = 0;
-    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-    else return false;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else return false;
     for (size_t k = 1; k <= n; ++k) {
       if (i + k >= s.size()) return false;
       const auto cc = static_cast<unsigned char>(s[i + k]);
@@ -135,14 +145,16 @@ static bool is_utf8_text(std::string_view s) {
 std::string parse_stun_text(std::string& out, std::string_view text, bool allow_empty) {
   if (text.empty() && !allow_empty) return "must not be empty";
   if (!is_utf8_text(text)) return "must be UTF-8 text without control characters";
-  if (utf8_chars(text) >= 128 || text.size() > 763) return "must be fewer than 128 characters (got " + std::to_string(utf8_chars(text)) + ")";
+  if (utf8_chars(text) >= 128 || text.size() > 763)
+    return "must be fewer than 128 characters (got " + std::to_string(utf8_chars(text)) + ")";
   out = std::string(text);
   return "";
 }
 
 std::string resolve_path(std::string_view path, std::string_view base_dir) {
   std::filesystem::path p{std::string(path)};
-  if (p.is_relative() && !base_dir.empty()) return (std::filesystem::path(std::string(base_dir)) / p).lexically_normal().string();
+  if (p.is_relative() && !base_dir.empty())
+    return (std::filesystem::path(std::string(base_dir)) / p).lexically_normal().string();
   return std::string(path);
 }
 
@@ -152,7 +164,8 @@ std::string parse_path(std::string& out, std::string_view text, std::string_view
 }
 
 // Reads a secret from a file: one trailing newline (\n or \r\n) is dropped, the rest is the secret.
-std::string read_secret_file(std::string& out, std::string& path_out, std::string_view text, std::string_view base_dir) {
+std::string read_secret_file(std::string& out, std::string& path_out, std::string_view text,
+                             std::string_view base_dir) {
   if (text.empty()) return "needs a file path";
   std::string path = resolve_path(text, base_dir);
   std::error_code ec;
@@ -179,17 +192,25 @@ std::string parse_ip_into(stun::TransportAddress& out, std::string_view text) {
 }
 
 std::string parse_http_address(std::optional<stun::TransportAddress>& out, std::string_view text) {
-  if (text.empty() || lower(text) == "off") { out.reset(); return ""; }
+  if (text.empty() || lower(text) == "off") {
+    out.reset();
+    return "";
+  }
   auto a = stun::TransportAddress::parse(text);
-  if (!a || a->port == 0) return "must be IP:PORT like 127.0.0.1:9641 or [::1]:9641, or \"\" or off to disable (got " + quote(text) + ")";
+  if (!a || a->port == 0)
+    return "must be IP:PORT like 127.0.0.1:9641 or [::1]:9641, or \"\" or off to disable (got " + quote(text) + ")";
   out = *a;
   return "";
 }
 
 std::string parse_optional_address(std::optional<stun::TransportAddress>& out, std::string_view text) {
-  if (text.empty()) { out.reset(); return ""; }
+  if (text.empty()) {
+    out.reset();
+    return "";
+  }
   auto a = stun::TransportAddress::parse(text, 3478);
-  if (!a || a->port == 0) return "must be IP[:PORT] like 192.0.2.7:3478 or [2001:db8::7]:3478, or \"\" for none (got " + quote(text) + ")";
+  if (!a || a->port == 0)
+    return "must be IP[:PORT] like 192.0.2.7:3478 or [2001:db8::7]:3478, or \"\" for none (got " + quote(text) + ")";
   out = *a;
   return "";
 }
@@ -204,7 +225,8 @@ std::string check_api_key_name(std::string_view name) {
 }
 
 std::string parse_sha256_hex(std::array<uint8_t, 32>& out, std::string_view text) {
-  if (text.size() != 64) return "must be 64 hex digits, the SHA-256 of the key (got " + std::to_string(text.size()) + " characters)";
+  if (text.size() != 64)
+    return "must be 64 hex digits, the SHA-256 of the key (got " + std::to_string(text.size()) + " characters)";
   for (size_t i = 0; i < 32; ++i) {
     unsigned v = 0;
     auto [p, ec] = std::from_chars(text.data() + 2 * i, text.data() + 2 * i + 2, v, 16);
@@ -218,7 +240,8 @@ std::string parse_database_url(std::string& out, std::string_view text) {
   auto scheme_end = text.find("://");
   if (scheme_end != std::string_view::npos) {
     auto scheme = lower(text.substr(0, scheme_end));
-    if (scheme != "postgres" && scheme != "postgresql") return "must be a postgresql:// URL or a libpq key=value string (got scheme '" + scheme + "')";
+    if (scheme != "postgres" && scheme != "postgresql")
+      return "must be a postgresql:// URL or a libpq key=value string (got scheme '" + scheme + "')";
   }
   out = std::string(text);
   return "";
@@ -227,7 +250,8 @@ std::string parse_database_url(std::string& out, std::string_view text) {
 uint16_t default_port(Transport t) { return (t == Transport::Tls || t == Transport::Dtls) ? 5349 : 3478; }
 
 std::string parse_key_hex(std::optional<std::array<uint8_t, 16>>& out, std::string_view text) {
-  if (text.size() != 32) return "must be 32 hex digits, MD5(name:realm:password) (got " + std::to_string(text.size()) + " characters)";
+  if (text.size() != 32)
+    return "must be 32 hex digits, MD5(name:realm:password) (got " + std::to_string(text.size()) + " characters)";
   std::array<uint8_t, 16> key{};
   for (size_t i = 0; i < 16; ++i) {
     unsigned v = 0;
@@ -257,7 +281,10 @@ std::string suggest(std::string_view wrong, const std::vector<std::string>& know
   auto w = lower(wrong);
   for (const auto& k : known) {
     size_t d = edit_distance(w, k);
-    if (d < best_d) { best_d = d; best = k; }
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
   }
   if (best.empty()) return "";
   size_t limit = std::max<size_t>(2, best.size() / 3);
@@ -280,7 +307,6 @@ std::string check_cidr(std::string_view text) {
     return "prefix length must be 0-" + std::to_string(max) + " (got " + quote(text) + ")";
   return "";
 }
-
 
 std::string parse_listener_spec(std::string_view text, std::vector<ListenerConfig>& out) {
   std::string_view addr = text;
@@ -319,7 +345,8 @@ std::string check_ice_url(std::string_view text) {
       return "";
     }
   }
-  return "must be a stun:, stuns:, turn: or turns: URL like turn:turn.example.org:3478?transport=udp (got " + quote(text) + ")";
+  return "must be a stun:, stuns:, turn: or turns: URL like turn:turn.example.org:3478?transport=udp (got " +
+         quote(text) + ")";
 }
 
 std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConfig>& out) {

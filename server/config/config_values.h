@@ -23,7 +23,8 @@ std::string parse_uint(T& out, std::string_view text, uint64_t min, uint64_t max
   if (text.front() == '-') return "must not be negative (got " + std::string(text) + ")";
   uint64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec == std::errc::result_out_of_range) return "must be at most " + std::to_string(max) + " (got " + std::string(text) + ")";
+  if (ec == std::errc::result_out_of_range)
+    return "must be at most " + std::to_string(max) + " (got " + std::string(text) + ")";
   if (ec != std::errc{} || p != text.data() + text.size()) return "must be a whole number (got " + quote(text) + ")";
   if (v < min) return "must be at least " + std::to_string(min) + " (got " + std::to_string(v) + ")";
   if (v > max) return "must be at most " + std::to_string(max) + " (got " + std::to_string(v) + ")";

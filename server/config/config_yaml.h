@@ -53,7 +53,8 @@ class YamlReader {
   }
 
   // The text of a scalar (null = ""), or an error when the node is a list or a mapping.
-  std::optional<ConfigError> scalar_text(const YAML::Node& n, const YAML::Mark& m, std::string_view key, std::string& out) const {
+  std::optional<ConfigError> scalar_text(const YAML::Node& n, const YAML::Mark& m, std::string_view key,
+                                         std::string& out) const {
     if (n.IsNull()) {
       out.clear();
       return std::nullopt;
@@ -74,7 +75,8 @@ class YamlReader {
       if (!it->first.IsScalar()) return ConfigError{at(m) + ": keys must be plain names"};
       std::string name = it->first.Scalar();
       std::string path = item_path + "." + name;
-      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) return unknown_key(m, name, item_path, allowed);
+      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
+        return unknown_key(m, name, item_path, allowed);
       if (!seen.insert(name).second) return error(m, path, "duplicate key");
       std::string text;
       if (auto e = scalar_text(it->second, m, path, text)) return e;

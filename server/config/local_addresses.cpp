@@ -60,9 +60,9 @@ ResolvedRelays resolve_relay_addresses(const std::vector<RelayAddressConfig>& co
     if (is_unspecified(r.local)) {
       auto ip = pick(r.local.family, interfaces);
       if (!ip) {
-        out.warnings.push_back("relay address " + r.local.ip_string() + ": no " +
-                               (r.local.is_v4() ? "IPv4" : "IPv6") + " interface address, relaying over " +
-                               (r.local.is_v4() ? "IPv4" : "IPv6") + " disabled");
+        out.warnings.push_back("relay address " + r.local.ip_string() + ": no " + (r.local.is_v4() ? "IPv4" : "IPv6") +
+                               " interface address, relaying over " + (r.local.is_v4() ? "IPv4" : "IPv6") +
+                               " disabled");
         continue;
       }
       r.local = *ip;

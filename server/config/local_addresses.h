@@ -12,7 +12,7 @@
 namespace ferry::server {
 
 struct InterfaceAddress {
-  std::string interface;  // "eth0"
+  std::string interface;      // "eth0"
   stun::TransportAddress ip;  // port 0
 };
 

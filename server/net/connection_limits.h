@@ -15,12 +15,12 @@
 namespace ferry::server {
 
 struct ConnectionLimits {
-  size_t read_buffer = 65536 + 4;      // the largest padded ChannelData frame
-  size_t write_budget = 256 * 1024;    // bytes queued per connection before frames are dropped
-  uint64_t idle_timeout_ms = 300'000;  // without an allocation; a connection with one lives as long
+  size_t read_buffer = 65536 + 4;          // the largest padded ChannelData frame
+  size_t write_budget = 256 * 1024;        // bytes queued per connection before frames are dropped
+  uint64_t idle_timeout_ms = 300'000;      // without an allocation; a connection with one lives as long
   uint64_t handshake_timeout_ms = 10'000;  // from accept to the first complete STUN/ChannelData frame
-  uint32_t max_connections = 0;         // this worker's TCP+TLS connections and DTLS sessions; 0 = no limit
-  uint32_t max_connections_per_ip = 0;  // of those, from one source IP; 0 = no limit
+  uint32_t max_connections = 0;            // this worker's TCP+TLS connections and DTLS sessions; 0 = no limit
+  uint32_t max_connections_per_ip = 0;     // of those, from one source IP; 0 = no limit
   int backlog = 511;
 };
 

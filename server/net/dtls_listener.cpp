@@ -23,8 +23,8 @@ int DtlsListener::listen(const stun::TransportAddress& local, const SocketOption
     uv_timer_start(
         timer_.get(),
         [](uv_timer_t* t) {
-          auto* self = UvHandle<uv_timer_t>::owner_of<DtlsListener>(t);
-          if (self != nullptr) self->server_.tick(monotonic_ms(self->clock_));
+      auto* self = UvHandle<uv_timer_t>::owner_of<DtlsListener>(t);
+      if (self != nullptr) self->server_.tick(monotonic_ms(self->clock_));
         },
         kTickMs, kTickMs);
   }

@@ -119,8 +119,8 @@ void DtlsServer::process(Session& s, stun::Bytes datagram, uint64_t now_ms) {
   const TlsPumpEnd end = pump_tls(
       *s.tls, datagram, [&] { return stun::MutableBytes(plain_.get(), kPlainBuffer); },
       [&](size_t bytes) {
-        s.deadlines.established = true;
-        host_.on_frame(s.tuple, stun::Bytes(plain_.get(), bytes));
+    s.deadlines.established = true;
+    host_.on_frame(s.tuple, stun::Bytes(plain_.get(), bytes));
       },
       [&] { return s.ended; }, stats_, s.tuple);
   // Closed: the pump answered the close_notify with ours. Failed: OpenSSL sent its alert.

@@ -30,11 +30,16 @@ bool attach_steering(int fd, bool v6, uint32_t n) {
   std::vector<sock_filter> code;
   if (v6) {
     // XOR of the four words of the source address (bytes 8-23 of the IPv6 header).
-    code = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 8),  BPF_STMT(BPF_MISC | BPF_TAX, 0),
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 12), BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
-            BPF_STMT(BPF_MISC | BPF_TAX, 0),               BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 16),
-            BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),        BPF_STMT(BPF_MISC | BPF_TAX, 0),
-            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 20), BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0)};
+    code = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 8),
+            BPF_STMT(BPF_MISC | BPF_TAX, 0),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 12),
+            BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+            BPF_STMT(BPF_MISC | BPF_TAX, 0),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 16),
+            BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0),
+            BPF_STMT(BPF_MISC | BPF_TAX, 0),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 20),
+            BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0)};
   } else {
     code = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, kNet + 12)};  // the IPv4 source address
   }
@@ -54,8 +59,10 @@ void steer_by_source_ip(int fd, stun::Family family, uint32_t group_size) {
     // Still right for most clients, so keep going, but say what may break.
     static std::atomic<bool> warned{false};
     if (!warned.exchange(true))
-      spdlog::warn("SO_ATTACH_REUSEPORT_CBPF failed ({}): clients are spread by 5-tuple, so EVEN-PORT "
-                   "reservations and per-user limits may span workers", std::strerror(errno));
+      spdlog::warn(
+          "SO_ATTACH_REUSEPORT_CBPF failed ({}): clients are spread by 5-tuple, so EVEN-PORT "
+          "reservations and per-user limits may span workers",
+          std::strerror(errno));
   }
 }
 

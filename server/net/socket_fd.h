@@ -8,7 +8,7 @@
 namespace ferry::server {
 
 struct SocketOptions {
-  bool reuse_port = false;     // SO_REUSEPORT: the kernel spreads clients over the workers' sockets
+  bool reuse_port = false;  // SO_REUSEPORT: the kernel spreads clients over the workers' sockets
   // With reuse_port: the number of sockets in the group, and the socket's place in it is the
   // order of binding. Clients are then spread by source IP, not by 5-tuple, so all the sockets of
   // one client reach the same worker: RFC 8656 §7.2 RESERVATION-TOKENs and the per-user quota

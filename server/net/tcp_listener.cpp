@@ -35,7 +35,7 @@ struct TcpListener::Connection final : TlsSession::Output {
   size_t queued = 0;  // bytes in uv_write requests still in flight
   StreamDeadlines deadlines;
   std::unique_ptr<TlsSession> tls;  // null for plain TCP
-  bool counted = false;      // holds a place in the ConnectionLimiter
+  bool counted = false;             // holds a place in the ConnectionLimiter
   bool closing = false;
   bool notify_on_close = false;
   // RFC 6062 data connection: unframed bytes, for the RawStreamHandler under raw_id.
@@ -189,8 +189,8 @@ void TcpListener::decrypt(Connection& c, size_t n) {
       // consume() leaves at most one partial frame no larger than the buffer, so there is room.
       [&] { return stun::MutableBytes(c.buffer.get() + c.used, limits_.read_buffer - c.used); },
       [&](size_t bytes) {
-        c.used += bytes;
-        consume(c);
+    c.used += bytes;
+    consume(c);
       },
       [&] { return c.closing; }, stats_, c.tuple);
   if (end == TlsPumpEnd::Closed || end == TlsPumpEnd::Failed) close(c, true);

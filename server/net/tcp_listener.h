@@ -89,8 +89,8 @@ class TcpListener {
   static void on_close(void* connection);  // from the handle's close callback
 
   void accept(Listening& l);
-  void decrypt(Connection& c, size_t n);  // TLS: ciphertext in cipher_buffer_ to plaintext frames
-  void consume(Connection& c);             // hands out the complete frames in c's buffer
+  void decrypt(Connection& c, size_t n);               // TLS: ciphertext in cipher_buffer_ to plaintext frames
+  void consume(Connection& c);                         // hands out the complete frames in c's buffer
   bool write_bytes(Connection& c, stun::Bytes bytes);  // to the socket, queueing what it does not take
   void close(Connection& c, bool notify);
 

@@ -32,11 +32,8 @@ TlsPumpEnd pump_tls(TlsSession& tls, stun::Bytes ciphertext, Room&& room, Delive
     const stun::MutableBytes out = room();
     auto r = tls.read(out.data(), out.size());
     switch (r.status) {
-      case TlsSession::Status::Data:
-        deliver(r.bytes);
-        break;
-      case TlsSession::Status::NeedMore:
-        return TlsPumpEnd::NeedMore;
+      case TlsSession::Status::Data: deliver(r.bytes); break;
+      case TlsSession::Status::NeedMore: return TlsPumpEnd::NeedMore;
       case TlsSession::Status::Closed:
         tls.close_notify();  // answer the client's close_notify (RFC 8446 §6.1)
         return TlsPumpEnd::Closed;

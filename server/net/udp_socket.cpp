@@ -79,7 +79,7 @@ void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, co
   if (!from) return;
   uint8_t* free_begin = storage + a.headroom + len + a.tailroom;
   uint8_t* free_end = (flags & UV_UDP_MMSG_CHUNK) ? reinterpret_cast<uint8_t*>(buf->base) + kReceiveChunk - a.headroom
-                                                 : a.storage + a.size - a.tailroom;
+                                                  : a.storage + a.size - a.tailroom;
   s->scratch_ = free_end > free_begin ? stun::MutableBytes(free_begin, free_end) : stun::MutableBytes{};
   s->handler_->on_datagram(*s, *from, storage, len);
   s->scratch_ = {};  // s lives on until the close callback even when the handler closed it
@@ -89,8 +89,8 @@ void UdpSocket::on_recv(uv_udp_t* handle, ssize_t nread, const uv_buf_t* buf, co
 int UdpSocket::send(const stun::TransportAddress& to, stun::Bytes bytes) {
   sockaddr_storage ss;
   to.to_sockaddr(ss);
-  uv_buf_t buf = uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())),
-                             static_cast<unsigned>(bytes.size()));
+  uv_buf_t buf =
+      uv_buf_init(const_cast<char*>(reinterpret_cast<const char*>(bytes.data())), static_cast<unsigned>(bytes.size()));
   if (!handle_) return UV_EBADF;
   const int rc = uv_udp_try_send(handle_.get(), &buf, 1, reinterpret_cast<const sockaddr*>(&ss));
   return rc < 0 ? rc : 0;

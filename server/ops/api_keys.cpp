@@ -21,7 +21,8 @@ std::optional<std::string_view> parse_bearer(std::string_view authorization) {
   // b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
   size_t i = 0;
   auto token_char = [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' ||
+           c == '/';
   };
   while (i < rest.size() && token_char(rest[i])) ++i;
   if (i == 0) return std::nullopt;
@@ -48,8 +49,7 @@ std::string to_hex(const uint8_t* data, size_t size) {
   return out;
 }
 
-ApiKeyRing::ApiKeyRing(std::vector<ApiKeyConfig> keys, uint32_t rate_per_second, const Clock& clock)
-    : clock_(clock) {
+ApiKeyRing::ApiKeyRing(std::vector<ApiKeyConfig> keys, uint32_t rate_per_second, const Clock& clock) : clock_(clock) {
   set_keys(std::move(keys), rate_per_second);
 }
 
@@ -68,8 +68,8 @@ void ApiKeyRing::set_keys(std::vector<ApiKeyConfig> keys, uint32_t rate_per_seco
     else e.bucket.reconfigure(rate_, 0, now);
   };
   for (auto& k : keys) {
-    auto old = std::find_if(entries_.begin(), entries_.end(),
-                            [&](const Entry& e) { return !e.valid_until && e.key == k; });
+    auto old =
+        std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return !e.valid_until && e.key == k; });
     Entry e{std::move(k), old != entries_.end() ? old->bucket : turn::TokenBucket(), std::nullopt};
     keep_bucket(e, old != entries_.end() ? &*old : nullptr);
     next.push_back(std::move(e));
@@ -84,7 +84,8 @@ void ApiKeyRing::set_keys(std::vector<ApiKeyConfig> keys, uint32_t rate_per_seco
 
 size_t ApiKeyRing::size() const {
   std::lock_guard lock(mutex_);
-  return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return !e.valid_until; }));
+  return static_cast<size_t>(
+      std::count_if(entries_.begin(), entries_.end(), [](const Entry& e) { return !e.valid_until; }));
 }
 
 void ApiKeyRing::set_lookup(ApiKeyLookupFn lookup, Duration cache) {

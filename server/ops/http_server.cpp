@@ -13,7 +13,7 @@ namespace {
 // holds its thread while it waits for the next request (up to the keep-alive timeout), so a
 // scraper's idle connection must not leave a liveness probe queued past its own timeout.
 constexpr size_t kThreads = 4;
-}
+}  // namespace
 
 HttpServer::HttpServer(const OpsApi& api) : api_(api) {}
 

@@ -53,8 +53,7 @@ std::vector<std::string> derive_ice_urls(const std::vector<ListenerConfig>& list
         url += "?transport=tcp";
         add(url);
         break;
-      case Transport::Dtls:
-        break;  // browsers do not speak TURN over DTLS
+      case Transport::Dtls: break;  // browsers do not speak TURN over DTLS
     }
   }
   return out;

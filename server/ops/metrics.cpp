@@ -22,8 +22,8 @@ constexpr const char* kFamilies[] = {"ipv4", "ipv6", "dual"};
 constexpr const char* kMethods[] = {"binding", "allocate", "refresh", "create_permission", "channel_bind", "other"};
 constexpr const char* kResults[] = {"success", "error"};
 constexpr const char* kDirections[] = {"client_to_peer", "peer_to_client"};
-constexpr const char* kAuthFailures[] = {"missing_credentials", "bad_nonce", "unknown_user", "bad_integrity",
-                                         "store_unavailable", "wrong_user"};
+constexpr const char* kAuthFailures[] = {"missing_credentials", "bad_nonce",         "unknown_user",
+                                         "bad_integrity",       "store_unavailable", "wrong_user"};
 constexpr const char* kQueryStatuses[] = {"ok", "error", "timeout", "unavailable"};
 // Allocate error codes reported even while zero, so rate() sees their first increment.
 constexpr uint16_t kAllocateCodes[] = {300, 400, 420, 437, 440, 442, 486, 500, 508};
@@ -110,7 +110,8 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
                     MetricType::Counter);
     for (uint16_t code = 0; code < 700; ++code) {
       const double v = sum(ws, [&](const WorkerStatsView& w) { return w.core->allocations_refused[code].get(); });
-      const bool listed = std::find(std::begin(kAllocateCodes), std::end(kAllocateCodes), code) != std::end(kAllocateCodes);
+      const bool listed =
+          std::find(std::begin(kAllocateCodes), std::end(kAllocateCodes), code) != std::end(kAllocateCodes);
       if (listed || v != 0) add_value(f, {{"code", std::to_string(code)}}, v);
     }
     out.push_back(std::move(f));
@@ -163,11 +164,12 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
                     "write budget and UDP datagrams the kernel would not take (full socket buffer).",
                     MetricType::Counter);
     // turn::DropReason, in its order, then the shell's own.
-    constexpr const char* kCoreReasons[] = {"no_allocation", "no_permission", "policy", "bandwidth", "malformed",
-                                            "no_channel", "rate_limited"};
+    constexpr const char* kCoreReasons[] = {"no_allocation", "no_permission", "policy",      "bandwidth",
+                                            "malformed",     "no_channel",    "rate_limited"};
     static_assert(std::size(kCoreReasons) == idx(turn::DropReason::Count));
     for (size_t r = 0; r < idx(turn::DropReason::Count); ++r)
-      add_value(f, {{"reason", kCoreReasons[r]}}, sum(ws, [&](const WorkerStatsView& w) { return w.core->dropped[r].get(); }));
+      add_value(f, {{"reason", kCoreReasons[r]}},
+                sum(ws, [&](const WorkerStatsView& w) { return w.core->dropped[r].get(); }));
     add_value(f, {{"reason", "back_pressure"}}, sum(ws, [](const WorkerStatsView& w) {
                 return w.shell->client_send_dropped.get() + w.shell->peer_send_dropped.get() +
                        static_cast<uint64_t>(w.shell->tcp_frames_dropped.get());
@@ -193,11 +195,14 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
           "RFC 6062 peer data connections established (Connect succeeded, or a permitted peer connected).",
           [](const WorkerStatsView& w) { return w.core->tcp_connections_opened.get(); });
   {
-    auto f = family("ferry_connections_active", "Client connections (TCP, TLS) and DTLS sessions open now, by transport.",
-                    MetricType::Gauge);
-    add_value(f, {{"transport", "tcp"}}, sum(ws, [](const WorkerStatsView& w) { return w.shell->tcp_connections.get(); }));
-    add_value(f, {{"transport", "tls"}}, sum(ws, [](const WorkerStatsView& w) { return w.shell->tls_connections.get(); }));
-    add_value(f, {{"transport", "dtls"}}, sum(ws, [](const WorkerStatsView& w) { return w.shell->dtls_sessions.get(); }));
+    auto f = family("ferry_connections_active",
+                    "Client connections (TCP, TLS) and DTLS sessions open now, by transport.", MetricType::Gauge);
+    add_value(f, {{"transport", "tcp"}},
+              sum(ws, [](const WorkerStatsView& w) { return w.shell->tcp_connections.get(); }));
+    add_value(f, {{"transport", "tls"}},
+              sum(ws, [](const WorkerStatsView& w) { return w.shell->tls_connections.get(); }));
+    add_value(f, {{"transport", "dtls"}},
+              sum(ws, [](const WorkerStatsView& w) { return w.shell->dtls_sessions.get(); }));
     out.push_back(std::move(f));
   }
 
@@ -212,8 +217,9 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
     uint64_t cumulative = 0;
     for (size_t i = 0; i < LatencyHistogram::kBuckets; ++i) {
       cumulative += total.counts[i];
-      const double bound = i < LatencyHistogram::kBoundsUs.size() ? static_cast<double>(LatencyHistogram::kBoundsUs[i]) / 1e6
-                                                                   : std::numeric_limits<double>::infinity();
+      const double bound = i < LatencyHistogram::kBoundsUs.size()
+                               ? static_cast<double>(LatencyHistogram::kBoundsUs[i]) / 1e6
+                               : std::numeric_limits<double>::infinity();
       m.histogram.bucket.push_back({cumulative, bound});
     }
     m.histogram.sample_count = cumulative;

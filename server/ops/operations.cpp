@@ -61,8 +61,7 @@ std::optional<std::string> Operations::start() {
   if (!config_.http.address) return std::nullopt;
   if (auto err = http_.start(*config_.http.address)) return err;
   spdlog::info("http endpoint on {} (/metrics /healthz /readyz /v1/ice-servers)", config_.http.address->to_string());
-  if (config_.http.api_keys.empty())
-    spdlog::info("no http.api_keys: /v1/ice-servers answers 401 to everyone");
+  if (config_.http.api_keys.empty()) spdlog::info("no http.api_keys: /v1/ice-servers answers 401 to everyone");
   return std::nullopt;
 }
 
@@ -94,22 +93,23 @@ void on_signal(uv_signal_t* s, int signum) {
   st->pool->set_draining(true, st->drain->alternate_server);
   st->ops->health().set_draining(true);
   st->deadline_ms = monotonic_ms(*st->clock) + uint64_t{st->drain->timeout} * 1000;
-  spdlog::info("got SIGTERM, draining: {} allocation(s) left, waiting up to {} s (again to stop at once); new "
-               "allocations {}",
-               st->pool->active_allocations(), st->drain->timeout,
-               st->drain->alternate_server ? "go to " + st->drain->alternate_server->to_string() : std::string("refused (508)"));
+  spdlog::info(
+      "got SIGTERM, draining: {} allocation(s) left, waiting up to {} s (again to stop at once); new "
+      "allocations {}",
+      st->pool->active_allocations(), st->drain->timeout,
+      st->drain->alternate_server ? "go to " + st->drain->alternate_server->to_string() : std::string("refused (508)"));
   uv_timer_start(
       st->poll.get(),
       [](uv_timer_t* t) {
-        auto* st = UvHandle<uv_timer_t>::owner_of<ShutdownState>(t);
-        const int64_t left = st->pool->active_allocations();
-        if (left <= 0) {
-          spdlog::info("drained: no allocation left, shutting down");
-          uv_stop(t->loop);
-        } else if (monotonic_ms(*st->clock) >= st->deadline_ms) {
-          spdlog::info("drain timeout ({} s): shutting down with {} allocation(s) left", st->drain->timeout, left);
-          uv_stop(t->loop);
-        }
+    auto* st = UvHandle<uv_timer_t>::owner_of<ShutdownState>(t);
+    const int64_t left = st->pool->active_allocations();
+    if (left <= 0) {
+      spdlog::info("drained: no allocation left, shutting down");
+      uv_stop(t->loop);
+    } else if (monotonic_ms(*st->clock) >= st->deadline_ms) {
+      spdlog::info("drain timeout ({} s): shutting down with {} allocation(s) left", st->drain->timeout, left);
+      uv_stop(t->loop);
+    }
       },
       0, kDrainPollMs);
 }
@@ -133,12 +133,12 @@ void Operations::wait_for_shutdown(std::function<void()> on_sighup) {
     sighup.init(&loop, &on_sighup, uv_signal_init);
     if (on_sighup) {
       uv_signal_start(
-          sighup.get(),
-          [](uv_signal_t* s, int) { (*UvHandle<uv_signal_t>::owner_of<std::function<void()>>(s))(); }, SIGHUP);
+          sighup.get(), [](uv_signal_t* s, int) { (*UvHandle<uv_signal_t>::owner_of<std::function<void()>>(s))(); },
+          SIGHUP);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     st.poll.close();
-  }  // the signal handles close here
+  }                               // the signal handles close here
   uv_run(&loop, UV_RUN_DEFAULT);  // their close callbacks free them
   uv_loop_close(&loop);
 }

@@ -106,7 +106,8 @@ OpsResponse OpsApi::ice_servers(const OpsRequest& request) const {
     ice = ice_;
   }
   if (ice.shared_secrets.empty()) return fail(503, "no shared secret configured (auth.shared_secrets)");
-  if (ice.urls.empty()) return fail(503, "no ICE server URLs (set http.ice_urls, or give listeners a concrete or external address)");
+  if (ice.urls.empty())
+    return fail(503, "no ICE server URLs (set http.ice_urls, or give listeners a concrete or external address)");
   std::optional<std::string_view> ttl_text;
   if (auto it = request.query.find("ttl"); it != request.query.end()) ttl_text = it->second;
   auto ttl = parse_ttl(ttl_text, ice.credential_ttl, ice.max_credential_ttl);

@@ -33,7 +33,8 @@ bool PgApiKeys::connect_locked() {
     }
     return false;
   }
-  PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn_, [](void*, const char*) {}, nullptr);
   if (warned_) spdlog::info("api keys: database reachable again");
   warned_ = false;
   return true;

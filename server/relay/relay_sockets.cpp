@@ -10,8 +10,8 @@ namespace ferry::server {
 turn::OpenRelayResult RelaySockets::open(turn::RelayId id, const stun::TransportAddress& local, bool dont_fragment) {
   if (id < sockets_.size() && sockets_[id] != nullptr) close(id);  // the core reuses a slot only once freed
   int error = 0;
-  UdpSocket* s = UdpSocket::open(loop_, local, SocketOptions{.reuse_port = false, .dont_fragment = dont_fragment},
-                                 &error);
+  UdpSocket* s =
+      UdpSocket::open(loop_, local, SocketOptions{.reuse_port = false, .dont_fragment = dont_fragment}, &error);
   if (s == nullptr) {
     // Someone else holds the port: the core picks another. Anything else (EMFILE, ENOBUFS,
     // EADDRNOTAVAIL) will not get better by trying other ports.
@@ -20,8 +20,10 @@ turn::OpenRelayResult RelaySockets::open(turn::RelayId id, const stun::Transport
     const Instant now = clock_.now();
     if (now - last_warning_ >= std::chrono::seconds(10)) {
       last_warning_ = now;
-      spdlog::warn("cannot open a relay socket on {}: {} (Allocate answered 508; raise the descriptor limit, "
-                   "ulimit -n, if it is EMFILE)", local.to_string(), uv_strerror(error));
+      spdlog::warn(
+          "cannot open a relay socket on {}: {} (Allocate answered 508; raise the descriptor limit, "
+          "ulimit -n, if it is EMFILE)",
+          local.to_string(), uv_strerror(error));
     }
     return turn::OpenRelayResult::NoResources;
   }

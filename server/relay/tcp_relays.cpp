@@ -13,8 +13,8 @@
 namespace ferry::server {
 
 namespace {
-constexpr size_t kReadBuffer = 65536;     // per bound peer connection
-constexpr int kBacklog = 64;              // peers connecting to one relayed address at once
+constexpr size_t kReadBuffer = 65536;         // per bound peer connection
+constexpr int kBacklog = 64;                  // peers connecting to one relayed address at once
 constexpr uint64_t kDrainTimeoutMs = 30'000;  // a peer that will not take the rest is cut off
 
 using TcpHandle = UvHandle<uv_tcp_t>;

@@ -63,7 +63,8 @@ void DtlsCookieKey::make_at(const stun::TransportAddress& client, uint32_t issue
 
 bool DtlsCookieKey::verify(const stun::TransportAddress& client, const uint8_t* cookie, size_t len) const {
   if (len != kSize) return false;
-  const uint32_t issued_at = (uint32_t{cookie[0]} << 24) | (uint32_t{cookie[1]} << 16) | (uint32_t{cookie[2]} << 8) | cookie[3];
+  const uint32_t issued_at =
+      (uint32_t{cookie[0]} << 24) | (uint32_t{cookie[1]} << 16) | (uint32_t{cookie[2]} << 8) | cookie[3];
   const uint32_t t = now();
   if (issued_at > t || t - issued_at > static_cast<uint32_t>(kLifetime.count())) return false;
   uint8_t expected[kSize];

@@ -90,24 +90,27 @@ bool configure(SSL_CTX* ctx, const TlsOptions& o, bool dtls, std::string* error)
     return fail("cannot restrict protocol versions: " + openssl_error());
   // No renegotiation (a CPU amplifier), no compression (CRIME), server cipher order. No session
   // cache or tickets: resumption would need state shared between the worker threads.
-  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                               SSL_OP_NO_TICKET);
+  SSL_CTX_set_options(
+      ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   if (!dtls) SSL_CTX_set_num_tickets(ctx, 0);
   if (SSL_CTX_set_cipher_list(ctx, o.ciphers.c_str()) != 1)
     return fail("tls.ciphers: no usable cipher in " + quoted(o.ciphers) + " (" + openssl_error() + ")");
   if (!dtls && SSL_CTX_set_ciphersuites(ctx, o.ciphersuites.c_str()) != 1)
-    return fail("tls.ciphersuites: no usable TLS 1.3 suite in " + quoted(o.ciphersuites) + " (" + openssl_error() + ")");
+    return fail("tls.ciphersuites: no usable TLS 1.3 suite in " + quoted(o.ciphersuites) + " (" + openssl_error() +
+                ")");
   if (SSL_CTX_use_certificate_chain_file(ctx, o.cert_file.c_str()) != 1)
     return fail("tls.cert " + quoted(o.cert_file) + ": " + openssl_error());
   if (SSL_CTX_use_PrivateKey_file(ctx, o.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH)
       return fail("tls.key " + quoted(o.key_file) + ": " + openssl_error() + " (an unencrypted PEM key is needed)");
     ERR_clear_error();
-    return fail("tls.key " + quoted(o.key_file) + " does not belong to the certificate in tls.cert " + quoted(o.cert_file));
+    return fail("tls.key " + quoted(o.key_file) + " does not belong to the certificate in tls.cert " +
+                quoted(o.cert_file));
   }
   if (SSL_CTX_check_private_key(ctx) != 1)
-    return fail("tls.key " + quoted(o.key_file) + " does not belong to the certificate in tls.cert " + quoted(o.cert_file));
+    return fail("tls.key " + quoted(o.key_file) + " does not belong to the certificate in tls.cert " +
+                quoted(o.cert_file));
   SSL_CTX_set_alpn_select_cb(ctx, &alpn_select, nullptr);
   if (dtls) install_dtls_cookie_callbacks(ctx);
   return true;

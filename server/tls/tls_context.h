@@ -30,11 +30,11 @@ inline constexpr const char* kDefaultTlsCiphersuites =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
 struct TlsOptions {
-  std::string cert_file;  // PEM chain, leaf first
-  std::string key_file;   // PEM private key, unencrypted
+  std::string cert_file;                               // PEM chain, leaf first
+  std::string key_file;                                // PEM private key, unencrypted
   std::string ciphers = kDefaultTlsCiphers;            // TLS 1.2 and DTLS 1.2 (OpenSSL cipher list)
   std::string ciphersuites = kDefaultTlsCiphersuites;  // TLS 1.3
-  bool tls13_only = false;  // minimum TLS version 1.3 instead of 1.2 (DTLS stays 1.2)
+  bool tls13_only = false;                             // minimum TLS version 1.3 instead of 1.2 (DTLS stays 1.2)
 };
 
 class TlsContext {

@@ -158,8 +158,7 @@ TlsSession::ReadResult TlsSession::read(uint8_t* out, size_t capacity) {
       in_ = nullptr;
       in_len_ = 0;
       return {Status::Closed};
-    default:
-      return fail();
+    default: return fail();
   }
 }
 

@@ -76,7 +76,7 @@ class TlsSession {
 
   bool handshake_done() const;
   bool failed() const { return failed_; }
-  std::string_view alpn() const;    // the protocol ALPN selected, "" for none
+  std::string_view alpn() const;     // the protocol ALPN selected, "" for none
   std::string_view version() const;  // "TLSv1.3", "DTLSv1.2", ...
   SSL* ssl() { return ssl_; }
 

@@ -14,10 +14,10 @@ namespace ferry::server {
 struct DatabaseStats {
   static constexpr size_t kStatuses = 4;  // db::QueryStatus: ok, error, timeout, unavailable
 
-  LatencyHistogram query_duration;            // query() to answer
+  LatencyHistogram query_duration;         // query() to answer
   std::array<Counter, kStatuses> queries;  // by db::QueryStatus
-  Gauge connections_up;    // connected (ready or busy)
-  Gauge connections_down;  // configured but not connected
+  Gauge connections_up;                    // connected (ready or busy)
+  Gauge connections_down;                  // configured but not connected
 
   // For PgPool::set_query_hook: pool.set_query_hook([&s](const db::QueryStats& q) { s.observe(q); }).
   void observe(const db::QueryStats& q) {

@@ -13,7 +13,7 @@ namespace ferry::server {
 class LatencyHistogram {
  public:
   // Upper bounds in microseconds: 0.5 ms to 10 s, roughly 1-2.5-5 per decade (Prometheus' usual).
-  static constexpr std::array<uint64_t, 14> kBoundsUs = {500,    1000,   2500,    5000,    10000,   25000,   50000,
+  static constexpr std::array<uint64_t, 14> kBoundsUs = {500,    1000,   2500,   5000,    10000,   25000,   50000,
                                                          100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
   static constexpr size_t kBuckets = kBoundsUs.size() + 1;  // the last one is +Inf
 

@@ -74,7 +74,8 @@ std::optional<std::string> Worker::bind() {
     } else if (l.transport == Transport::Tcp || l.transport == Transport::Tls) {
       const bool tls = l.transport == Transport::Tls;
       if (tls && !settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
-      rc = tcp_->listen(l.address, listener_options(), tls ? turn::Transport::Tls : turn::Transport::Tcp, settings_.tls);
+      rc =
+          tcp_->listen(l.address, listener_options(), tls ? turn::Transport::Tls : turn::Transport::Tcp, settings_.tls);
       if (rc == 0) bound.address = tcp_->addresses().back();
     } else {  // DTLS: UDP sockets of their own, read into the same buffer
       if (!settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
@@ -116,7 +117,8 @@ void Worker::on_tick() {
   stats_.heartbeat_ms.set(steady_ms(clock_));
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();
-    database_stats_.set_connections(up, credentials_->database_pool_size() > up ? credentials_->database_pool_size() - up : 0);
+    database_stats_.set_connections(
+        up, credentials_->database_pool_size() > up ? credentials_->database_pool_size() - up : 0);
   }
 }
 
@@ -211,8 +213,7 @@ void Worker::send_to_peer(turn::RelayId relay, const stun::TransportAddress& pee
 
 // ---- control path ---------------------------------------------------------------------------------
 
-turn::OpenRelayResult Worker::open_relay(turn::RelayId relay, const stun::TransportAddress& local,
-                                         bool dont_fragment) {
+turn::OpenRelayResult Worker::open_relay(turn::RelayId relay, const stun::TransportAddress& local, bool dont_fragment) {
   if (handles_closed_) return turn::OpenRelayResult::NoResources;
   return relays_->open(relay, local, dont_fragment);
 }
@@ -244,8 +245,6 @@ void Worker::allocation_closed(const turn::FiveTuple& client) {
 
 void Worker::on_closed(const turn::FiveTuple& client) { core_->on_client_closed(client); }
 
-bool Worker::holds_allocation(const turn::FiveTuple& client) const {
-  return core_->find_allocation(client) != nullptr;
-}
+bool Worker::holds_allocation(const turn::FiveTuple& client) const { return core_->find_allocation(client) != nullptr; }
 
 }  // namespace ferry::server

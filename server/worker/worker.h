@@ -43,7 +43,6 @@ struct WorkerSettings {
   std::shared_ptr<TlsCertificates> tls;   // for tls and dtls listeners; shared by all workers
 };
 
-
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
  public:
   Worker(WorkerSettings settings, const CredentialSettings& credentials);
@@ -122,7 +121,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   UvHandle<uv_async_t> posted_;
   std::mutex posted_mutex_;
   std::vector<std::function<void()>> posted_tasks_;  // guarded by posted_mutex_
-  bool posted_closed_ = false;                 // guarded by posted_mutex_
+  bool posted_closed_ = false;                       // guarded by posted_mutex_
   UvHandle<uv_timer_t> tick_;
   uint32_t tick_count_ = 0;
   bool handles_closed_ = false;
@@ -142,7 +141,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   ConnectionLimiter limiter_{settings_.tcp};  // shared by tcp_ and dtls_
   std::unique_ptr<TcpListener> tcp_;
   std::unique_ptr<TcpRelays> tcp_relays_;  // RFC 6062: peer sides of TCP allocations
-  std::unique_ptr<DtlsListener> dtls_;  // made by bind() when a dtls listener is configured
+  std::unique_ptr<DtlsListener> dtls_;     // made by bind() when a dtls listener is configured
   std::vector<UdpSocket*> udp_listeners_;
   std::vector<ListenerConfig> bound_;
   std::unique_ptr<turn::ServerCore> core_;

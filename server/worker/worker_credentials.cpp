@@ -79,8 +79,8 @@ void WorkerCredentials::start(turn::ServerCore& core) {
   const uint64_t every = static_cast<uint64_t>(secrets_refresh_.count()) * 1000;
   uv_timer_start(
       secrets_timer_.get(),
-      [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<WorkerCredentials>(t)->load_database_secrets(false); },
-      every, every);
+      [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<WorkerCredentials>(t)->load_database_secrets(false); }, every,
+      every);
 }
 
 void WorkerCredentials::stop() {

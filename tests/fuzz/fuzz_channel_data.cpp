@@ -19,7 +19,6 @@ using namespace ferry::stun;
 
 namespace {
 
-
 struct Outcome {
   std::vector<size_t> frames;  // sizes
   bool error = false;          // framing error (the connection would be closed)

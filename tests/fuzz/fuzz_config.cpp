@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   c.origins = r->origins;  // origins name the source, which differs
   const std::string dump2 = dump_effective(c);
   if (dump2 != dump) {
-    std::fprintf(stderr, "dump changed on reload\n--- first ---\n%s\n--- second ---\n%s\n", dump.c_str(), dump2.c_str());
+    std::fprintf(stderr, "dump changed on reload\n--- first ---\n%s\n--- second ---\n%s\n", dump.c_str(),
+                 dump2.c_str());
     std::abort();
   }
   return 0;

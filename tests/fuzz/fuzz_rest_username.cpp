@@ -17,7 +17,6 @@
 
 using namespace ferry;
 
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view name(reinterpret_cast<const char*>(data), size);
   auto parsed = auth::parse_rest_username(name);

@@ -29,7 +29,6 @@ using stun::TransportAddress;
 
 namespace {
 
-
 const TransportAddress kServer = TransportAddress::parse("192.0.2.1:3478").value();
 const TransportAddress kRelay = TransportAddress::parse("198.51.100.10:0").value();
 const TransportAddress kPeer = TransportAddress::parse("203.0.113.5:4000").value();
@@ -157,9 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         clock.advance(std::chrono::seconds(arg));
         core.tick();
         break;
-      case 4:
-        core.on_client_closed(tuple(arg));
-        break;
+      case 4: core.on_client_closed(tuple(arg)); break;
       case 5:
         if (arg & 1) core.close_user("alice");
         else core.revalidate_users();

@@ -26,12 +26,13 @@ using namespace ferry::stun;
 
 namespace {
 
-
 constexpr uint8_t kKeyBytes[16] = {0xe8, 0xca, 0x7a, 0xd5, 0x9d, 0x5e, 0xb0, 0x51,
                                    0x8e, 0x31, 0x29, 0x11, 0xd2, 0xda, 0xb2, 0xa9};
 const Bytes kKey(kKeyBytes, sizeof(kKeyBytes));
 
-bool is_xor(uint16_t t) { return t == attr::XorMappedAddress || t == attr::XorPeerAddress || t == attr::XorRelayedAddress; }
+bool is_xor(uint16_t t) {
+  return t == attr::XorMappedAddress || t == attr::XorPeerAddress || t == attr::XorRelayedAddress;
+}
 bool is_plain(uint16_t t) {
   return t == attr::MappedAddress || t == attr::AlternateServer || t == attr::ResponseOrigin || t == attr::OtherAddress;
 }
@@ -118,15 +119,14 @@ void decode_and_add(const MessageView& m, const RawAttribute& a, MessageBuilder&
         break;
       case attr::PasswordAlgorithms:
         (void)for_each_password_algorithm(v, [&](const PasswordAlgorithmValue& p) {
-          FUZZ_CHECK(p.parameters.data() >= v.data() && p.parameters.data() + p.parameters.size() <= v.data() + v.size());
+          FUZZ_CHECK(p.parameters.data() >= v.data() &&
+                     p.parameters.data() + p.parameters.size() <= v.data() + v.size());
         });
         break;
       case attr::Userhash:
         if (auto r = decode_userhash(v); r.ok()) FUZZ_CHECK(r->data() == v.data());
         break;
-      case attr::Fingerprint:
-        (void)decode_u32(v);
-        break;
+      case attr::Fingerprint: (void)decode_u32(v); break;
       default: break;
     }
   }
@@ -150,7 +150,8 @@ void fuzz_stun(Bytes data) {
   uint16_t unknown[8];
   const size_t n_unknown = m.unknown_required(unknown);
   FUZZ_CHECK(n_unknown <= 8);
-  for (size_t i = 0; i < n_unknown; ++i) FUZZ_CHECK(attr::comprehension_required(unknown[i]) && !attr::known(unknown[i]));
+  for (size_t i = 0; i < n_unknown; ++i)
+    FUZZ_CHECK(attr::comprehension_required(unknown[i]) && !attr::known(unknown[i]));
   const bool fp_ok = verify_fingerprint(m);
   const bool mi_ok = verify_message_integrity(m, kKey);
   const bool mi256_ok = verify_message_integrity_sha256(m, kKey);

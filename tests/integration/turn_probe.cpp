@@ -68,7 +68,8 @@ std::optional<std::vector<uint8_t>> transact(int fd, client::TurnClient& c, stun
 
 void report(const std::string& method, const client::Response& r, const std::vector<uint8_t>& raw) {
   if (r.outcome == client::Outcome::Success) {
-    if (method == "allocate") std::cout << "allocate ok " << (r.relayed.empty() ? "?" : r.relayed[0].to_string()) << "\n";
+    if (method == "allocate")
+      std::cout << "allocate ok " << (r.relayed.empty() ? "?" : r.relayed[0].to_string()) << "\n";
     else std::cout << method << " ok " << r.lifetime.value_or(0) << "\n";
     return;
   }

@@ -101,7 +101,8 @@ class Db {
       conn_ = nullptr;
       fail("cannot connect to the database: " + msg);
     }
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
   }
   ~Db() {
     if (conn_) PQfinish(conn_);
@@ -116,7 +117,8 @@ class Db {
     Result r(PQexecParams(conn_, sql.c_str(), static_cast<int>(v.size()), nullptr, v.data(), nullptr, nullptr, 0));
     auto st = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
-    std::string code = r && PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : "";
+    std::string code =
+        r && PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : "";
     std::string msg = one_line(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn_));
     if (msg.empty()) msg = one_line(PQerrorMessage(conn_));
     if (sqlstate) {
@@ -373,8 +375,8 @@ std::pair<std::optional<std::string>, std::optional<std::string>> parse_expires(
 int cmd_secret_add(Db& db, const std::string& realm, const std::string& expires, bool from_stdin) {
   std::string value = from_stdin ? read_line_stdin("secret") : generate_secret();
   if (value.size() < 16) fail("the secret is too short (at least 16 characters)");
-  auto [seconds, stamp] = expires.empty() ? std::pair<std::optional<std::string>, std::optional<std::string>>{}
-                                          : parse_expires(expires);
+  auto [seconds, stamp] =
+      expires.empty() ? std::pair<std::optional<std::string>, std::optional<std::string>>{} : parse_expires(expires);
   db.exec("BEGIN");
   ensure_realm(db, realm);
   std::string state, err;
@@ -444,7 +446,8 @@ int cmd_apikey_add(Db& db, const std::string& name) {
   unsigned int n = 0;
   EVP_Digest(key.data(), key.size(), md, &n, EVP_sha256(), nullptr);
   std::string state, err;
-  auto r = db.exec("INSERT INTO api_keys (name, sha256) VALUES ($1, decode($2, 'hex'))", {name, hex(md, n)}, &state, &err);
+  auto r =
+      db.exec("INSERT INTO api_keys (name, sha256) VALUES ($1, decode($2, 'hex'))", {name, hex(md, n)}, &state, &err);
   if (!r) {
     wipe(key);
     if (state == "23505") fail("an active API key named '" + name + "' already exists (revoke it first)");
@@ -465,8 +468,8 @@ int cmd_apikey_list(Db& db) {
       "CASE WHEN revoked_at IS NULL THEN 'active' ELSE 'revoked' END FROM api_keys ORDER BY id");
   std::printf("%-24s %-10s %-21s %s\n", "NAME", "SHA256", "CREATED", "STATE");
   for (int i = 0; i < PQntuples(r.get()); ++i)
-    std::printf("%-24s %-10s %-21s %s\n", PQgetvalue(r.get(), i, 0), PQgetvalue(r.get(), i, 1), PQgetvalue(r.get(), i, 2),
-                PQgetvalue(r.get(), i, 3));
+    std::printf("%-24s %-10s %-21s %s\n", PQgetvalue(r.get(), i, 0), PQgetvalue(r.get(), i, 1),
+                PQgetvalue(r.get(), i, 2), PQgetvalue(r.get(), i, 3));
   return 0;
 }
 
@@ -497,8 +500,8 @@ int cmd_token(const Globals& g, const std::string& realm, const std::string& use
   wipe(secret);
   if (urls.empty()) urls.push_back("turn:localhost:3478?transport=udp");
   nlohmann::json server = {{"urls", urls}, {"username", m.username}, {"credential", m.password}};
-  nlohmann::json out = {{"iceServers", nlohmann::json::array({server})}, {"ttl", m.ttl_seconds},
-                        {"expires", m.expires_unix}};
+  nlohmann::json out = {
+      {"iceServers", nlohmann::json::array({server})}, {"ttl", m.ttl_seconds}, {"expires", m.expires_unix}};
   std::cout << out.dump(2) << "\n";
   return 0;
 }
@@ -582,9 +585,7 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  } catch (const CLI::ParseError& e) { return app.exit(e); }
 
   try {
     if (!g.database.empty() && g.database.find('@') != std::string::npos &&

@@ -22,7 +22,8 @@ TEST(SecretMask, ConfigDatabaseUrls) {
   EXPECT_EQ(mask_conninfo("postgresql://ferry@db/ferry"), "postgresql://ferry@db/ferry");
   EXPECT_EQ(mask_conninfo("postgresql://db/ferry?user=a&password=hunter2&sslmode=require"),
             "postgresql://db/ferry?user=a&password=***&sslmode=require");
-  EXPECT_EQ(mask_conninfo("host=db user=ferry password=hunter2 dbname=ferry"), "host=db user=ferry password=*** dbname=ferry");
+  EXPECT_EQ(mask_conninfo("host=db user=ferry password=hunter2 dbname=ferry"),
+            "host=db user=ferry password=*** dbname=ferry");
   EXPECT_EQ(mask_conninfo("host=db password = 'hun ter2' dbname=x"), "host=db password = *** dbname=x");
   EXPECT_EQ(mask_conninfo(""), "");
 }

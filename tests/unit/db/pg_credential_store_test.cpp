@@ -49,7 +49,8 @@ std::string find_pg_bindir() {
   std::vector<fs::path> found;
   std::error_code ec;
   for (const auto& d : fs::directory_iterator("/usr/lib/postgresql", ec)) {
-    if (fs::exists(d.path() / "bin" / "initdb") && fs::exists(d.path() / "bin" / "pg_ctl")) found.push_back(d.path() / "bin");
+    if (fs::exists(d.path() / "bin" / "initdb") && fs::exists(d.path() / "bin" / "pg_ctl"))
+      found.push_back(d.path() / "bin");
   }
   std::sort(found.begin(), found.end());
   if (!found.empty()) return found.back().string();
@@ -100,7 +101,8 @@ class PgServer {
     }
     port_ = free_port();
     if (!run(bin("initdb") + " -D " + shell_quote(dir_ + "/data") +
-             " -A trust -U postgres -E UTF8 --no-sync --no-instructions", error)) {
+                 " -A trust -U postgres -E UTF8 --no-sync --no-instructions",
+             error)) {
       return false;
     }
     return start(error);
@@ -109,7 +111,8 @@ class PgServer {
     std::string opts = "-p " + std::to_string(port_) + " -k " + dir_ +
                        " -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off";
     return run(bin("pg_ctl") + " -D " + shell_quote(dir_ + "/data") + " -l " + shell_quote(dir_ + "/log") +
-                   " -w -t 30 -o " + shell_quote(opts) + " start", error);
+                   " -w -t 30 -o " + shell_quote(opts) + " start",
+               error);
   }
   bool stop(std::string& error) {
     return run(bin("pg_ctl") + " -D " + shell_quote(dir_ + "/data") + " -m fast -w -t 30 stop", error);
@@ -168,9 +171,10 @@ class Admin {
     auto md5 = stun::long_term_key_md5(name, realm, password);
     auto sha = stun::long_term_key_sha256(name, realm, password);
     exec("INSERT INTO realms (name) VALUES ($1) ON CONFLICT DO NOTHING", {realm});
-    exec("INSERT INTO users (realm, name, key_md5, key_sha256, max_allocations, bandwidth) "
-         "VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'), 3, 64000)",
-         {realm, name, hex(md5), hex(sha)});
+    exec(
+        "INSERT INTO users (realm, name, key_md5, key_sha256, max_allocations, bandwidth) "
+        "VALUES ($1, $2, decode($3, 'hex'), decode($4, 'hex'), 3, 64000)",
+        {realm, name, hex(md5), hex(sha)});
   }
   PGconn* get() { return conn_; }
   static std::string hex(const stun::Key& k) {
@@ -266,7 +270,8 @@ class PgStoreTest : public ::testing::Test {
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &ticker_);
     ticker_.data = this;
-    uv_timer_start(&ticker_, [](uv_timer_t* t) { static_cast<PgStoreTest*>(t->data)->tick(); }, 5, 5);
+    uv_timer_start(
+        &ticker_, [](uv_timer_t* t) { static_cast<PgStoreTest*>(t->data)->tick(); }, 5, 5);
   }
 
   void TearDown() override {
@@ -290,7 +295,9 @@ class PgStoreTest : public ::testing::Test {
     po.backoff_initial = 50ms;
     po.backoff_max = 400ms;
     po.log = [this](db::LogLevel l, std::string_view m) {
-      logs_.push_back(std::string(l == db::LogLevel::Warn ? "warn: " : l == db::LogLevel::Info ? "info: " : "") +
+      logs_.push_back(std::string(l == db::LogLevel::Warn   ? "warn: "
+                                  : l == db::LogLevel::Info ? "info: "
+                                                            : "") +
                       std::string(m));
     };
     pool_ = std::make_unique<db::PgPool>(&loop_, po);
@@ -406,9 +413,10 @@ TEST_F(PgStoreTest, ColdLookupIsAsyncWarmLookupIsImmediate) {
     warm_total += warm.latency;
   }
   EXPECT_EQ(store_->stats().queries, 2u);
-  std::printf("[   info   ] cold lookup: first %.3f ms (connection fresh, statement prepared), second %.3f ms; "
-              "warm lookup: %.2f us average over %d\n",
-              ms(cold.latency), ms(cold2.latency), us(warm_total / kWarm), kWarm);
+  std::printf(
+      "[   info   ] cold lookup: first %.3f ms (connection fresh, statement prepared), second %.3f ms; "
+      "warm lookup: %.2f us average over %d\n",
+      ms(cold.latency), ms(cold2.latency), us(warm_total / kWarm), kWarm);
 }
 
 TEST_F(PgStoreTest, UnknownNamesAreCoalescedAndNegativelyCached) {
@@ -569,10 +577,15 @@ TEST_F(PgStoreTest, SqlErrorsAreReportedNotFatal) {
 
 TEST_F(PgStoreTest, LoadsActiveSharedSecretsNewestFirst) {
   admin_->exec("INSERT INTO realms (name) VALUES ('ferry') ON CONFLICT DO NOTHING");
-  admin_->exec("INSERT INTO shared_secrets (realm, value, created_at) VALUES ('ferry', 'old-secret-0123456789', now() - interval '1 day')");
+  admin_->exec(
+      "INSERT INTO shared_secrets (realm, value, created_at) VALUES ('ferry', 'old-secret-0123456789', now() - "
+      "interval '1 day')");
   admin_->exec("INSERT INTO shared_secrets (realm, value) VALUES ('ferry', 'new-secret-0123456789')");
-  admin_->exec("INSERT INTO shared_secrets (realm, value, revoked_at) VALUES ('ferry', 'revoked-secret-0123456789', now())");
-  admin_->exec("INSERT INTO shared_secrets (realm, value, expires_at) VALUES ('ferry', 'expired-secret-0123456789', now() - interval '1 s')");
+  admin_->exec(
+      "INSERT INTO shared_secrets (realm, value, revoked_at) VALUES ('ferry', 'revoked-secret-0123456789', now())");
+  admin_->exec(
+      "INSERT INTO shared_secrets (realm, value, expires_at) VALUES ('ferry', 'expired-secret-0123456789', now() - "
+      "interval '1 s')");
   make_store();
   std::optional<std::optional<std::vector<std::string>>> got;
   store_->load_shared_secrets("ferry", [&](std::optional<std::vector<std::string>> s) { got = std::move(s); });

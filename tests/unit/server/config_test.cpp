@@ -277,7 +277,8 @@ TEST(ConfigErrors, OutOfRangeNamesKeyAndLine) {
   auto r = load("realm: x\nlimits:\n  max_lifetime: 7200\n");
   EXPECT_EQ(error_of(r), "ferry.yaml:3: limits.max_lifetime: must be at most 3600 (got 7200)");
   EXPECT_EQ(error_of(load("relay:\n  port_min: 0\n")), "ferry.yaml:2: relay.port_min: must be at least 1 (got 0)");
-  EXPECT_EQ(error_of(load("relay:\n  port_max: 70000\n")), "ferry.yaml:2: relay.port_max: must be at most 65535 (got 70000)");
+  EXPECT_EQ(error_of(load("relay:\n  port_max: 70000\n")),
+            "ferry.yaml:2: relay.port_max: must be at most 65535 (got 70000)");
   EXPECT_EQ(error_of(load("workers: -1\n")), "ferry.yaml:1: workers: must not be negative (got -1)");
   EXPECT_EQ(error_of(load("limits:\n  max_allocations: 99999999999999999999999\n")),
             "ferry.yaml:2: limits.max_allocations: must be at most 4294967295 (got 99999999999999999999999)");
@@ -291,7 +292,8 @@ TEST(ConfigErrors, UnknownKeyWithSuggestion) {
   EXPECT_EQ(error_of(load("listeners:\n  - address: 0.0.0.0\n    prot: 1\n")),
             "ferry.yaml:3: unknown key 'prot' in listeners[0] (did you mean 'port'?)");
   // No close match: lists the known keys instead.
-  EXPECT_THAT(error_of(load("zzzzzzzz: 1\n")), StartsWith("ferry.yaml:1: unknown key 'zzzzzzzz' (known keys: realm software workers"));
+  EXPECT_THAT(error_of(load("zzzzzzzz: 1\n")),
+              StartsWith("ferry.yaml:1: unknown key 'zzzzzzzz' (known keys: realm software workers"));
 }
 
 TEST(ConfigErrors, WrongTypes) {
@@ -301,7 +303,8 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(error_of(load("realm:\n  a: b\n")), "ferry.yaml:1: realm: must be a single value, not a mapping");
   EXPECT_EQ(error_of(load("limits: 5\n")), "ferry.yaml:1: limits: must be a mapping of keys, not a value");
   EXPECT_EQ(error_of(load("listeners: udp\n")), "ferry.yaml:1: listeners: must be a list, not a value");
-  EXPECT_EQ(error_of(load("auth:\n  userhash: maybe\n")), "ferry.yaml:2: auth.userhash: must be true or false (got 'maybe')");
+  EXPECT_EQ(error_of(load("auth:\n  userhash: maybe\n")),
+            "ferry.yaml:2: auth.userhash: must be true or false (got 'maybe')");
   EXPECT_EQ(error_of(load("log:\n  level: loud\n")),
             "ferry.yaml:2: log.level: must be one of trace, debug, info, warn, error, off (got 'loud')");
   EXPECT_EQ(error_of(load("log:\n  format: xml\n")), "ferry.yaml:2: log.format: must be text or json (got 'xml')");
@@ -316,7 +319,8 @@ TEST(ConfigErrors, ListItems) {
             "ferry.yaml:3: listeners[0].transport: must be one of udp, tcp, tls, dtls (got 'quic')");
   EXPECT_EQ(error_of(load("listeners:\n  - address: 0.0.0.0\n  - address: 300.1.1.1\n")),
             "ferry.yaml:3: listeners[1].address: must be an IPv4 or IPv6 address (got '300.1.1.1')");
-  EXPECT_EQ(error_of(load("listeners:\n  - port: 3478\n")), "ferry.yaml:2: listeners[0]: needs an address (0.0.0.0 or :: for all)");
+  EXPECT_EQ(error_of(load("listeners:\n  - port: 3478\n")),
+            "ferry.yaml:2: listeners[0]: needs an address (0.0.0.0 or :: for all)");
   EXPECT_EQ(error_of(load("listeners: []\n")), "ferry.yaml:1: listeners: needs at least one listener");
   EXPECT_THAT(error_of(load("listeners:\n  - 1.2.3.4:3478/sctp\n")),
               StartsWith("ferry.yaml:2: listeners[0]: transport after '/' must be udp, tcp, tls or dtls"));
@@ -331,8 +335,10 @@ TEST(ConfigErrors, ListItems) {
 TEST(ConfigErrors, Users) {
   EXPECT_EQ(error_of(load("auth:\n  users:\n    - name: alice\n")),
             "ferry.yaml:3: auth.users[0]: user 'alice' needs one of password, key, password_file");
-  EXPECT_EQ(error_of(load("auth:\n  users:\n    - name: alice\n      password: a\n      key: 00112233445566778899aabbccddeeff\n")),
-            "ferry.yaml:5: auth.users[0].key: set only one of password, key, password_file (already have password)");
+  EXPECT_EQ(
+      error_of(
+          load("auth:\n  users:\n    - name: alice\n      password: a\n      key: 00112233445566778899aabbccddeeff\n")),
+      "ferry.yaml:5: auth.users[0].key: set only one of password, key, password_file (already have password)");
   EXPECT_EQ(error_of(load("auth:\n  users:\n    - password: a\n")), "ferry.yaml:3: auth.users[0]: needs a name");
   EXPECT_EQ(error_of(load("auth:\n  users:\n    - {name: a, key: abc}\n")),
             "ferry.yaml:3: auth.users[0].key: must be 32 hex digits, MD5(name:realm:password) (got 3 characters)");
@@ -348,11 +354,13 @@ TEST(ConfigErrors, Users) {
             "ferry.yaml:3: auth.users[0].password_file: file '" + empty + "' is empty");
   EXPECT_EQ(error_of(load("auth:\n  shared_secrets:\n    - {secret: a, secret_file: b}\n")),
             "ferry.yaml:3: auth.shared_secrets[0].secret_file: set only one of secret, secret_file");
-  EXPECT_EQ(error_of(load("auth:\n  shared_secrets:\n    - \"\"\n")), "ferry.yaml:3: auth.shared_secrets[0]: must not be empty");
+  EXPECT_EQ(error_of(load("auth:\n  shared_secrets:\n    - \"\"\n")),
+            "ferry.yaml:3: auth.shared_secrets[0]: must not be empty");
 }
 
 TEST(ConfigErrors, DuplicateKey) {
-  EXPECT_EQ(error_of(load("realm: a\nworkers: 1\nrealm: b\n")), "ferry.yaml:3: realm: duplicate key (first set on line 1)");
+  EXPECT_EQ(error_of(load("realm: a\nworkers: 1\nrealm: b\n")),
+            "ferry.yaml:3: realm: duplicate key (first set on line 1)");
 }
 
 TEST(ConfigErrors, YamlSyntax) {
@@ -364,11 +372,13 @@ TEST(ConfigErrors, YamlSyntax) {
 TEST(ConfigErrors, CrossKeyChecksNameTheLine) {
   EXPECT_EQ(error_of(load("relay:\n  port_min: 60000\n  port_max: 50000\n")),
             "ferry.yaml:2: relay.port_min: relay.port_min (60000) must not be above relay.port_max (50000)");
-  EXPECT_EQ(error_of(load("limits:\n  max_lifetime: 300\n")),
-            "ferry.yaml:2: limits.max_lifetime: limits.default_lifetime (600) must not be above limits.max_lifetime (300)");
+  EXPECT_EQ(
+      error_of(load("limits:\n  max_lifetime: 300\n")),
+      "ferry.yaml:2: limits.max_lifetime: limits.default_lifetime (600) must not be above limits.max_lifetime (300)");
   EXPECT_EQ(error_of(load("realm: x\nlisteners:\n  - {address: 0.0.0.0, transport: tls}\n")),
             "ferry.yaml:2: listeners: the tls listener on 0.0.0.0:5349 needs tls.cert and tls.key");
-  EXPECT_EQ(error_of(load("tls:\n  cert: a.pem\n")), "ferry.yaml:2: tls.cert: tls.cert and tls.key go together: set both or neither");
+  EXPECT_EQ(error_of(load("tls:\n  cert: a.pem\n")),
+            "ferry.yaml:2: tls.cert: tls.cert and tls.key go together: set both or neither");
   EXPECT_EQ(error_of(load("relay:\n  addresses:\n    - {address: 10.0.0.1, external: \"2001:db8::1\"}\n")),
             "ferry.yaml:2: relay.addresses: external address 2001:db8::1 is not the same IP family as 10.0.0.1");
   EXPECT_EQ(error_of(load("listeners: [1.2.3.4:3478/udp, 1.2.3.4:3478/udp]\n")),
@@ -426,15 +436,18 @@ TEST(ConfigEnv, EnvOverridesFile) {
 TEST(ConfigEnv, BadValueNamesTheVariable) {
   EXPECT_EQ(error_of(load("", {{"FERRY_LIMITS_MAX_LIFETIME", "7200"}})),
             "FERRY_LIMITS_MAX_LIFETIME: limits.max_lifetime: must be at most 3600 (got 7200)");
-  EXPECT_EQ(error_of(load("", {{"FERRY_WORKERS", "lots"}})), "FERRY_WORKERS: workers: must be a whole number (got 'lots')");
-  EXPECT_THAT(error_of(load("", {{"FERRY_PEERS_ALLOW", "10.0.0.0/8,bogus"}})), StartsWith("FERRY_PEERS_ALLOW: peers.allow: "));
+  EXPECT_EQ(error_of(load("", {{"FERRY_WORKERS", "lots"}})),
+            "FERRY_WORKERS: workers: must be a whole number (got 'lots')");
+  EXPECT_THAT(error_of(load("", {{"FERRY_PEERS_ALLOW", "10.0.0.0/8,bogus"}})),
+              StartsWith("FERRY_PEERS_ALLOW: peers.allow: "));
   // A cross-key problem caused by a variable names the variable too.
   EXPECT_EQ(error_of(load("", {{"FERRY_RELAY_PORT_MIN", "65000"}, {"FERRY_RELAY_PORT_MAX", "60000"}})),
             "FERRY_RELAY_PORT_MIN: relay.port_min: relay.port_min (65000) must not be above relay.port_max (60000)");
 }
 
 TEST(ConfigEnv, TyposWarn) {
-  auto w = environment_warnings({{"FERRY_RELM", "x"}, {"FERRY_CONFIG", "/etc/ferry.yaml"}, {"FERRY_SOMETHING_ELSE_ENTIRELY", "1"}});
+  auto w = environment_warnings(
+      {{"FERRY_RELM", "x"}, {"FERRY_CONFIG", "/etc/ferry.yaml"}, {"FERRY_SOMETHING_ELSE_ENTIRELY", "1"}});
   ASSERT_EQ(w.size(), 1u);
   EXPECT_THAT(w[0], HasSubstr("FERRY_RELM"));
   EXPECT_THAT(w[0], HasSubstr("did you mean FERRY_REALM?"));
@@ -522,10 +535,13 @@ TEST(Cli, ConfigPathFromEnvironment) {
 }
 
 TEST(Cli, EveryFlag) {
-  auto r = run({"--realm", "r.example", "--listen", "0.0.0.0:3478/udp", "--listen", "[::]:3479", "--relay-address",
-                "10.0.0.1", "--relay-address", "2001:db8::1", "--external-address", "203.0.113.1", "--port-range",
-                "50000-50010", "--log-level", "trace", "--log-format", "json", "--http-address", "127.0.0.1:9999",
-                "--workers", "8", "--allow-peer", "10.1.1.1", "--deny-peer", "10.0.0.0/8", "--deny-peer", "fc00::/7"},
+  auto r = run({"--realm",         "r.example",   "--listen",           "0.0.0.0:3478/udp",
+                "--listen",        "[::]:3479",   "--relay-address",    "10.0.0.1",
+                "--relay-address", "2001:db8::1", "--external-address", "203.0.113.1",
+                "--port-range",    "50000-50010", "--log-level",        "trace",
+                "--log-format",    "json",        "--http-address",     "127.0.0.1:9999",
+                "--workers",       "8",           "--allow-peer",       "10.1.1.1",
+                "--deny-peer",     "10.0.0.0/8",  "--deny-peer",        "fc00::/7"},
                {{"FERRY_PEERS_DENY", "192.168.0.0/16"}});
   const Config& c = config_of(r);
   EXPECT_EQ(c.realm, "r.example");
@@ -564,19 +580,23 @@ TEST(Cli, EmptyHttpAddressDisables) {
   EXPECT_FALSE(config_of(run({"--http-address="})).http.address.has_value());
   EXPECT_FALSE(config_of(run({"--http-address", "off", "--realm", "x"})).http.address.has_value());
   EXPECT_EQ(config_of(run({"--http-address", "", "--realm", "x"})).realm, "x");
-  EXPECT_EQ(exit_of(run({"--http-address", "nowhere"})).text,
-            "--http-address: must be IP:PORT like 127.0.0.1:9641 or [::1]:9641, or \"\" or off to disable (got 'nowhere')\n");
+  EXPECT_EQ(
+      exit_of(run({"--http-address", "nowhere"})).text,
+      "--http-address: must be IP:PORT like 127.0.0.1:9641 or [::1]:9641, or \"\" or off to disable (got 'nowhere')\n");
 }
 
 TEST(Cli, BadFlagValuesNameTheFlag) {
   EXPECT_EQ(exit_of(run({"--workers", "x"})).code, 2);
   EXPECT_EQ(exit_of(run({"--workers", "x"})).text, "--workers: must be a whole number (got 'x')\n");
-  EXPECT_EQ(exit_of(run({"--port-range", "5000"})).text, "--port-range: must be MIN-MAX like 49152-65535 (got '5000')\n");
-  EXPECT_EQ(exit_of(run({"--port-range", "6000-5000"})).text, "--port-range: MIN must not be above MAX (got '6000-5000')\n");
+  EXPECT_EQ(exit_of(run({"--port-range", "5000"})).text,
+            "--port-range: must be MIN-MAX like 49152-65535 (got '5000')\n");
+  EXPECT_EQ(exit_of(run({"--port-range", "6000-5000"})).text,
+            "--port-range: MIN must not be above MAX (got '6000-5000')\n");
   EXPECT_EQ(exit_of(run({"--port-range", "0-5000"})).text, "--port-range: MIN must be at least 1 (got 0)\n");
   EXPECT_THAT(exit_of(run({"--listen", "nowhere"})).text, StartsWith("--listen: must be IP[:PORT][/TRANSPORT]"));
-  EXPECT_EQ(exit_of(run({"--external-address", "2001:db8::9", "--relay-address", "10.0.0.1"})).text,
-            "--external-address: no relay address of the same IP family as 2001:db8::9 (add one with --relay-address)\n");
+  EXPECT_EQ(
+      exit_of(run({"--external-address", "2001:db8::9", "--relay-address", "10.0.0.1"})).text,
+      "--external-address: no relay address of the same IP family as 2001:db8::9 (add one with --relay-address)\n");
   EXPECT_THAT(exit_of(run({"--deny-peer", "10.0.0.0/99"})).text, StartsWith("--deny-peer: prefix length must be 0-32"));
   EXPECT_EQ(exit_of(run({"--log-level", "chatty"})).text,
             "--log-level: must be one of trace, debug, info, warn, error, off (got 'chatty')\n");
@@ -627,7 +647,8 @@ TEST(Cli, Version) {
 TEST(Cli, CheckConfigPrintsMaskedEffectiveConfig) {
   TempDir dir;
   auto path = dir.write("ferry.yaml", "realm: check.example\nauth:\n  users:\n    - {name: a, password: topsecret}\n");
-  auto e = exit_of(run({"--check-config", path, "--workers", "2"}, {{"FERRY_DATABASE_URL", "postgresql://u:dbsecret@h/d"}}));
+  auto e =
+      exit_of(run({"--check-config", path, "--workers", "2"}, {{"FERRY_DATABASE_URL", "postgresql://u:dbsecret@h/d"}}));
   EXPECT_EQ(e.code, 0) << e.text;
   EXPECT_THAT(e.text, StartsWith("# " + path + ": OK\n"));
   EXPECT_THAT(e.text, HasSubstr("realm: check.example"));
@@ -642,7 +663,12 @@ TEST(Config, RealmMustBeUtf8TextWithoutControlCharacters) {
   // load again (REALM is UTF-8 text, RFC 8489 §14.9).
   // Raw bytes in the file: a stray 0xFF, an overlong '/', a UTF-16 surrogate; then control
   // characters written as YAML escapes.
-  for (const char* bad : {"realm: a\xff" "b\n", "realm: \xc0\xaf" "x\n", "realm: \xed\xa0\x80" "x\n",
+  for (const char* bad : {"realm: a\xff"
+                          "b\n",
+                          "realm: \xc0\xaf"
+                          "x\n",
+                          "realm: \xed\xa0\x80"
+                          "x\n",
                           "realm: \"a\\tb\"\n", "software: \"x\\u0001\"\n"}) {
     SCOPED_TRACE(bad);
     auto r = load(bad);
@@ -694,7 +720,8 @@ TEST_F(LogTest, JsonLines) {
   ASSERT_EQ(parsed.size(), 2u) << out_.str();
   EXPECT_EQ(parsed[0]["level"], "info");
   EXPECT_EQ(parsed[0]["msg"], "hello world");
-  EXPECT_THAT(parsed[0]["ts"].get<std::string>(), ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{3}Z"));
+  EXPECT_THAT(parsed[0]["ts"].get<std::string>(),
+              ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{3}Z"));
   EXPECT_EQ(parsed[1]["level"], "warn");
   EXPECT_EQ(parsed[1]["msg"], "quote \" backslash \\ newline \n tab \t ctrl \x01 bad \xef\xbf\xbd utf8 \xc3\xa9");
 }
@@ -718,9 +745,10 @@ TEST_F(LogTest, TextAndRuntimeLevelChange) {
 constexpr char kHash[] = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";  // SHA-256("test")
 
 TEST(ConfigOps, ApiKeysIceUrlsAndDrainFromYaml) {
-  auto r = load(std::string("http:\n  api_keys:\n    - {name: web, sha256: ") + kHash +
-                "}\n  api_requests_per_second: 9\n  ice_urls: [\"stun:h:3478\", \"turns:h:5349?transport=tcp\"]\n"
-                "  credential_ttl: 60\n  max_credential_ttl: 120\ndrain:\n  timeout: 7\n  alternate_server: 192.0.2.9\n");
+  auto r =
+      load(std::string("http:\n  api_keys:\n    - {name: web, sha256: ") + kHash +
+           "}\n  api_requests_per_second: 9\n  ice_urls: [\"stun:h:3478\", \"turns:h:5349?transport=tcp\"]\n"
+           "  credential_ttl: 60\n  max_credential_ttl: 120\ndrain:\n  timeout: 7\n  alternate_server: 192.0.2.9\n");
   ASSERT_TRUE(r) << error_of(r);
   ASSERT_EQ(r->http.api_keys.size(), 1u);
   EXPECT_EQ(r->http.api_keys[0].name, "web");
@@ -744,9 +772,11 @@ TEST(ConfigOps, ErrorsNameKeyAndLine) {
             "ferry.yaml:3: http.api_keys[0]: key 'web' needs sha256 (the SHA-256 of the key, in hex)");
   EXPECT_THAT(error_of(load("http:\n  ice_urls: [\"http://x\"]\n")),
               StartsWith("ferry.yaml:2: http.ice_urls[0]: must be a stun:, stuns:, turn: or turns: URL"));
-  EXPECT_EQ(error_of(load("http:\n  credential_ttl: 7200\n  max_credential_ttl: 3600\n")),
-            "ferry.yaml:2: http.credential_ttl: http.credential_ttl (7200) must not be above http.max_credential_ttl (3600)");
-  EXPECT_THAT(error_of(load("drain:\n  alternate_server: nowhere\n")), StartsWith("ferry.yaml:2: drain.alternate_server: must be IP[:PORT]"));
+  EXPECT_EQ(
+      error_of(load("http:\n  credential_ttl: 7200\n  max_credential_ttl: 3600\n")),
+      "ferry.yaml:2: http.credential_ttl: http.credential_ttl (7200) must not be above http.max_credential_ttl (3600)");
+  EXPECT_THAT(error_of(load("drain:\n  alternate_server: nowhere\n")),
+              StartsWith("ferry.yaml:2: drain.alternate_server: must be IP[:PORT]"));
   EXPECT_EQ(error_of(load("drain:\n  timeout: -1\n")), "ferry.yaml:2: drain.timeout: must not be negative (got -1)");
 }
 
@@ -759,7 +789,8 @@ TEST(ConfigOps, EnvironmentAndFlags) {
   EXPECT_EQ(r->http.api_keys[1].name, "app");
   EXPECT_EQ(r->http.ice_urls[1], "turn:a:3478?transport=udp");
   EXPECT_EQ(r->drain.timeout, 0u);
-  EXPECT_THAT(error_of(load("", {{"FERRY_HTTP_API_KEYS", "nohash"}})), StartsWith("FERRY_HTTP_API_KEYS: http.api_keys: must be NAME:SHA256HEX"));
+  EXPECT_THAT(error_of(load("", {{"FERRY_HTTP_API_KEYS", "nohash"}})),
+              StartsWith("FERRY_HTTP_API_KEYS: http.api_keys: must be NAME:SHA256HEX"));
 
   auto parsed = run({"--api-key-hash", std::string("cli:") + kHash, "--ice-url", "turn:x:3478", "--drain-timeout", "12",
                      "--alternate-server", "[2001:db8::1]:3478"});
@@ -779,15 +810,14 @@ std::optional<NatDiscoveryPlan> nat_plan(const std::string& yaml) {
   auto r = load(yaml);
   EXPECT_TRUE(r) << error_of(r);
   std::optional<NatDiscoveryPlan> plan;
-  if (r) {
-    EXPECT_EQ(plan_nat_discovery(*r, plan), "");
-  }
+  if (r) { EXPECT_EQ(plan_nat_discovery(*r, plan), ""); }
   return plan;
 }
 
 TEST(ConfigNatDiscovery, PlansThreeListenersAroundTheUdpOne) {
-  auto r = load("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.1:3478/tcp\", \"[::1]:3478/udp\"]\n"
-                "nat_discovery:\n  other_address: 127.0.0.2\n  other_port: 3479\n");
+  auto r = load(
+      "listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.1:3478/tcp\", \"[::1]:3478/udp\"]\n"
+      "nat_discovery:\n  other_address: 127.0.0.2\n  other_port: 3479\n");
   ASSERT_TRUE(r) << error_of(r);
   std::optional<NatDiscoveryPlan> plan;
   ASSERT_EQ(plan_nat_discovery(*r, plan), "");
@@ -809,8 +839,9 @@ TEST(ConfigNatDiscovery, PlansThreeListenersAroundTheUdpOne) {
 }
 
 TEST(ConfigNatDiscovery, ListenersAlreadyConfiguredAreNotAddedTwice) {
-  auto plan = nat_plan("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.2:3478/udp\"]\n"
-                       "nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n");
+  auto plan = nat_plan(
+      "listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.2:3478/udp\"]\n"
+      "nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n");
   ASSERT_TRUE(plan);
   EXPECT_EQ(plan->added.size(), 2u);
 }
@@ -826,8 +857,9 @@ TEST(ConfigNatDiscovery, ErrorsNameKeyAndLine) {
   EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_port: 3479\n")),
             "ferry.yaml:3: nat_discovery.other_port: needs nat_discovery.other_address too: RFC 5780 needs a second "
             "IP and a second port");
-  EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_address: nowhere\n")),
-            "ferry.yaml:3: nat_discovery.other_address: must be an IPv4 or IPv6 address (got 'nowhere'), or \"\" for none");
+  EXPECT_EQ(
+      error_of(load(one_udp + "nat_discovery:\n  other_address: nowhere\n")),
+      "ferry.yaml:3: nat_discovery.other_address: must be an IPv4 or IPv6 address (got 'nowhere'), or \"\" for none");
   EXPECT_EQ(error_of(load(one_udp + "nat_discovery:\n  other_port: 70000\n")),
             "ferry.yaml:3: nat_discovery.other_port: must be at most 65535 (got 70000)");
   EXPECT_EQ(error_of(load(one_udp + "nat_discovery: {other_address: 0.0.0.0, other_port: 3479}\n")),
@@ -836,7 +868,8 @@ TEST(ConfigNatDiscovery, ErrorsNameKeyAndLine) {
   EXPECT_EQ(error_of(load("nat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n")),
             "ferry.yaml:1: nat_discovery.other_address: the udp listener 0.0.0.0:3478 it pairs with must be on a "
             "concrete address, not a wildcard");
-  EXPECT_EQ(error_of(load("listeners: [\"127.0.0.1:3478/tcp\"]\nnat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n")),
+  EXPECT_EQ(error_of(load(
+                "listeners: [\"127.0.0.1:3478/tcp\"]\nnat_discovery: {other_address: 127.0.0.2, other_port: 3479}\n")),
             "ferry.yaml:2: nat_discovery.other_address: needs a udp IPv4 listener on another address and port to pair "
             "with 127.0.0.2:3479");
   EXPECT_EQ(error_of(load("listeners: [\"127.0.0.1:3478/udp\", \"127.0.0.3:3478/udp\"]\n"
@@ -895,9 +928,7 @@ TEST(ConfigSchema, EveryRowIsComplete) {
 TEST(ConfigSchema, DefaultsComeFromTheTable) {
   const Config c;
   for (const auto& k : config_schema()) {
-    if (k.shape == KeyShape::Scalar) {
-      EXPECT_EQ(k.get(c), k.default_value) << k.key;
-    }
+    if (k.shape == KeyShape::Scalar) { EXPECT_EQ(k.get(c), k.default_value) << k.key; }
   }
   EXPECT_EQ(c.limits.max_lifetime, 3600u);
   EXPECT_EQ(c.relay.port_min, 49152u);

@@ -26,11 +26,11 @@ using turn::idx;
 TEST(LatencyHistogram, SamplesLandInTheFirstBucketTheyFit) {
   LatencyHistogram h;
   h.observe(0us);
-  h.observe(500us);   // on a bound: le="0.0005"
-  h.observe(501us);   // next bucket
-  h.observe(3s);      // 5 s bucket
-  h.observe(60s);     // +Inf
-  h.observe(-5us);    // clamped to 0
+  h.observe(500us);  // on a bound: le="0.0005"
+  h.observe(501us);  // next bucket
+  h.observe(3s);     // 5 s bucket
+  h.observe(60s);    // +Inf
+  h.observe(-5us);   // clamped to 0
   auto s = h.snapshot();
   EXPECT_EQ(s.counts[0], 3u);
   EXPECT_EQ(s.counts[1], 1u);
@@ -121,7 +121,8 @@ TEST(Metrics, SumsEveryWorker) {
 
 // Prometheus' own linter: names, units, _total suffixes, HELP/TYPE, histogram shape.
 TEST(Metrics, PassesPromtoolCheckMetrics) {
-  if (!std::filesystem::exists("/usr/bin/promtool")) GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
+  if (!std::filesystem::exists("/usr/bin/promtool"))
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus)";
   TwoWorkers w;
   w.core[0].allocations_created.add();
   w.core[0].errors_sent[401].add();

@@ -79,9 +79,9 @@ TEST(ApiKeys, UnknownKeysAreLookedUpAndCached) {
   ApiKeyLookup::Status answer = ApiKeyLookup::Status::Found;
   ring.set_lookup(
       [&](const std::array<uint8_t, 32>& h) {
-        ++lookups;
-        EXPECT_EQ(h, sha256("db-key"));
-        return ApiKeyLookup{answer, answer == ApiKeyLookup::Status::Found ? "from-db" : ""};
+    ++lookups;
+    EXPECT_EQ(h, sha256("db-key"));
+    return ApiKeyLookup{answer, answer == ApiKeyLookup::Status::Found ? "from-db" : ""};
       },
       60s);
   EXPECT_EQ(ring.check("k1").verdict, ApiKeyVerdict::Allowed);
@@ -103,12 +103,10 @@ TEST(ApiKeys, UnknownKeysAreLookedUpAndCached) {
 }
 
 TEST(IceServers, DerivesUrlsFromListeners) {
-  std::vector<ListenerConfig> listeners = {{address("127.0.0.1:3478"), Transport::Udp},
-                                           {address("127.0.0.1:3478"), Transport::Tcp},
-                                           {address("[::1]:3478"), Transport::Udp},
-                                           {address("0.0.0.0:5349"), Transport::Tls},
-                                           {address("[::]:3479"), Transport::Udp},
-                                           {address("0.0.0.0:5349"), Transport::Dtls}};
+  std::vector<ListenerConfig> listeners = {
+      {address("127.0.0.1:3478"), Transport::Udp}, {address("127.0.0.1:3478"), Transport::Tcp},
+      {address("[::1]:3478"), Transport::Udp},     {address("0.0.0.0:5349"), Transport::Tls},
+      {address("[::]:3479"), Transport::Udp},      {address("0.0.0.0:5349"), Transport::Dtls}};
   std::vector<RelayAddressConfig> relays = {{address("10.0.0.5:0"), address("203.0.113.10:0")}};
   EXPECT_EQ(derive_ice_urls(listeners, relays),
             (std::vector<std::string>{"stun:127.0.0.1:3478", "turn:127.0.0.1:3478?transport=udp",
@@ -248,8 +246,11 @@ TEST_F(OpsApiTest, NoSharedSecretGets503) {
 }
 
 TEST_F(OpsApiTest, KeyStoreDownGets503) {
-  keys.set_lookup([](const std::array<uint8_t, 32>&) { return ApiKeyLookup{ApiKeyLookup::Status::Unavailable, ""}; },
-                  60s);
+  keys.set_lookup(
+      [](const std::array<uint8_t, 32>&) {
+    return ApiKeyLookup{ApiKeyLookup::Status::Unavailable, ""};
+      },
+      60s);
   EXPECT_EQ(get("/v1/ice-servers", "Bearer other-key").status, 503);
   EXPECT_EQ(get("/v1/ice-servers", "Bearer good-key").status, 200) << "configured keys still work";
 }

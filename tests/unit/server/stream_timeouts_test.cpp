@@ -58,8 +58,8 @@ TEST(StreamSweepTest, IdleDeadlineFromTheLastReadUnlessExempt) {
     conns[i].d.open(0);
     conns[i].d.established = true;
   }
-  conns[1].d.read(3000);    // read later: its deadline moves
-  conns[2].exempt = true;   // e.g. holds an allocation
+  conns[1].d.read(3000);   // read later: its deadline moves
+  conns[2].exempt = true;  // e.g. holds an allocation
   ConnectionStats stats;
   int asked = 0;
   EXPECT_TRUE(sweep(conns, 4999, stats, &asked).empty());
@@ -75,7 +75,7 @@ TEST(StreamSweepTest, LateOnesCloseBeforeIdleOnes) {
   conns[0].d.open(0);
   conns[0].d.established = true;  // idle at 5000
   conns[1].id = 2;
-  conns[1].d.open(4500);          // late at 5500
+  conns[1].d.open(4500);  // late at 5500
   ConnectionStats stats;
   EXPECT_EQ(sweep(conns, 6000, stats), (std::vector<int>{2, 1}));
   EXPECT_EQ(stats.handshake_timeouts.get(), 1u);

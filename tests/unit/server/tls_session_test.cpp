@@ -27,8 +27,8 @@
 namespace ferry::server {
 namespace {
 
-using ::testing::HasSubstr;
 using stun::TransportAddress;
+using ::testing::HasSubstr;
 
 TransportAddress addr(uint32_t ip, uint16_t port) { return TransportAddress::v4(ip, port); }
 
@@ -376,8 +376,8 @@ TEST_F(DtlsTest, FirstClientHelloGetsACookieAndNoState) {
   EXPECT_EQ(server->session_count(), 0u);
   EXPECT_EQ(stats.dtls_cookies_sent.get(), 1u);
   ASSERT_EQ(host.datagrams.size(), 1u);
-  EXPECT_EQ(host.datagrams[0][0], 22);   // handshake record
-  EXPECT_EQ(host.datagrams[0][13], 3);   // HelloVerifyRequest
+  EXPECT_EQ(host.datagrams[0][0], 22);  // handshake record
+  EXPECT_EQ(host.datagrams[0][13], 3);  // HelloVerifyRequest
   // The same ClientHello again (a replay, or a spoofed source): still nothing kept.
   server->on_datagram(c.tuple, stun::Bytes(reinterpret_cast<const uint8_t*>(hello.data()), hello.size()), 0);
   EXPECT_EQ(server->session_count(), 0u);

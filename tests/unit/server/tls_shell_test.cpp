@@ -182,7 +182,9 @@ class TlsShellTest : public ::testing::Test {
 struct SslPipe {
   SSL* ssl = nullptr;
   bool datagram = false;
-  bool send(stun::Bytes b) const { return SSL_write(ssl, b.data(), static_cast<int>(b.size())) == static_cast<int>(b.size()); }
+  bool send(stun::Bytes b) const {
+    return SSL_write(ssl, b.data(), static_cast<int>(b.size())) == static_cast<int>(b.size());
+  }
   std::optional<std::vector<uint8_t>> receive() const {
     std::vector<uint8_t> m(2048);
     if (datagram) {
@@ -256,7 +258,8 @@ void allocate_and_relay(const SslPipe& pipe) {
   ASSERT_NO_FATAL_FAILURE(allocate(pipe, r));
   std::array<uint8_t, 2048> buf{};
   const std::string out = "to the peer";
-  auto ind = r.tc.send_indication(buf, r.peer_addr, stun::Bytes(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
+  auto ind =
+      r.tc.send_indication(buf, r.peer_addr, stun::Bytes(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
   ASSERT_TRUE(ind.ok() && pipe.send(*ind));
   char got[256];
   sockaddr_storage from{};
@@ -374,9 +377,7 @@ TEST_F(TlsShellTest, ASlowTlsReaderLosesWholeMessagesNotTheStream) {
     auto m = client_receive(pipe, r);
     ASSERT_TRUE(m.has_value()) << "message " << i << " broke the framing";
     seen = *m == "after the flood";
-    if (!seen) {
-      ASSERT_EQ(*m, chunk);
-    }
+    if (!seen) { ASSERT_EQ(*m, chunk); }
   }
   EXPECT_TRUE(seen);
 }
@@ -416,8 +417,10 @@ TEST_F(TlsShellTest, ReloadServesTheNewCertificateAndKeepsOpenConnections) {
   TlsClient before;
   ASSERT_TRUE(before.connect(tls_addr_));
   EXPECT_TRUE(before.binding(4));
-  std::filesystem::copy_file(certs_.path("b.crt"), certs_.path("live.crt"), std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(certs_.path("b.key"), certs_.path("live.key"), std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(certs_.path("b.crt"), certs_.path("live.crt"),
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(certs_.path("b.key"), certs_.path("live.key"),
+                             std::filesystem::copy_options::overwrite_existing);
   ASSERT_EQ(tls_->reload(), std::nullopt);
   TlsClient after;
   ASSERT_TRUE(after.connect(tls_addr_));

@@ -15,7 +15,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-ConfigResult load(const std::string& yaml, const Environment& env = {}) { return load_config_string(yaml, "ferry.yaml", env); }
+ConfigResult load(const std::string& yaml, const Environment& env = {}) {
+  return load_config_string(yaml, "ferry.yaml", env);
+}
 
 TEST(TransportConfig, Defaults) {
   Config c;
@@ -77,14 +79,16 @@ TEST(TransportConfig, BadValuesNameTheKey) {
     return r ? std::string("(accepted)") : r.error().message;
   };
   EXPECT_EQ(error("tls:\n  min_version: \"1.1\"\n"), "ferry.yaml:2: tls.min_version: must be 1.2 or 1.3 (got '1.1')");
-  EXPECT_EQ(error("limits:\n  handshake_timeout: 0\n"), "ferry.yaml:2: limits.handshake_timeout: must be at least 1 (got 0)");
+  EXPECT_EQ(error("limits:\n  handshake_timeout: 0\n"),
+            "ferry.yaml:2: limits.handshake_timeout: must be at least 1 (got 0)");
   EXPECT_EQ(error("limits:\n  connection_write_budget: 100\n"),
             "ferry.yaml:2: limits.connection_write_budget: must be at least 4096 (got 100)");
   EXPECT_THAT(error("limits:\n  max_conections: 5\n"), HasSubstr("did you mean 'max_connections'?"));
 }
 
 TEST(TransportConfig, EnvironmentVariables) {
-  auto r = load("", {{"FERRY_LIMITS_MAX_CONNECTIONS_PER_IP", "3"}, {"FERRY_TLS_MIN_VERSION", "1.3"},
+  auto r = load("", {{"FERRY_LIMITS_MAX_CONNECTIONS_PER_IP", "3"},
+                     {"FERRY_TLS_MIN_VERSION", "1.3"},
                      {"FERRY_TLS_RELOAD_INTERVAL", "5"}});
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->limits.max_connections_per_ip, 3u);
@@ -101,8 +105,8 @@ TEST(TransportConfig, ConfigureLoadsTheCertificateOnlyWhenNeeded) {
 
   testing::CertDir certs;
   ASSERT_TRUE(certs.make("s", "s.ferry.test"));
-  auto r = load("listeners: [\"127.0.0.1:5349/tls\"]\ntls:\n  cert: " + certs.path("s.crt") + "\n  key: " +
-                certs.path("missing.key") + "\n  reload_interval: 0\n");
+  auto r = load("listeners: [\"127.0.0.1:5349/tls\"]\ntls:\n  cert: " + certs.path("s.crt") +
+                "\n  key: " + certs.path("missing.key") + "\n  reload_interval: 0\n");
   ASSERT_TRUE(r) << r.error().message;
   auto err = configure_transports(*r, s);
   ASSERT_TRUE(err.has_value());

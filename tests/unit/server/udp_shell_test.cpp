@@ -294,9 +294,8 @@ TEST(RelayAddressTest, UnspecifiedBecomesAnInterfaceAddress) {
   auto ip = [](const char* t) { return TransportAddress::parse_ip(t).value(); };
   const std::vector<InterfaceAddress> ifs = {
       {"lo", ip("127.0.0.1")}, {"lo", ip("::1")}, {"eth0", ip("fe80::1")}, {"eth0", ip("192.0.2.7")}};
-  auto r = resolve_relay_addresses({RelayAddressConfig{ip("0.0.0.0"), std::nullopt},
-                                    RelayAddressConfig{ip("::"), std::nullopt}},
-                                   ifs);
+  auto r = resolve_relay_addresses(
+      {RelayAddressConfig{ip("0.0.0.0"), std::nullopt}, RelayAddressConfig{ip("::"), std::nullopt}}, ifs);
   ASSERT_EQ(r.relays.size(), 2u);
   EXPECT_EQ(r.relays[0].local, ip("192.0.2.7"));  // not loopback
   EXPECT_EQ(r.relays[1].local, ip("::1"));        // link-local skipped, loopback as the fallback

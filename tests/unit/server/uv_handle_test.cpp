@@ -63,11 +63,11 @@ TEST_F(UvHandleTest, CallbacksSeeTheOwnerUntilClose) {
   uv_timer_start(
       owner.timer.get(),
       [](uv_timer_t* t) {
-        auto* o = UvHandle<uv_timer_t>::owner_of<Owner>(t);
-        ASSERT_NE(o, nullptr);
-        if (++o->fired == 3) o->timer.close();  // closing from inside its own callback
-        // The handle itself is still valid here: it is freed by the close callback.
-        EXPECT_EQ(t->data, o->fired == 3 ? nullptr : o);
+    auto* o = UvHandle<uv_timer_t>::owner_of<Owner>(t);
+    ASSERT_NE(o, nullptr);
+    if (++o->fired == 3) o->timer.close();  // closing from inside its own callback
+    // The handle itself is still valid here: it is freed by the close callback.
+    EXPECT_EQ(t->data, o->fired == 3 ? nullptr : o);
       },
       0, 1);
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -120,13 +120,14 @@ TEST_F(UvHandleTest, CancelledWritesFindNoOwner) {
   uv_buf_t buf = uv_buf_init(big, sizeof big);
   uv_write_t req{};
   req.data = &st;
-  ASSERT_EQ(uv_write(&req, st.pipe.stream(), &buf, 1,
-                     [](uv_write_t* r, int status) {
-                       auto* s = static_cast<State*>(r->data);
-                       s->write_status = status;
-                       s->write_saw_owner = UvHandle<uv_pipe_t>::owner_of<State>(r->handle) != nullptr;
-                       s->write_ran_before_after = !s->after_ran;
-                     }),
+  ASSERT_EQ(uv_write(
+                &req, st.pipe.stream(), &buf, 1,
+                [](uv_write_t* r, int status) {
+    auto* s = static_cast<State*>(r->data);
+    s->write_status = status;
+    s->write_saw_owner = UvHandle<uv_pipe_t>::owner_of<State>(r->handle) != nullptr;
+    s->write_ran_before_after = !s->after_ran;
+                }),
             0);
   st.pipe.close([](void* p) { static_cast<State*>(p)->after_ran = true; }, &st);
   uv_run(&loop_, UV_RUN_DEFAULT);

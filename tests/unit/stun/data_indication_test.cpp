@@ -74,9 +74,15 @@ TEST(DataIndication, BuiltInPlaceMatchesKnownBytes) {
   // Header (type 0x0017, length 24, cookie, id), XOR-PEER-ADDRESS 192.0.2.7:5000 xor the cookie,
   // DATA "hello" and three bytes of zero padding.
   EXPECT_EQ(to_hex(msg),
-            "00170018" "2112a442" "b7e7a701bc34d686fa87dfae"
-            "00120008" "0001329a" "e112a645"
-            "00130005" "68656c6c" "6f000000");
+            "00170018"
+            "2112a442"
+            "b7e7a701bc34d686fa87dfae"
+            "00120008"
+            "0001329a"
+            "e112a645"
+            "00130005"
+            "68656c6c"
+            "6f000000");
   EXPECT_EQ(msg.data(), b.data() + kHeadroom - 36);  // framed in front of the payload, not copied
   auto v = MessageView::parse(msg);
   ASSERT_TRUE(v.ok());

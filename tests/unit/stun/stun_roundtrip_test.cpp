@@ -26,7 +26,8 @@ using ferry::testing::as_bytes;
 using ferry::testing::from_hex;
 using ferry::testing::to_hex;
 
-constexpr std::array<uint8_t, kTransactionIdSize> kTxId = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
+constexpr std::array<uint8_t, kTransactionIdSize> kTxId = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
+                                                           0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
 
 TransportAddress v4(const char* text) { return *TransportAddress::parse(text); }
 TransportAddress v6(const char* text) { return *TransportAddress::parse(text); }
@@ -106,8 +107,11 @@ MessageView parsed(std::vector<uint8_t>&& bytes) {
 // Every builder method, decoded back.
 
 TEST(StunRoundTrip, AddressAttributesIpv4AndIpv6) {
-  const TransportAddress addrs[] = {v4("192.0.2.1:32853"), v4("0.0.0.0:0"), v4("255.255.255.255:65535"),
-                                    v6("[2001:db8:1234:5678:11:2233:4455:6677]:32853"), v6("[::]:1"),
+  const TransportAddress addrs[] = {v4("192.0.2.1:32853"),
+                                    v4("0.0.0.0:0"),
+                                    v4("255.255.255.255:65535"),
+                                    v6("[2001:db8:1234:5678:11:2233:4455:6677]:32853"),
+                                    v6("[::]:1"),
                                     v6("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535")};
   for (const auto& a : addrs) {
     SCOPED_TRACE(a.to_string());
@@ -193,7 +197,8 @@ TEST(StunRoundTrip, EveryOtherAttribute) {
   EXPECT_EQ(ec->code, 438);
   EXPECT_EQ(ec->reason, "Stale Nonce");
   std::vector<uint16_t> got;
-  ASSERT_TRUE(for_each_unknown_attribute(m.find(attr::UnknownAttributes)->value, [&](uint16_t t) { got.push_back(t); }).ok());
+  ASSERT_TRUE(
+      for_each_unknown_attribute(m.find(attr::UnknownAttributes)->value, [&](uint16_t t) { got.push_back(t); }).ok());
   EXPECT_EQ(got, std::vector<uint16_t>(unknown.begin(), unknown.end()));
   EXPECT_EQ(m.find(attr::UnknownAttributes)->value.size(), 6u);  // odd count: 2 bytes of padding
   EXPECT_EQ(*decode_channel_number(m.find(attr::ChannelNumber)->value), 0x4abc);
@@ -225,8 +230,9 @@ TEST(StunRoundTrip, EveryOtherAttribute) {
   EXPECT_TRUE(pa->parameters.empty());
   std::vector<uint16_t> listed;
   ASSERT_TRUE(for_each_password_algorithm(m.find(attr::PasswordAlgorithms)->value,
-                                          [&](const PasswordAlgorithmValue& v) { listed.push_back(v.algorithm); })
-                  .ok());
+                                          [&](const PasswordAlgorithmValue& v) {
+    listed.push_back(v.algorithm);
+              }).ok());
   EXPECT_EQ(listed, (std::vector<uint16_t>{2, 1}));
   EXPECT_EQ(ferry::testing::to_hex(m.find(attr::Data)->value), "68656c6c6f");
   EXPECT_TRUE(m.has(attr::DontFragment));
@@ -272,7 +278,8 @@ TEST(StunRoundTrip, Rfc6062MethodsAndConnectionId) {
 TEST(StunRoundTrip, ErrorCodeDefaultsAndRanges) {
   for (uint16_t c : {300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508, 699}) {
     SCOPED_TRACE(c);
-    const auto bytes = build([&](MessageBuilder& mb) { mb.add_error_code(c); }, make_type(Method::Allocate, Class::Error));
+    const auto bytes =
+        build([&](MessageBuilder& mb) { mb.add_error_code(c); }, make_type(Method::Allocate, Class::Error));
     auto e = decode_error_code(parsed(bytes).find(attr::ErrorCode)->value);
     ASSERT_TRUE(e.ok());
     EXPECT_EQ(e->code, c);
@@ -350,7 +357,9 @@ TEST(StunRoundTrip, TruncatedSha256IntegrityVerifies) {
     const std::vector<uint8_t> placeholder(n, 0);
     mb.add(attr::MessageIntegritySha256, as_bytes(placeholder));
     uint8_t mac[32];
-    ASSERT_EQ(hmac_message_prefix(Hmac::Sha256, k.view(), Bytes(buf.data(), mb.size()), at, static_cast<uint16_t>(mb.size() - kHeaderSize), mac), 32u);
+    ASSERT_EQ(hmac_message_prefix(Hmac::Sha256, k.view(), Bytes(buf.data(), mb.size()), at,
+                                  static_cast<uint16_t>(mb.size() - kHeaderSize), mac),
+              32u);
     std::copy(mac, mac + n, buf.begin() + static_cast<long>(at + 4));
     const auto m = parsed(std::vector<uint8_t>(buf.begin(), buf.begin() + static_cast<long>(mb.size())));
     EXPECT_TRUE(verify_message_integrity_sha256(m, k.view()));
@@ -395,8 +404,12 @@ TEST(StunRoundTrip, EveryPrefixFailsCleanly) {
   const Key k = long_term_key_md5("user", "realm", "pass");
   const std::vector<std::vector<uint8_t>> messages = {
       signed_message(k, long_term_key_sha256("user", "realm", "pass")),
-      build([&](MessageBuilder& mb) { mb.add_xor_address(attr::XorPeerAddress, v6("[2001:db8::1]:80")).add_even_port(false).add_fingerprint(); }),
-      from_hex("000100582112a442b7e7a701bc34d686fa87dfae802200105354554e207465737420636c69656e74002400046e0001ff80290008932ff9b151263b36000600096576746a3a68367659202020000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a280280004e57a3bcf"),
+      build([&](MessageBuilder& mb) {
+        mb.add_xor_address(attr::XorPeerAddress, v6("[2001:db8::1]:80")).add_even_port(false).add_fingerprint();
+      }),
+      from_hex("000100582112a442b7e7a701bc34d686fa87dfae802200105354554e207465737420636c69656e74002400046e0001ff8029000"
+               "8932ff9b151263b36000600096576746a3a68367659202020000800149aeaa70cbfd8cb56781ef2b5b2d3f249c1b571a2802800"
+               "04e57a3bcf"),
   };
   for (const auto& msg : messages) {
     ASSERT_TRUE(parse_and_walk(as_bytes(msg)));
@@ -485,7 +498,8 @@ TEST(StunRoundTrip, TrailingBytesAreNotPartOfTheMessage) {
   // DECISION: the view covers 20 + length; what follows (the next frame of a stream, or UDP junk)
   // is ignored rather than rejected, and FINGERPRINT/MI are computed over the view only.
   const Key k = short_term_key("pwd");
-  auto bytes = build([&](MessageBuilder& mb) { mb.add_text(attr::Software, "x").add_message_integrity(k.view()).add_fingerprint(); });
+  auto bytes = build(
+      [&](MessageBuilder& mb) { mb.add_text(attr::Software, "x").add_message_integrity(k.view()).add_fingerprint(); });
   const size_t n = bytes.size();
   bytes.insert(bytes.end(), {0xde, 0xad, 0xbe, 0xef, 0x01});
   auto r = MessageView::parse(as_bytes(bytes));
@@ -553,7 +567,7 @@ TEST(StunRoundTrip, UnknownRequiredAttributes) {
   const uint8_t v[4] = {1, 2, 3, 4};
   const auto bytes = build([&](MessageBuilder& mb) {
     mb.add(0x07ad, Bytes(v, 4))
-        .add(0x8000 + 0x7ad, Bytes(v, 4))  // unknown but comprehension-optional: ignored
+        .add(0x8000 + 0x7ad, Bytes(v, 4))       // unknown but comprehension-optional: ignored
         .add(attr::ChannelNumber, Bytes(v, 2))  // known (even if malformed): not listed
         .add(0x7fff, Bytes(v, 0))
         .add(0x07ad, Bytes(v, 4))  // duplicate: listed once
@@ -569,13 +583,17 @@ TEST(StunRoundTrip, UnknownRequiredAttributes) {
   EXPECT_EQ(m.unknown_required(std::span<uint16_t>()), 0u);
   // Unknown attributes after MESSAGE-INTEGRITY do not count (they are ignored, §14.5).
   const Key k = short_term_key("pwd");
-  const auto after = parsed(build([&](MessageBuilder& mb) { mb.add_message_integrity(k.view()).add(0x07ad, Bytes(v, 4)); }));
+  const auto after =
+      parsed(build([&](MessageBuilder& mb) { mb.add_message_integrity(k.view()).add(0x07ad, Bytes(v, 4)); }));
   EXPECT_EQ(after.unknown_required(out), 0u);
   // A response listing them round-trips.
-  const auto resp = parsed(build([&](MessageBuilder& mb) { mb.add_error_code(420).add_unknown_attributes(std::span<const uint16_t>(out, n)); },
-                                 make_type(Method::Binding, Class::Error)));
+  const auto resp = parsed(build(
+      [&](MessageBuilder& mb) { mb.add_error_code(420).add_unknown_attributes(std::span<const uint16_t>(out, n)); },
+      make_type(Method::Binding, Class::Error)));
   std::vector<uint16_t> listed;
-  ASSERT_TRUE(for_each_unknown_attribute(resp.find(attr::UnknownAttributes)->value, [&](uint16_t t) { listed.push_back(t); }).ok());
+  ASSERT_TRUE(for_each_unknown_attribute(resp.find(attr::UnknownAttributes)->value, [&](uint16_t t) {
+                listed.push_back(t);
+              }).ok());
   EXPECT_EQ(listed, (std::vector<uint16_t>{0x07ad, 0x7fff, 0x0024}));
 }
 
@@ -605,7 +623,8 @@ TEST(StunRoundTrip, AttributesAfterIntegrityAreIgnored) {
     seen.push_back(a.type);
     return true;
   });
-  EXPECT_EQ(seen, (std::vector<uint16_t>{attr::Realm, attr::MessageIntegrity, attr::MessageIntegritySha256, attr::Fingerprint}));
+  EXPECT_EQ(seen, (std::vector<uint16_t>{attr::Realm, attr::MessageIntegrity, attr::MessageIntegritySha256,
+                                         attr::Fingerprint}));
   EXPECT_TRUE(verify_message_integrity(m, k.view()));
   EXPECT_TRUE(verify_message_integrity_sha256(m, k256.view()));
   EXPECT_TRUE(verify_fingerprint(m));
@@ -614,12 +633,14 @@ TEST(StunRoundTrip, AttributesAfterIntegrityAreIgnored) {
   m.for_each([&](const RawAttribute&) { return ++calls < 2; });
   EXPECT_EQ(calls, 2u);
   // Anything after FINGERPRINT is ignored; a second FINGERPRINT too.
-  const auto fp_first = parsed(build([&](MessageBuilder& mb) { mb.add_fingerprint().add_text(attr::Username, "x").add_fingerprint(); }));
+  const auto fp_first =
+      parsed(build([&](MessageBuilder& mb) { mb.add_fingerprint().add_text(attr::Username, "x").add_fingerprint(); }));
   EXPECT_FALSE(fp_first.has(attr::Username));
   EXPECT_EQ(fp_first.fingerprint()->offset, kHeaderSize);
   EXPECT_TRUE(verify_fingerprint(fp_first));
   // MI after MI-256 is ignored (§14.6), so is a second MI.
-  const auto twice = parsed(build([&](MessageBuilder& mb) { mb.add_message_integrity_sha256(k256.view()).add_message_integrity(k.view()); }));
+  const auto twice = parsed(
+      build([&](MessageBuilder& mb) { mb.add_message_integrity_sha256(k256.view()).add_message_integrity(k.view()); }));
   EXPECT_FALSE(twice.message_integrity().has_value());
   EXPECT_FALSE(twice.has(attr::MessageIntegrity));
   EXPECT_TRUE(verify_message_integrity_sha256(twice, k256.view()));
@@ -627,7 +648,10 @@ TEST(StunRoundTrip, AttributesAfterIntegrityAreIgnored) {
 
 TEST(StunRoundTrip, Rfc3489MessageWithoutCookie) {
   // An RFC 3489 Binding request: 16-byte transaction id, no cookie.
-  const auto req = from_hex("00010008" "0102030405060708090a0b0c0d0e0f10" "0003000400000000");
+  const auto req = from_hex(
+      "00010008"
+      "0102030405060708090a0b0c0d0e0f10"
+      "0003000400000000");
   auto r = MessageView::parse(as_bytes(req));
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(r->has_cookie());

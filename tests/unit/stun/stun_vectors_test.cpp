@@ -71,10 +71,12 @@ struct Tally {
     return true;
   }
   void finish() {
-    std::printf("[ vectors  ] %-22s %3zu checked, %zu skipped, %zu total\n", file.c_str(), checked, used_skips.size(), total);
+    std::printf("[ vectors  ] %-22s %3zu checked, %zu skipped, %zu total\n", file.c_str(), checked, used_skips.size(),
+                total);
     EXPECT_GT(checked, 0u) << file << ": no vector checked";
     EXPECT_EQ(checked + used_skips.size(), total) << file << ": some vectors were neither checked nor skipped";
-    for (const auto& [name, reason] : skips) EXPECT_TRUE(used_skips.count(name)) << file << ": stale skip entry " << name;
+    for (const auto& [name, reason] : skips)
+      EXPECT_TRUE(used_skips.count(name)) << file << ": stale skip entry " << name;
   }
 };
 
@@ -141,15 +143,16 @@ std::optional<bool> typed_decode_ok(uint16_t type, Bytes v, TxId txid) {
     case attr::AdditionalAddressFamily: return decode_address_family(v).ok();
     case attr::EvenPort: return decode_even_port(v).ok();
     case attr::ReservationToken: return decode_reservation_token(v).ok();
-    case attr::Data: return true;                  // opaque
-    case attr::DontFragment: return v.empty();     // RFC 8656 §18.8: no value
+    case attr::Data: return true;               // opaque
+    case attr::DontFragment: return v.empty();  // RFC 8656 §18.8: no value
     default: return std::nullopt;
   }
 }
 
 // Checks an attribute's `decoded` value (or `decode_error`) with the matching codec decoder.
 void check_decoded(uint16_t type, Bytes v, const json& a, TxId txid) {
-  SCOPED_TRACE("attribute type 0x" + to_hex(std::vector<uint8_t>{static_cast<uint8_t>(type >> 8), static_cast<uint8_t>(type)}));
+  SCOPED_TRACE("attribute type 0x" +
+               to_hex(std::vector<uint8_t>{static_cast<uint8_t>(type >> 8), static_cast<uint8_t>(type)}));
   if (a.contains("decode_error")) {
     auto ok = typed_decode_ok(type, v, txid);
     ASSERT_TRUE(ok.has_value()) << "no decoder to check decode_error with";
@@ -340,7 +343,8 @@ Key key_for(const json& mi) {
   if (kind == "short-term") {
     k = short_term_key(mi["password"].get<std::string>());
   } else if (kind == "long-term") {
-    k = long_term_key_md5(mi["username"].get<std::string>(), mi["realm"].get<std::string>(), mi["password"].get<std::string>());
+    k = long_term_key_md5(mi["username"].get<std::string>(), mi["realm"].get<std::string>(),
+                          mi["password"].get<std::string>());
   } else if (kind == "raw key") {
     k = Key::from(as_bytes(from_hex(mi["key_hex"].get<std::string>())));
   } else {
@@ -363,7 +367,9 @@ void check_message_ok(Bytes b, const json& e) {
   EXPECT_TRUE(looks_like_stun(b));
   EXPECT_TRUE(m.has_cookie());
   EXPECT_EQ(m.type(), parse_hex_number(e["type"].get<std::string>()));
-  if (e.contains("method_value")) { EXPECT_EQ(static_cast<uint16_t>(m.method()), parse_hex_number(e["method_value"].get<std::string>())); }
+  if (e.contains("method_value")) {
+    EXPECT_EQ(static_cast<uint16_t>(m.method()), parse_hex_number(e["method_value"].get<std::string>()));
+  }
   EXPECT_EQ(m.cls(), class_of_name(e["class"]));
   EXPECT_EQ(load_u16(b.data() + 2), e["length"].get<int>());
   EXPECT_EQ(m.size(), kHeaderSize + e["length"].get<size_t>());
@@ -411,7 +417,8 @@ void check_message_ok(Bytes b, const json& e) {
     if (fp.contains("check")) { EXPECT_FALSE(verify_fingerprint(m)) << fp["check"]; }  // wrong-size FINGERPRINT
     if (fp.contains("computed_hex")) {
       const auto f = *m.fingerprint();
-      const uint32_t crc = fingerprint_of_prefix(m.bytes(), f.offset, static_cast<uint16_t>(f.offset + 8 - kHeaderSize));
+      const uint32_t crc =
+          fingerprint_of_prefix(m.bytes(), f.offset, static_cast<uint16_t>(f.offset + 8 - kHeaderSize));
       EXPECT_EQ(crc, parse_hex_number(fp["computed_hex"].get<std::string>()));
     }
   }
@@ -434,7 +441,9 @@ void check_message_ok(Bytes b, const json& e) {
       EXPECT_EQ(verify_message_integrity(m, key->view()), mi_verifies);
       const auto a = *m.message_integrity();
       uint8_t mac[32];
-      ASSERT_EQ(hmac_message_prefix(Hmac::Sha1, key->view(), m.bytes(), a.offset, static_cast<uint16_t>(a.offset + 24 - kHeaderSize), mac), 20u);
+      ASSERT_EQ(hmac_message_prefix(Hmac::Sha1, key->view(), m.bytes(), a.offset,
+                                    static_cast<uint16_t>(a.offset + 24 - kHeaderSize), mac),
+                20u);
       EXPECT_EQ(to_hex(Bytes(mac, 20)), mi["computed_hex"].get<std::string>());
       EXPECT_FALSE(verify_message_integrity_sha256(m, key->view()));
     }
@@ -463,7 +472,8 @@ void check_message_ok(Bytes b, const json& e) {
   if (e.contains("server_must_respond") && e["server_must_respond"].contains("unknown_attributes")) {
     // The codec's part of a 420: the unknown comprehension-required types, each once.
     std::vector<uint16_t> want_unknown;
-    for (const auto& t : e["server_must_respond"]["unknown_attributes"]) want_unknown.push_back(static_cast<uint16_t>(parse_hex_number(t.get<std::string>())));
+    for (const auto& t : e["server_must_respond"]["unknown_attributes"])
+      want_unknown.push_back(static_cast<uint16_t>(parse_hex_number(t.get<std::string>())));
     uint16_t out[16];
     const size_t n = m.unknown_required(out);
     EXPECT_EQ(std::vector<uint16_t>(out, out + n), want_unknown);
@@ -555,7 +565,8 @@ std::optional<std::vector<uint8_t>> encode_with_builder(uint16_t type, Bytes v, 
     switch (type) {
       case attr::ErrorCode: {
         auto ec = *decode_error_code(v);
-        if (ec.reason.empty() || v[0] != 0 || v[1] != 0 || (v[2] & 0xF8) != 0) return std::nullopt;  // builder fills a default phrase / zero reserved bits
+        if (ec.reason.empty() || v[0] != 0 || v[1] != 0 || (v[2] & 0xF8) != 0)
+          return std::nullopt;  // builder fills a default phrase / zero reserved bits
         mb.add_error_code(ec.code, ec.reason);
         break;
       }
@@ -648,9 +659,7 @@ void check_attribute_vector(const json& v, AttrCounters& c) {
 
 // ---------------------------------------------------------------------------------------------
 
-TEST(StunVectors, Rfc5769) {
-  run_message_file("rfc5769.json", {});
-}
+TEST(StunVectors, Rfc5769) { run_message_file("rfc5769.json", {}); }
 
 TEST(StunVectors, StunMessages) {
   const size_t before = g_rebuilt;
@@ -666,7 +675,9 @@ TEST(StunVectors, TurnMessages) {
 
 TEST(StunVectors, StunAttributes) {
   const json vectors = load_vectors("stun_attributes.json");
-  Tally t{"stun_attributes.json", vectors.size(), 0,
+  Tally t{"stun_attributes.json",
+          vectors.size(),
+          0,
           {{"error_code_encoder_limits",
             "codes -1/25600/666 are not representable or not checked: add_error_code takes a uint16_t and "
             "does not validate the 300-699 range (programmer error, not wire input); the 763-byte reason "
@@ -679,10 +690,15 @@ TEST(StunVectors, StunAttributes) {
     if (t.skipped(name)) continue;
     const json& e = v["expect"];
     if (name == "padding_rule") {
-      for (const auto& [k, want] : e["padded_length"].items()) EXPECT_EQ(padded4(std::stoul(k)), want.get<size_t>()) << k;
+      for (const auto& [k, want] : e["padded_length"].items())
+        EXPECT_EQ(padded4(std::stoul(k)), want.get<size_t>()) << k;
     } else if (name == "comprehension_ranges") {
-      for (const auto& s : e["comprehension_required"]) EXPECT_TRUE(attr::comprehension_required(static_cast<uint16_t>(parse_hex_number(s.get<std::string>().substr(0, 6)))));
-      for (const auto& s : e["comprehension_optional"]) EXPECT_FALSE(attr::comprehension_required(static_cast<uint16_t>(parse_hex_number(s.get<std::string>().substr(0, 6)))));
+      for (const auto& s : e["comprehension_required"])
+        EXPECT_TRUE(
+            attr::comprehension_required(static_cast<uint16_t>(parse_hex_number(s.get<std::string>().substr(0, 6)))));
+      for (const auto& s : e["comprehension_optional"])
+        EXPECT_FALSE(
+            attr::comprehension_required(static_cast<uint16_t>(parse_hex_number(s.get<std::string>().substr(0, 6)))));
       // DECISION: Pion's decoder alias 0x8020 -> 0x0020 (pre-RFC 5389 XOR-MAPPED-ADDRESS) is not
       // implemented; 0x8020 is an unknown comprehension-optional attribute to ferry.
       EXPECT_FALSE(attr::known(0x8020));
@@ -690,7 +706,8 @@ TEST(StunVectors, StunAttributes) {
       // Pion enforces these when encoding; ferry enforces byte limits when decoding (RFC 8489 §14.3,
       // §14.8, §14.9, §14.10). DECISION: USERNAME limit is 512 bytes (RFC 5389's "less than 513");
       // Pion's table says 513.
-      const std::map<std::string, uint16_t> types = {{"USERNAME", attr::Username}, {"REALM", attr::Realm}, {"NONCE", attr::Nonce}, {"SOFTWARE", attr::Software}};
+      const std::map<std::string, uint16_t> types = {
+          {"USERNAME", attr::Username}, {"REALM", attr::Realm}, {"NONCE", attr::Nonce}, {"SOFTWARE", attr::Software}};
       for (const auto& reject : e["encoder_must_reject"]) {
         for (const auto& [attr_name, n] : reject.items()) {
           const std::string big(n.get<size_t>(), 'x');
@@ -749,7 +766,9 @@ TEST(StunVectors, TurnAttributes) {
       }
     } else {
       check_attribute_vector(v, c);
-      if (name == "channel_number_6") { EXPECT_FALSE(valid_channel_number(6)); }  // decodes; a ChannelBind with it gets 400
+      if (name == "channel_number_6") {
+        EXPECT_FALSE(valid_channel_number(6));
+      }  // decodes; a ChannelBind with it gets 400
     }
     ++t.checked;
   }
@@ -768,11 +787,15 @@ TEST(StunVectors, ChannelData) {
     const json& e = v["expect"];
     auto r = parse_channel_data(bytes);
     if (e.contains("is_channeldata")) { EXPECT_EQ(r.ok(), e["is_channeldata"].get<bool>()); }
-    if (e.contains("looks_like_channeldata")) { EXPECT_EQ(looks_like_channel_data(bytes), e["looks_like_channeldata"].get<bool>()); }
+    if (e.contains("looks_like_channeldata")) {
+      EXPECT_EQ(looks_like_channel_data(bytes), e["looks_like_channeldata"].get<bool>());
+    }
     if (e.contains("decode")) {
       if (e["decode"] == "fail") {
         ASSERT_FALSE(r.ok());
-        if (e.contains("failure_place")) { EXPECT_TRUE(errors_for_place(e["failure_place"]).count(r.error())) << to_string(r.error()); }
+        if (e.contains("failure_place")) {
+          EXPECT_TRUE(errors_for_place(e["failure_place"]).count(r.error())) << to_string(r.error());
+        }
         EXPECT_FALSE(looks_like_stun(bytes) && MessageView::parse(bytes).ok());
       } else {
         ASSERT_TRUE(r.ok()) << to_string(r.error());
@@ -785,12 +808,16 @@ TEST(StunVectors, ChannelData) {
         // Encoding: the header written in front of the payload reproduces the vector.
         std::vector<uint8_t> out(4 + padded4(r->data.size()) + 4, 0xEE);
         std::copy(r->data.begin(), r->data.end(), out.begin() + 4);
-        const size_t unpadded = write_channel_data_header(out.data(), r->channel, static_cast<uint16_t>(r->data.size()), false);
+        const size_t unpadded =
+            write_channel_data_header(out.data(), r->channel, static_cast<uint16_t>(r->data.size()), false);
         EXPECT_EQ(unpadded, 4 + r->data.size());
-        if (e.contains("encoded_by_pion_as")) { EXPECT_EQ(to_hex(Bytes(out.data(), unpadded)), e["encoded_by_pion_as"].get<std::string>()); }
+        if (e.contains("encoded_by_pion_as")) {
+          EXPECT_EQ(to_hex(Bytes(out.data(), unpadded)), e["encoded_by_pion_as"].get<std::string>());
+        }
         if (e.contains("total_length")) {
           // Pion pads every ChannelData it sends; ferry pads over streams (RFC 8656 §12.5).
-          const size_t padded = write_channel_data_header(out.data(), r->channel, static_cast<uint16_t>(r->data.size()), true);
+          const size_t padded =
+              write_channel_data_header(out.data(), r->channel, static_cast<uint16_t>(r->data.size()), true);
           EXPECT_EQ(padded, e["total_length"].get<size_t>());
           EXPECT_EQ(to_hex(Bytes(out.data(), padded)), v["hex"].get<std::string>());
           auto fs = stream_frame_size(bytes);
@@ -837,11 +864,16 @@ TEST(StunVectors, ChannelData) {
 TEST(StunVectors, MessageTypes) {
   const json vectors = load_vectors("message_types.json");
   Tally t{"message_types.json", vectors.size(), 0, {}, {}};
-  const std::map<std::string, Method> names = {
-      {"Binding", Method::Binding}, {"Allocate", Method::Allocate}, {"Refresh", Method::Refresh},
-      {"Send", Method::Send}, {"Data", Method::Data}, {"CreatePermission", Method::CreatePermission},
-      {"ChannelBind", Method::ChannelBind}, {"Connect", Method::Connect}, {"ConnectionBind", Method::ConnectionBind},
-      {"ConnectionAttempt", Method::ConnectionAttempt}};
+  const std::map<std::string, Method> names = {{"Binding", Method::Binding},
+                                               {"Allocate", Method::Allocate},
+                                               {"Refresh", Method::Refresh},
+                                               {"Send", Method::Send},
+                                               {"Data", Method::Data},
+                                               {"CreatePermission", Method::CreatePermission},
+                                               {"ChannelBind", Method::ChannelBind},
+                                               {"Connect", Method::Connect},
+                                               {"ConnectionBind", Method::ConnectionBind},
+                                               {"ConnectionAttempt", Method::ConnectionAttempt}};
   for (const auto& v : vectors) {
     const std::string name = v["name"];
     SCOPED_TRACE("message_types.json: " + name);
@@ -871,7 +903,8 @@ std::string turn_rest_password(const std::string& secret, const std::string& use
   // OpenSSL so the vector is checked today.
   uint8_t mac[EVP_MAX_MD_SIZE];
   unsigned len = 0;
-  HMAC(EVP_sha1(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const uint8_t*>(username.data()), username.size(), mac, &len);
+  HMAC(EVP_sha1(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const uint8_t*>(username.data()),
+       username.size(), mac, &len);
   if (raw) raw->assign(mac, mac + len);
   std::string b64(4 * ((len + 2) / 3) + 1, '\0');
   const int n = EVP_EncodeBlock(reinterpret_cast<uint8_t*>(b64.data()), mac, static_cast<int>(len));
@@ -881,7 +914,9 @@ std::string turn_rest_password(const std::string& secret, const std::string& use
 
 TEST(StunVectors, LongTermKey) {
   const json vectors = load_vectors("long_term_key.json");
-  Tally t{"long_term_key.json", vectors.size(), 0,
+  Tally t{"long_term_key.json",
+          vectors.size(),
+          0,
           {{"turn_rest_username_rules",
             "facts about auth/'s TURN REST username parsing (timestamp expiry, 'timestamp:user'); no codec "
             "function - belongs to the auth/ tests"}},
@@ -906,7 +941,8 @@ TEST(StunVectors, LongTermKey) {
       EXPECT_EQ(to_hex(as_bytes(out)), e["output_hex"].get<std::string>());
     } else if (e.contains("username")) {  // long-term MD5 key
       const std::string u = e["username"], r = e["realm"], p = e["password"];
-      EXPECT_EQ(to_hex(as_bytes(u + ":" + opaque_string(r) + ":" + opaque_string(p))), e["md5_input_hex"].get<std::string>());
+      EXPECT_EQ(to_hex(as_bytes(u + ":" + opaque_string(r) + ":" + opaque_string(p))),
+                e["md5_input_hex"].get<std::string>());
       const Key k = long_term_key_md5(u, r, p);
       EXPECT_EQ(k.size, 16u);
       EXPECT_EQ(to_hex(k.view()), e["key_hex"].get<std::string>());
@@ -927,11 +963,16 @@ TEST(StunVectors, LongTermKey) {
 TEST(StunVectors, IanaRegistry) {
   const json j = load_json("iana_registry.json");
   size_t checked = 0;
-  const std::map<std::string, Method> methods = {
-      {"Binding", Method::Binding}, {"Allocate", Method::Allocate}, {"Refresh", Method::Refresh},
-      {"Send", Method::Send}, {"Data", Method::Data}, {"CreatePermission", Method::CreatePermission},
-      {"ChannelBind", Method::ChannelBind}, {"Connect", Method::Connect}, {"ConnectionBind", Method::ConnectionBind},
-      {"ConnectionAttempt", Method::ConnectionAttempt}};
+  const std::map<std::string, Method> methods = {{"Binding", Method::Binding},
+                                                 {"Allocate", Method::Allocate},
+                                                 {"Refresh", Method::Refresh},
+                                                 {"Send", Method::Send},
+                                                 {"Data", Method::Data},
+                                                 {"CreatePermission", Method::CreatePermission},
+                                                 {"ChannelBind", Method::ChannelBind},
+                                                 {"Connect", Method::Connect},
+                                                 {"ConnectionBind", Method::ConnectionBind},
+                                                 {"ConnectionAttempt", Method::ConnectionAttempt}};
   std::set<std::string> seen_methods;
   for (const auto& m : j["methods"]) {
     const std::string value = m["value"], name = m["name"];
@@ -952,13 +993,18 @@ TEST(StunVectors, IanaRegistry) {
     SCOPED_TRACE("attribute " + value);
     // DECISION: 0x0003 is "Reserved; was CHANGE-REQUEST prior to RFC 5389" with RFC 5780 as its
     // reference; ferry decodes it as RFC 5780 CHANGE-REQUEST.
-    if (type == attr::ChangeRequest) { EXPECT_NE(name.find("CHANGE-REQUEST"), std::string::npos); }
-    else { EXPECT_EQ(attr::name(type), name); }
+    if (type == attr::ChangeRequest) {
+      EXPECT_NE(name.find("CHANGE-REQUEST"), std::string::npos);
+    } else {
+      EXPECT_EQ(attr::name(type), name);
+    }
     EXPECT_EQ(attr::comprehension_required(type), type < 0x8000);
     ++checked;
   }
   for (uint32_t t = 0; t <= 0xFFFF; ++t) {
-    if (attr::known(static_cast<uint16_t>(t))) { EXPECT_TRUE(registered.count(static_cast<uint16_t>(t))) << "0x" << std::hex << t << " not registered"; }
+    if (attr::known(static_cast<uint16_t>(t))) {
+      EXPECT_TRUE(registered.count(static_cast<uint16_t>(t))) << "0x" << std::hex << t << " not registered";
+    }
   }
 
   for (const auto& c : j["error_codes"]) {
@@ -967,8 +1013,11 @@ TEST(StunVectors, IanaRegistry) {
     const auto code = static_cast<uint16_t>(std::stoi(value));
     if (code::reason(code).empty()) continue;  // 405 Mobility Forbidden, 487 Role Conflict: not ferry's
     // DECISION: 401 is "Unauthenticated" in RFC 8489 §14.8; the registry snapshot still says "Unauthorized".
-    if (code == code::Unauthenticated) { EXPECT_EQ(code::reason(code), "Unauthenticated"); }
-    else { EXPECT_EQ(code::reason(code), name) << code; }
+    if (code == code::Unauthenticated) {
+      EXPECT_EQ(code::reason(code), "Unauthenticated");
+    } else {
+      EXPECT_EQ(code::reason(code), name) << code;
+    }
     ++checked;
   }
   std::printf("[ vectors  ] %-22s %3zu checked (methods, attributes, error codes)\n", "iana_registry.json", checked);
@@ -995,7 +1044,10 @@ TEST(StunVectors, ServerBehaviourCodecFacts) {
       const std::array<uint8_t, kTransactionIdSize> id{};
       const uint8_t v[2] = {0xba, 0xad};
       MessageBuilder mb(buf, Method::Binding, Class::Request, id);
-      mb.add(0x07ad, Bytes(v, 2)).add(attr::ChannelNumber, Bytes(v, 2)).add(0x7fff, Bytes(v, 2)).add(0x8000, Bytes(v, 2));
+      mb.add(0x07ad, Bytes(v, 2))
+          .add(attr::ChannelNumber, Bytes(v, 2))
+          .add(0x7fff, Bytes(v, 2))
+          .add(0x8000, Bytes(v, 2));
       auto m = MessageView::parse(*mb.finish());
       ASSERT_TRUE(m.ok());
       uint16_t out[8];
@@ -1005,7 +1057,8 @@ TEST(StunVectors, ServerBehaviourCodecFacts) {
       ++checked;
     }
   }
-  std::printf("[ vectors  ] %-22s %3zu checked (codec facts), %zu entries are server facts\n", "server_behaviour.json", checked, j["tests"].size() - checked);
+  std::printf("[ vectors  ] %-22s %3zu checked (codec facts), %zu entries are server facts\n", "server_behaviour.json",
+              checked, j["tests"].size() - checked);
   EXPECT_EQ(checked, 2u);
 }
 
@@ -1013,7 +1066,8 @@ TEST(StunVectors, PionInternalNotApplicable) {
   // pion_internal.json: base36 of Pion's nonce scheme - "not part of the protocol"; ferry's nonces
   // (auth/nonce.h) are a different, opaque format. Loaded so a missing file still fails; nothing to check.
   const json vectors = load_vectors("pion_internal.json");
-  std::printf("[ vectors  ] %-22s   0 checked, %zu skipped (Pion-internal nonce encoding)\n", "pion_internal.json", vectors.size());
+  std::printf("[ vectors  ] %-22s   0 checked, %zu skipped (Pion-internal nonce encoding)\n", "pion_internal.json",
+              vectors.size());
   EXPECT_GT(vectors.size(), 0u);
 }
 
@@ -1025,7 +1079,8 @@ TEST(StunVectors, FuzzCorpus) {
   for (const auto& v : vectors) {
     const std::string name = v["name"];
     SCOPED_TRACE("fuzz_corpus: " + name);
-    const auto data = ferry::testing::read_file(ferry::testing::vectors_dir() / "fuzz_corpus" / v["file"].get<std::string>());
+    const auto data =
+        ferry::testing::read_file(ferry::testing::vectors_dir() / "fuzz_corpus" / v["file"].get<std::string>());
     EXPECT_EQ(to_hex(as_bytes(data)), v["hex"].get<std::string>());
     const json& e = v["expect"];
     const auto decoded = from_hex(e.value("decoded_bytes_hex", v["hex"].get<std::string>()));
@@ -1050,7 +1105,8 @@ TEST(StunVectors, FuzzCorpus) {
     if (e.contains("pion_lenient_decode") && e["pion_lenient_decode"]["decode"] == "fail") {
       EXPECT_FALSE(MessageView::parse(as_bytes(decoded)).ok()) << e["pion_lenient_decode"].dump();
     }
-    if (e.contains("result") && e["result"].contains("decode") && e["result"]["decode"] == "fail" && name.rfind("turn_FuzzChannelData", 0) == 0) {
+    if (e.contains("result") && e["result"].contains("decode") && e["result"]["decode"] == "fail" &&
+        name.rfind("turn_FuzzChannelData", 0) == 0) {
       EXPECT_FALSE(parse_channel_data(as_bytes(decoded)).ok()) << e["result"].dump();
     }
     ++t.checked;

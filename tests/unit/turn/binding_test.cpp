@@ -49,7 +49,9 @@ TEST_F(TurnCoreTest, Rfc3489BindingWithoutCookieGetsMappedAddress) {
 
 TEST_F(TurnCoreTest, AnswerIsBuiltInTheLentScratchOnlyDuringItsPacket) {
   TurnClient c = alice();
-  auto in_range = [](const uint8_t* p, const std::vector<uint8_t>& v) { return p >= v.data() && p < v.data() + v.size(); };
+  auto in_range = [](const uint8_t* p, const std::vector<uint8_t>& v) {
+    return p >= v.data() && p < v.data() + v.size();
+  };
   std::vector<uint8_t> scratch(ServerCore::kResponseCapacity + 100, 0);
   auto req = c.binding_request(buf);
   ASSERT_TRUE(req);
@@ -104,11 +106,14 @@ TEST_F(TurnCoreTest, WrongFingerprintIsDropped) {
 TEST_F(TurnCoreTest, UnknownComprehensionRequiredAttributeGets420) {
   TurnClient c = alice();
   Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) {
-    return cl.request(out, stun::Method::Binding, [](stun::MessageBuilder& b) {
+    return cl.request(
+        out, stun::Method::Binding,
+        [](stun::MessageBuilder& b) {
       const uint8_t v[4] = {1, 2, 3, 4};
       b.add(0x7F01, Bytes(v));  // unknown, comprehension-required
       b.add(0xC001, Bytes(v));  // unknown, comprehension-optional: not listed
-    }, false);
+        },
+        false);
   });
   expect_error(r, code::UnknownAttribute);
   EXPECT_EQ(r.unknown_attributes, std::vector<uint16_t>{0x7F01});
@@ -131,8 +136,8 @@ TEST_F(TurnCoreTest, UnknownAttributeInAllocateGets420BeforeAuthentication) {
 TEST_F(TurnCoreTest, ChangeRequestWithoutOtherAddressGets420) {
   TurnClient c = alice();
   Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) {
-    return cl.request(out, stun::Method::Binding, [](stun::MessageBuilder& b) { b.add_change_request(true, true); },
-                      false);
+    return cl.request(
+        out, stun::Method::Binding, [](stun::MessageBuilder& b) { b.add_change_request(true, true); }, false);
   });
   expect_error(r, code::UnknownAttribute);
   EXPECT_EQ(r.unknown_attributes, std::vector<uint16_t>{attr::ChangeRequest});
@@ -250,8 +255,8 @@ TEST_F(NatDiscoveryTest, PaddedAnswersCountAgainstTheUnauthenticatedRate) {
   TurnClient c = alice();
   size_t answered = 0;
   for (int i = 0; i < 4; ++i) {
-    auto req = c.request(buf, stun::Method::Binding, [](stun::MessageBuilder& b) { b.add(attr::Padding, Bytes()); },
-                         false);
+    auto req = c.request(
+        buf, stun::Method::Binding, [](stun::MessageBuilder& b) { b.add(attr::Padding, Bytes()); }, false);
     ASSERT_TRUE(req.ok());
     io.to_client.clear();
     server().on_client_packet(tuple(1), *req);
@@ -273,7 +278,8 @@ TEST_F(NatDiscoveryTest, PaddingWithResponsePortGets400) {
 }
 
 TEST_F(NatDiscoveryTest, ChangeRequestOverTcpGets400) {
-  NatAnswer a = binding(kListener, [](stun::MessageBuilder& b) { b.add_change_request(true, false); }, Transport::Tcp);
+  NatAnswer a = binding(
+      kListener, [](stun::MessageBuilder& b) { b.add_change_request(true, false); }, Transport::Tcp);
   EXPECT_EQ(a.response.error_code, code::BadRequest);
   EXPECT_EQ(a.to.server, kListener);
 }
@@ -295,10 +301,13 @@ TEST_F(NatDiscoveryTest, ChangeRequestOnAnotherListenerGets420) {
 TEST_F(TurnCoreTest, Rfc5780AttributesWithoutNatDiscoveryGet420) {
   TurnClient c = alice();
   Response r = transact(c, tuple(1), [](TurnClient& cl, MutableBytes out) {
-    return cl.request(out, stun::Method::Binding, [](stun::MessageBuilder& b) {
+    return cl.request(
+        out, stun::Method::Binding,
+        [](stun::MessageBuilder& b) {
       b.add_u32(attr::ResponsePort, 0x13880000u);
       b.add(attr::Padding, Bytes());
-    }, false);
+        },
+        false);
   });
   expect_error(r, code::UnknownAttribute);
   EXPECT_EQ(r.unknown_attributes, (std::vector<uint16_t>{attr::ResponsePort, attr::Padding}));

@@ -166,7 +166,7 @@ TEST(ChannelTableTest, ExpireForgetsAfterQuarantine) {
   EXPECT_EQ(t.next_deadline(clock.now()), clock.now() + 100s);  // second binding's expiry
   clock.advance(100s);
   EXPECT_EQ(t.next_deadline(clock.now()), clock.now() + 200s);  // first one's quarantine end
-  clock.advance(200s);  // first: 900 s old, out of quarantine
+  clock.advance(200s);                                          // first: 900 s old, out of quarantine
   EXPECT_EQ(t.expire(clock.now()), 1u);
   EXPECT_EQ(t.size(), 1u);
   clock.advance(100s);

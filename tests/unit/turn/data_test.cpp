@@ -69,7 +69,8 @@ TEST_F(TurnCoreTest, PeerDatagramWithPermissionBecomesDataIndication) {
   TurnClient c = alice();
   const TransportAddress relayed = allocate_ok(c, tuple(1));
   ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, Outcome::Success);
-  for (const std::string& payload : {std::string("hello"), std::string("four"), std::string(), std::string(1200, 'z')}) {
+  for (const std::string& payload :
+       {std::string("hello"), std::string("four"), std::string(), std::string(1200, 'z')}) {
     io.to_client.clear();
     from_peer(relayed, kPeer, payload);
     ASSERT_EQ(io.to_client.size(), 1u);

@@ -46,8 +46,8 @@ TEST(CidrTest, ClearsHostBits) {
 }
 
 TEST(CidrTest, RejectsGarbage) {
-  for (const char* bad : {"", "/8", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/8x",
-                          "10.0.0/8", "hello", "10.0.0.0/8/8", "[::1]/128", "10.0.0.0:80", "10.0.0.0/ 8"}) {
+  for (const char* bad : {"", "/8", "10.0.0.0/", "10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/8x", "10.0.0/8",
+                          "hello", "10.0.0.0/8/8", "[::1]/128", "10.0.0.0:80", "10.0.0.0/ 8"}) {
     EXPECT_FALSE(Cidr::parse(bad).has_value()) << bad;
   }
 }
@@ -103,65 +103,43 @@ INSTANTIATE_TEST_SUITE_P(
     Matrix, PeerPolicyClassTest,
     ::testing::Values(
         // IPv4 public and documentation ranges are reachable.
-        ClassCase{"8.8.8.8", PeerVerdict::Allowed},
-        ClassCase{"1.1.1.1", PeerVerdict::Allowed},
+        ClassCase{"8.8.8.8", PeerVerdict::Allowed}, ClassCase{"1.1.1.1", PeerVerdict::Allowed},
         ClassCase{"192.0.2.1", PeerVerdict::Allowed},     // TEST-NET-1
         ClassCase{"198.51.100.1", PeerVerdict::Allowed},  // TEST-NET-2
         ClassCase{"203.0.113.1", PeerVerdict::Allowed},   // TEST-NET-3
         // 0.0.0.0/8
-        ClassCase{"0.0.0.0", PeerVerdict::Unspecified},
-        ClassCase{"0.255.255.255", PeerVerdict::Unspecified},
+        ClassCase{"0.0.0.0", PeerVerdict::Unspecified}, ClassCase{"0.255.255.255", PeerVerdict::Unspecified},
         ClassCase{"1.0.0.0", PeerVerdict::Allowed},
         // 127/8
-        ClassCase{"126.255.255.255", PeerVerdict::Allowed},
-        ClassCase{"127.0.0.1", PeerVerdict::Loopback},
-        ClassCase{"127.255.255.254", PeerVerdict::Loopback},
-        ClassCase{"128.0.0.0", PeerVerdict::Allowed},
+        ClassCase{"126.255.255.255", PeerVerdict::Allowed}, ClassCase{"127.0.0.1", PeerVerdict::Loopback},
+        ClassCase{"127.255.255.254", PeerVerdict::Loopback}, ClassCase{"128.0.0.0", PeerVerdict::Allowed},
         // RFC 1918
-        ClassCase{"9.255.255.255", PeerVerdict::Allowed},
-        ClassCase{"10.0.0.0", PeerVerdict::Private},
-        ClassCase{"10.255.255.255", PeerVerdict::Private},
-        ClassCase{"11.0.0.0", PeerVerdict::Allowed},
-        ClassCase{"172.15.255.255", PeerVerdict::Allowed},
-        ClassCase{"172.16.0.0", PeerVerdict::Private},
-        ClassCase{"172.31.255.255", PeerVerdict::Private},
-        ClassCase{"172.32.0.0", PeerVerdict::Allowed},
-        ClassCase{"192.167.255.255", PeerVerdict::Allowed},
-        ClassCase{"192.168.0.1", PeerVerdict::Private},
-        ClassCase{"192.168.255.255", PeerVerdict::Private},
-        ClassCase{"192.169.0.0", PeerVerdict::Allowed},
+        ClassCase{"9.255.255.255", PeerVerdict::Allowed}, ClassCase{"10.0.0.0", PeerVerdict::Private},
+        ClassCase{"10.255.255.255", PeerVerdict::Private}, ClassCase{"11.0.0.0", PeerVerdict::Allowed},
+        ClassCase{"172.15.255.255", PeerVerdict::Allowed}, ClassCase{"172.16.0.0", PeerVerdict::Private},
+        ClassCase{"172.31.255.255", PeerVerdict::Private}, ClassCase{"172.32.0.0", PeerVerdict::Allowed},
+        ClassCase{"192.167.255.255", PeerVerdict::Allowed}, ClassCase{"192.168.0.1", PeerVerdict::Private},
+        ClassCase{"192.168.255.255", PeerVerdict::Private}, ClassCase{"192.169.0.0", PeerVerdict::Allowed},
         // RFC 6598
-        ClassCase{"100.63.255.255", PeerVerdict::Allowed},
-        ClassCase{"100.64.0.0", PeerVerdict::SharedAddress},
-        ClassCase{"100.127.255.255", PeerVerdict::SharedAddress},
-        ClassCase{"100.128.0.0", PeerVerdict::Allowed},
+        ClassCase{"100.63.255.255", PeerVerdict::Allowed}, ClassCase{"100.64.0.0", PeerVerdict::SharedAddress},
+        ClassCase{"100.127.255.255", PeerVerdict::SharedAddress}, ClassCase{"100.128.0.0", PeerVerdict::Allowed},
         // link-local (cloud metadata)
-        ClassCase{"169.254.169.254", PeerVerdict::LinkLocal},
-        ClassCase{"169.253.255.255", PeerVerdict::Allowed},
+        ClassCase{"169.254.169.254", PeerVerdict::LinkLocal}, ClassCase{"169.253.255.255", PeerVerdict::Allowed},
         ClassCase{"169.255.0.0", PeerVerdict::Allowed},
         // multicast, reserved, broadcast
-        ClassCase{"223.255.255.255", PeerVerdict::Allowed},
-        ClassCase{"224.0.0.1", PeerVerdict::Multicast},
-        ClassCase{"239.255.255.255", PeerVerdict::Multicast},
-        ClassCase{"240.0.0.0", PeerVerdict::Reserved},
-        ClassCase{"255.255.255.254", PeerVerdict::Reserved},
-        ClassCase{"255.255.255.255", PeerVerdict::Broadcast},
+        ClassCase{"223.255.255.255", PeerVerdict::Allowed}, ClassCase{"224.0.0.1", PeerVerdict::Multicast},
+        ClassCase{"239.255.255.255", PeerVerdict::Multicast}, ClassCase{"240.0.0.0", PeerVerdict::Reserved},
+        ClassCase{"255.255.255.254", PeerVerdict::Reserved}, ClassCase{"255.255.255.255", PeerVerdict::Broadcast},
         // IPv6
         ClassCase{"[2001:db8::1]:1", PeerVerdict::Allowed},  // documentation
-        ClassCase{"[2606:4700::1111]:1", PeerVerdict::Allowed},
-        ClassCase{"[::]:1", PeerVerdict::Unspecified},
-        ClassCase{"[::1]:1", PeerVerdict::Loopback},
-        ClassCase{"[fc00::1]:1", PeerVerdict::UniqueLocal},
-        ClassCase{"[fdff:ffff::1]:1", PeerVerdict::UniqueLocal},
-        ClassCase{"[fbff::1]:1", PeerVerdict::Allowed},
-        ClassCase{"[fe80::1]:1", PeerVerdict::LinkLocal},
-        ClassCase{"[febf::1]:1", PeerVerdict::LinkLocal},
-        ClassCase{"[ff02::1]:1", PeerVerdict::Multicast},
-        ClassCase{"[ff0e::1]:1", PeerVerdict::Multicast},
+        ClassCase{"[2606:4700::1111]:1", PeerVerdict::Allowed}, ClassCase{"[::]:1", PeerVerdict::Unspecified},
+        ClassCase{"[::1]:1", PeerVerdict::Loopback}, ClassCase{"[fc00::1]:1", PeerVerdict::UniqueLocal},
+        ClassCase{"[fdff:ffff::1]:1", PeerVerdict::UniqueLocal}, ClassCase{"[fbff::1]:1", PeerVerdict::Allowed},
+        ClassCase{"[fe80::1]:1", PeerVerdict::LinkLocal}, ClassCase{"[febf::1]:1", PeerVerdict::LinkLocal},
+        ClassCase{"[ff02::1]:1", PeerVerdict::Multicast}, ClassCase{"[ff0e::1]:1", PeerVerdict::Multicast},
         ClassCase{"[100::1]:1", PeerVerdict::DiscardOnly},
         ClassCase{"[100::ffff:ffff:ffff:ffff]:1", PeerVerdict::DiscardOnly},
-        ClassCase{"[100:0:0:1::1]:1", PeerVerdict::Allowed},
-        ClassCase{"[64:ff9b:1::1]:1", PeerVerdict::Nat64LocalUse},
+        ClassCase{"[100:0:0:1::1]:1", PeerVerdict::Allowed}, ClassCase{"[64:ff9b:1::1]:1", PeerVerdict::Nat64LocalUse},
         ClassCase{"[64:ff9b:1:ffff::1]:1", PeerVerdict::Nat64LocalUse},
         // IPv4-mapped: the embedded IPv4 address decides, with its reason.
         ClassCase{"[::ffff:127.0.0.1]:1", PeerVerdict::Loopback},
@@ -176,24 +154,21 @@ INSTANTIATE_TEST_SUITE_P(
         ClassCase{"[::ffff:255.255.255.255]:1", PeerVerdict::Broadcast},
         ClassCase{"[::ffff:8.8.8.8]:1", PeerVerdict::Allowed},
         // IPv4-compatible (deprecated, still routed by some stacks)
-        ClassCase{"[::127.0.0.1]:1", PeerVerdict::Loopback},
-        ClassCase{"[::10.0.0.1]:1", PeerVerdict::Private},
-        ClassCase{"[::0.0.0.2]:1", PeerVerdict::Unspecified},
-        ClassCase{"[::8.8.8.8]:1", PeerVerdict::Allowed},
+        ClassCase{"[::127.0.0.1]:1", PeerVerdict::Loopback}, ClassCase{"[::10.0.0.1]:1", PeerVerdict::Private},
+        ClassCase{"[::0.0.0.2]:1", PeerVerdict::Unspecified}, ClassCase{"[::8.8.8.8]:1", PeerVerdict::Allowed},
         // RFC 6052 well-known NAT64 prefix
         ClassCase{"[64:ff9b::127.0.0.1]:1", PeerVerdict::Loopback},
         ClassCase{"[64:ff9b::10.0.0.1]:1", PeerVerdict::Private},
         ClassCase{"[64:ff9b::169.254.169.254]:1", PeerVerdict::LinkLocal},
         ClassCase{"[64:ff9b::8.8.8.8]:1", PeerVerdict::Allowed},
         // 6to4: 2002:AABB:CCDD:: embeds AA.BB.CC.DD
-        ClassCase{"[2002:7f00:1::1]:1", PeerVerdict::Loopback},
-        ClassCase{"[2002:c0a8:101::1]:1", PeerVerdict::Private},
+        ClassCase{"[2002:7f00:1::1]:1", PeerVerdict::Loopback}, ClassCase{"[2002:c0a8:101::1]:1", PeerVerdict::Private},
         ClassCase{"[2002:808:808::1]:1", PeerVerdict::Allowed}),
     // Stable, readable test names (the default prints the struct's bytes, pointers included).
     [](const ::testing::TestParamInfo<ClassCase>& info) {
-      std::string name = std::to_string(info.index) + "_";
-      for (const char* c = info.param.peer; *c != 0; ++c) name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
-      return name;
+  std::string name = std::to_string(info.index) + "_";
+  for (const char* c = info.param.peer; *c != 0; ++c) name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
+  return name;
     });
 
 TEST(PeerPolicyTest, PortZeroIsInvalidEvenWhenAllowed) {

@@ -319,7 +319,7 @@ TEST_F(TurnCoreTest, UnauthenticatedAnswersAreRateLimitedPerSourceIp) {
   EXPECT_EQ(challenges(spoofed, 30), 10);
   spoofed.client.port = 9;  // another port of the same IP shares its bucket
   EXPECT_EQ(challenges(spoofed, 5), 0);
-  EXPECT_EQ(challenges(tuple(2), 10), 10);  // another source is not affected
+  EXPECT_EQ(challenges(tuple(2), 10), 10);                  // another source is not affected
   EXPECT_EQ(challenges(tuple(3, Transport::Tcp), 30), 30);  // a stream's source cannot be spoofed
   EXPECT_EQ(server().stats().dropped[static_cast<size_t>(DropReason::RateLimited)].get(), 25u);
   clock.advance(std::chrono::seconds(1));

@@ -21,9 +21,8 @@ class TcpAllocationTest : public TurnCoreTest {
   }
   // Sends a Connect (the client is authenticated already): the answer comes later.
   void send_connect(TurnClient& c, const FiveTuple& t, const TransportAddress& peer) {
-    auto req = c.request(buf, stun::Method::Connect, [&](stun::MessageBuilder& b) {
-      b.add_xor_address(attr::XorPeerAddress, peer);
-    });
+    auto req = c.request(buf, stun::Method::Connect,
+                         [&](stun::MessageBuilder& b) { b.add_xor_address(attr::XorPeerAddress, peer); });
     ASSERT_TRUE(req.ok());
     last_request.assign(req->begin(), req->end());
     io.to_client.clear();
@@ -215,7 +214,8 @@ TEST_F(TcpAllocationTest, ConnectOnAUdpAllocationGets400AndWithoutOneGets437) {
   expect_error(answer(c, control), code::BadRequest);
   TurnClient d = bob();
   Response r = transact(d, tuple(2, Transport::Tcp), [&](TurnClient& cl, MutableBytes out) {
-    return cl.request(out, stun::Method::Connect, [&](stun::MessageBuilder& b) { b.add_xor_address(attr::XorPeerAddress, kPeer); });
+    return cl.request(out, stun::Method::Connect,
+                      [&](stun::MessageBuilder& b) { b.add_xor_address(attr::XorPeerAddress, kPeer); });
   });
   expect_error(r, code::AllocationMismatch);
   EXPECT_TRUE(io.connects.empty());
@@ -313,13 +313,15 @@ TEST_F(TcpAllocationTest, ConnectionBindMayUseTheControlConnectionsNonce) {
   allocate_tcp(c, control);
   const ConnectionId id = connect_ok(c, kPeer);
   const FiveTuple data = tuple(2, Transport::Tcp);
-  auto req = c.request(buf, stun::Method::ConnectionBind, [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
+  auto req =
+      c.request(buf, stun::Method::ConnectionBind, [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
   ASSERT_TRUE(req.ok());
   Response r = exchange(c, data, *req);
   EXPECT_EQ(r.outcome, Outcome::Success) << r.error_code << " " << r.reason;
   ASSERT_EQ(io.bound.size(), 1u);
   // Only for a connection waiting for its bind: otherwise that nonce is stale on this connection.
-  auto again = c.request(buf, stun::Method::ConnectionBind, [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
+  auto again =
+      c.request(buf, stun::Method::ConnectionBind, [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
   ASSERT_TRUE(again.ok());
   r = exchange(c, tuple(3, Transport::Tcp), *again);
   EXPECT_EQ(r.outcome, Outcome::Retry);

@@ -102,11 +102,11 @@ TEST(TokenBucketTest, HugeValuesDoNotOverflow) {
 
 TEST(TokenBucketTest, ReconfigureKeepsEarnedTokensUpToNewBurst) {
   TokenBucket b(1000, 1000, t0);
-  ASSERT_TRUE(b.try_consume(800, t0));               // 200 left
-  b.reconfigure(10, 100, t0 + 100ms);                // 200 + 100 earned, capped to 100
+  ASSERT_TRUE(b.try_consume(800, t0));  // 200 left
+  b.reconfigure(10, 100, t0 + 100ms);   // 200 + 100 earned, capped to 100
   EXPECT_EQ(b.available(t0 + 100ms), 100u);
   ASSERT_TRUE(b.try_consume(100, t0 + 100ms));
-  b.reconfigure(1000, 5000, t0 + 100ms);             // no free refill on reload
+  b.reconfigure(1000, 5000, t0 + 100ms);  // no free refill on reload
   EXPECT_EQ(b.available(t0 + 100ms), 0u);
   EXPECT_EQ(b.available(t0 + 200ms), 100u);
 }
