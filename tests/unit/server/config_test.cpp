@@ -894,8 +894,11 @@ TEST(ConfigSchema, EveryRowIsComplete) {
 // The defaults Config() applies are the table's, and each reads back as its own default.
 TEST(ConfigSchema, DefaultsComeFromTheTable) {
   const Config c;
-  for (const auto& k : config_schema())
-    if (k.shape == KeyShape::Scalar) EXPECT_EQ(k.get(c), k.default_value) << k.key;
+  for (const auto& k : config_schema()) {
+    if (k.shape == KeyShape::Scalar) {
+      EXPECT_EQ(k.get(c), k.default_value) << k.key;
+    }
+  }
   EXPECT_EQ(c.limits.max_lifetime, 3600u);
   EXPECT_EQ(c.relay.port_min, 49152u);
   EXPECT_TRUE(c.relay.tcp_allocations);
@@ -927,7 +930,8 @@ TEST(ConfigSchema, SecretsAreFlaggedAndMasked) {
 }
 
 TEST(Cli, ConfigReferenceIsHiddenAndPrintsTheDoc) {
-  const auto& e = exit_of(run({"--config-reference"}));
+  const auto r = run({"--config-reference"});
+  const auto& e = exit_of(r);
   EXPECT_EQ(e.code, 0);
   EXPECT_EQ(e.text, config_reference_markdown());
   EXPECT_THAT(help_text(), Not(HasSubstr("--config-reference")));
