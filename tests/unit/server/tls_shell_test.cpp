@@ -33,23 +33,15 @@
 #include "stun/message.h"
 #include "stun/message_builder.h"
 #include "tests/unit/fixtures/test_certs.h"
+#include "tests/unit/fixtures/sockets.h"
 
 namespace ferry::server {
 namespace {
 
 using stun::TransportAddress;
 
-TransportAddress loopback(uint16_t port = 0) { return TransportAddress::v4(0x7F000001, port); }
-
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
+using test::Fd;
+using test::loopback;
 
 int client_socket(int type, int timeout_ms = 2000) {
   const int fd = ::socket(AF_INET, type, 0);

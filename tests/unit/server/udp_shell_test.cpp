@@ -26,24 +26,15 @@
 #include "stun/attributes.h"
 #include "stun/message.h"
 #include "stun/message_builder.h"
+#include "tests/unit/fixtures/sockets.h"
 
 namespace ferry::server {
 namespace {
 
 using stun::TransportAddress;
 
-TransportAddress loopback(uint16_t port = 0) { return TransportAddress::v4(0x7F000001, port); }
-
-// A small fd owner so every early test exit still closes its sockets.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
+using test::Fd;
+using test::loopback;
 
 class ShellTest : public ::testing::Test {
  protected:
