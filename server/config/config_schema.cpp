@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <type_traits>
 
 #include "server/config/config_lists.h"
 #include "server/config/config_values.h"
@@ -66,6 +67,19 @@ ConfigKey scalar_key(std::string key, std::string type, std::string def, bool re
   return k;
 }
 
+// set_items for a list whose items are parsed one by one into a vector: `parse_one(item, out)`
+// returns an error detail or "", and the field is replaced only when every item parsed.
+template <class Field, class ParseOne>
+decltype(ConfigKey::set_items) items_into(Field field, ParseOne parse_one) {
+  return [=](Config& c, const std::vector<std::string>& items) -> std::string {
+    std::remove_reference_t<decltype(field(c))> out;
+    for (const auto& i : items)
+      if (auto d = parse_one(i, out); !d.empty()) return d;
+    field(c) = std::move(out);
+    return "";
+  };
+}
+
 ConfigKey list_key(std::string key, std::string type, std::string def, bool reloadable, std::string doc,
                    decltype(ConfigKey::parse_yaml) parse_yaml, decltype(ConfigKey::set_items) set_items,
                    decltype(ConfigKey::dump_list) dump_list) {
@@ -120,31 +134,15 @@ std::vector<ConfigKey> build_schema() {
       [](const Config& c) { return c.software; }));
   t.back().doc_default = "ferry/<version>";
   t.push_back(uint_key("workers", 0, 1024, "0", kRestart, "Worker threads; 0 = one per CPU core.", FIELD(workers)));
-  t.push_back(list_key(
-      "listeners", "list of listeners", "0.0.0.0:3478/udp,[::]:3478/udp,0.0.0.0:3478/tcp,[::]:3478/tcp", kRestart,
-      "Sockets to listen on: {address, port, transport: udp|tcp|tls|dtls} or \"IP:PORT/TRANSPORT\".",
-      parse_listeners_yaml,
-      [](Config& c, const std::vector<std::string>& items) -> std::string {
-        std::vector<ListenerConfig> out;
-        for (const auto& i : items)
-          if (auto d = parse_listener_spec(i, out); !d.empty()) return d;
-        c.listeners = std::move(out);
-        return "";
-      },
-      dump_listeners));
+  t.push_back(list_key("listeners", "list of listeners",
+                       "0.0.0.0:3478/udp,[::]:3478/udp,0.0.0.0:3478/tcp,[::]:3478/tcp", kRestart,
+                       "Sockets to listen on: {address, port, transport: udp|tcp|tls|dtls} or \"IP:PORT/TRANSPORT\".",
+                       parse_listeners_yaml, items_into(FIELD(listeners), parse_listener_spec), dump_listeners));
 
-  t.push_back(list_key(
-      "relay.addresses", "list of relay addresses", "0.0.0.0,::", kRestart,
-      "Local IPs relayed sockets bind to, each with an optional external IP advertised instead (1:1 NAT).",
-      parse_relay_addresses_yaml,
-      [](Config& c, const std::vector<std::string>& items) -> std::string {
-        std::vector<RelayAddressConfig> out;
-        for (const auto& i : items)
-          if (auto d = parse_relay_spec(i, out); !d.empty()) return d;
-        c.relay.addresses = std::move(out);
-        return "";
-      },
-      dump_relay_addresses));
+  t.push_back(
+      list_key("relay.addresses", "list of relay addresses", "0.0.0.0,::", kRestart,
+               "Local IPs relayed sockets bind to, each with an optional external IP advertised instead (1:1 NAT).",
+               parse_relay_addresses_yaml, items_into(FIELD(relay.addresses), parse_relay_spec), dump_relay_addresses));
   t.push_back(uint_key("relay.port_min", 1, 65535, "49152", kRestart, "Lowest port relayed sockets use.",
                        FIELD(relay.port_min)));
   t.push_back(uint_key("relay.port_max", 1, 65535, "65535", kRestart, "Highest port relayed sockets use.",
@@ -280,15 +278,7 @@ std::vector<ConfigKey> build_schema() {
       "http.api_keys", "list of API keys", "", kReload,
       "API keys for GET /v1/ice-servers: {name, sha256} (the SHA-256 of the key, in hex); none = every request gets "
       "401.",
-      parse_api_keys_yaml,
-      [](Config& c, const std::vector<std::string>& items) -> std::string {
-        std::vector<ApiKeyConfig> out;
-        for (const auto& i : items)
-          if (auto d = parse_api_key_spec(i, out); !d.empty()) return d;
-        c.http.api_keys = std::move(out);
-        return "";
-      },
-      dump_api_keys));
+      parse_api_keys_yaml, items_into(FIELD(http.api_keys), parse_api_key_spec), dump_api_keys));
   t.push_back(uint_key("http.api_requests_per_second", 0, 1000000, "5", kReload,
                        "Requests per second one API key may make; 0 = unlimited.",
                        FIELD(http.api_requests_per_second)));
