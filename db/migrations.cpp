@@ -5,20 +5,13 @@
 #include <algorithm>
 #include <memory>
 
+#include "db/pg_connection.h"
+
 namespace ferry::db {
 
 namespace {
 
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
-
-std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  std::replace(s.begin(), s.end(), '\n', ' ');
-  return s;
-}
+using Result = PgResultPtr;
 
 std::string error_of(PGconn* conn, const PGresult* r) {
   const char* m = r ? PQresultErrorMessage(r) : nullptr;

@@ -30,13 +30,6 @@ void close_handle(H*& h) {
   h = nullptr;
 }
 
-std::string one_line(std::string_view s) {
-  std::string out(s);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ' || out.back() == '\r')) out.pop_back();
-  std::replace(out.begin(), out.end(), '\n', ' ');
-  return out;
-}
-
 std::string conn_error(PGconn* c) { return one_line(c ? PQerrorMessage(c) : "out of memory"); }
 
 std::chrono::microseconds since(SteadyClock::time_point t) {
@@ -69,6 +62,14 @@ std::string host_to_resolve(const std::string& conninfo, std::string& parse_erro
 }
 
 }  // namespace
+
+std::string one_line(std::string_view message) {
+  std::string out(message);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ' || out.back() == '\r')) out.pop_back();
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  std::replace(out.begin(), out.end(), '\r', ' ');
+  return out;
+}
 
 LogFn stderr_logger() {
   return [](LogLevel level, std::string_view msg) {

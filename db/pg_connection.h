@@ -34,6 +34,9 @@ using LogFn = std::function<void(LogLevel, std::string_view message)>;
 // Writes "[db] <level>: message" to stderr; the server replaces it with spdlog.
 LogFn stderr_logger();
 
+// libpq's messages end in newlines and may span lines; logs and CLI errors want one line.
+std::string one_line(std::string_view message);
+
 struct PgResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
 };

@@ -8,7 +8,7 @@
 #   bash scripts/install-deps.sh test bench # several groups at once
 #
 # Groups:
-#   run    toolchain (build-essential, cmake, pkg-config) and the -dev libraries ferry, ferryctl
+#   run    toolchain (build-essential, cmake, ninja-build, pkg-config) and the -dev libraries ferry, ferryctl
 #          and the benchmark/example tools link (the top CMakeLists.txt's find_package lines)
 #   test   run + GoogleTest, clang (fuzz stage), clang-format (lint.format), coturn (reference server and turnutils_* clients),
 #          postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
@@ -33,7 +33,7 @@ log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 RUN_PACKAGES=(
   # toolchain
-  build-essential cmake pkg-config ca-certificates
+  build-essential cmake ninja-build pkg-config ca-certificates
   # libraries
   libuv1-dev libssl-dev libpq-dev prometheus-cpp-dev
   libyaml-cpp-dev libcli11-dev libspdlog-dev nlohmann-json3-dev libcpp-httplib-dev

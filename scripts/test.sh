@@ -7,6 +7,9 @@
 #   deps     scripts/install-deps.sh test bench (no-op when everything is installed)
 #   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels, including
 #            `ops` (deployment files) and `container` (podman builds and runs the image))
+#   run      scripts/run.sh's own build (unity, Ninja, no tests) in build/run, then
+#            `ferry --version` and `--check-config examples/ferry.yaml` through it: the README's run command
+#            keeps compiling and starting
 #   asan     Asan (ASan+UBSan, gcc) in build/asan, `ctest -L "$FERRY_ASAN_LABELS"`
 #   fuzz     clang Asan + FERRY_FUZZ=ON in build/fuzz, fuzz targets only,
 #            `ctest -L fuzz` (each target runs FERRY_FUZZ_SECONDS)
@@ -44,7 +47,7 @@ if [[ -n ${FERRY_TEST_STAGES:-} ]]; then
 elif [[ ${FERRY_TEST_QUICK:-0} == 1 ]]; then
   STAGES=(release)
 else
-  STAGES=(release asan fuzz)
+  STAGES=(release run asan fuzz)
 fi
 
 CMAKE_COMMON=(-DFERRY_SHARED_DIR="$SHARED_DIR")
@@ -161,6 +164,15 @@ stage_release() {
   ctest_run "$dir" || { STAGE_NOTE="tests failed"; return 1; }
 }
 
+stage_run() {
+  FERRY_SKIP_DEPS=1 FERRY_BUILD_ROOT=$BUILD_ROOT JOBS=$JOBS bash "$ROOT/scripts/run.sh" --version ||
+    { STAGE_NOTE="scripts/run.sh --version failed"; return 1; }
+  FERRY_SKIP_DEPS=1 FERRY_BUILD_ROOT=$BUILD_ROOT JOBS=$JOBS bash "$ROOT/scripts/run.sh" \
+    --check-config "$ROOT/examples/ferry.yaml" >/dev/null ||
+    { STAGE_NOTE="scripts/run.sh --check-config examples/ferry.yaml failed"; return 1; }
+  STAGE_NOTE="$BUILD_ROOT/run/server/ferry"
+}
+
 stage_asan() {
   local dir=$BUILD_ROOT/asan
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Asan -DFERRY_WERROR=OFF -DFERRY_TESTS=ON \
@@ -201,7 +213,7 @@ if [[ $FAILED == 1 ]]; then
 else
   for s in "${STAGES[@]}"; do
     case $s in
-      release | asan | fuzz) run_stage "$s" "stage_$s" ;;
+      release | run | asan | fuzz) run_stage "$s" "stage_$s" ;;
       *) echo "test.sh: unknown stage '$s'" >&2; record "$s" FAIL 0 "unknown stage" ;;
     esac
   done

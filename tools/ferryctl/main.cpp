@@ -54,13 +54,7 @@ struct Failure {
 
 [[noreturn]] void fail(std::string message, int code = 1) { throw Failure{std::move(message), code}; }
 
-std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  for (char& c : s) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return s;
-}
+using ferry::db::one_line;
 
 std::string hex(const uint8_t* p, size_t n) {
   static const char* d = "0123456789abcdef";
