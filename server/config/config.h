@@ -85,6 +85,7 @@ struct SharedSecretConfig {
 struct AuthConfig {
   uint32_t nonce_lifetime{};  // seconds
   bool userhash{};            // accept USERHASH (RFC 8489 §14.4)
+  bool strict_expiry{};       // allocations of TURN REST credentials end when the credential expires
   std::vector<UserConfig> users;
   std::vector<SharedSecretConfig> shared_secrets;
 };

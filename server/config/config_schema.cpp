@@ -158,6 +158,10 @@ std::vector<ConfigKey> build_schema() {
   t.push_back(uint_key("auth.nonce_lifetime", 1, 86400, "600", kRestart,
                        "Seconds a NONCE stays valid before clients get 438 Stale Nonce.", FIELD(auth.nonce_lifetime)));
   t.push_back(bool_key("auth.userhash", "false", kRestart, "Accept USERHASH (RFC 8489 §14.4).", FIELD(auth.userhash)));
+  t.push_back(bool_key("auth.strict_expiry", "false", kReload,
+                       "true: an allocation made with a TURN REST credential ends when the credential's timestamp "
+                       "expires; Allocate and Refresh grant no lifetime past it.",
+                       FIELD(auth.strict_expiry)));
   t.push_back(list_key("auth.users", "list of users", "", kReload,
                        "Long-term credential users: {name, and one of password, key (MD5 hex), password_file}.",
                        parse_users_yaml, nullptr, dump_users));
