@@ -176,6 +176,21 @@ def run(args) -> None:
             check("a hand-made v1 header is believed from a trusted proxy",
                   harness.stun_binding_over(_connected_with(v1_port, b"PROXY TCP4 203.0.113.9 127.0.0.1 4000 3478\r\n"))
                   == ("203.0.113.9", 4000))
+            # A v2 header trickling in byte by byte, and one sent in the same write as the Binding.
+            v2_header = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c" + socket.inet_aton("198.51.100.77") +
+                         socket.inet_aton("127.0.0.1") + struct.pack("!HH", 5555, v2_port))
+            s = _connected_with(v2_port, b"")
+            for byte in v2_header:
+                s.sendall(bytes([byte]))
+                time.sleep(0.002)
+            check("a v2 header split into single bytes is read whole",
+                  harness.stun_binding_over(s) == ("198.51.100.77", 5555))
+            s = _connected_with(v2_port, b"")
+            req, txid = harness._binding_request()
+            s.sendall(v2_header.replace(struct.pack("!H", 5555), struct.pack("!H", 5556)) + req)
+            check("a v2 header and a Binding in one write: the Binding is answered for the header's client",
+                  harness.parse_binding_response(harness.read_stun_message(s, time.monotonic() + 3), txid)
+                  == ("198.51.100.77", 5556))
             time.sleep(1.2)  # the counters reach /metrics on the next tick
             check("ferry_proxy_protocol_refused_total{reason=untrusted} counts it", refused(cfg.http_port, "untrusted") == 1,
                   str(refused(cfg.http_port, "untrusted")))
