@@ -11,7 +11,7 @@
 #   run    toolchain (build-essential, cmake, ninja-build, pkg-config) and the -dev libraries ferry, ferryctl
 #          and the benchmark/example tools link (the top CMakeLists.txt's find_package lines)
 #   test   run + GoogleTest, clang (fuzz stage), clang-format (lint.format), coturn (reference server and turnutils_* clients),
-#          postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
+#          haproxy (PROXY protocol test), postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
 #          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
 #   bench  run + coturn (bench/compare drives it with the same load as ferry)
 #
@@ -22,7 +22,7 @@
 # installed it returns at once without calling apt-get.
 #
 # It never stops or disables a system service. While it installs, a temporary policy-rc.d keeps
-# the packages' maintainer scripts from starting coturn/postgresql/prometheus (the tests start
+# the packages' maintainer scripts from starting coturn/postgresql/prometheus/haproxy (the tests start
 # their own instances on their own ports); a service that got started anyway during this install
 # (one that was not running before) is stopped again, and nothing else is touched.
 set -euo pipefail
@@ -44,6 +44,8 @@ TEST_PACKAGES=(
   libgtest-dev libgmock-dev clang libclang-rt-14-dev clang-format git
   # peers and tools used by the integration/browser tests
   coturn postgresql chromium iproute2 openssl procps
+  # haproxy: sends PROXY protocol v1/v2 headers in front of ferry (tests/integration/test_proxy_protocol.py)
+  haproxy
   # the container test (tests/container): rootful podman with runc, a locally built base image
   podman runc mmdebstrap
   # promtool, for checking the Prometheus config in examples/ (and metrics)
@@ -137,12 +139,13 @@ trap remove_policy EXIT
 
 # Which of the services we may install are running before we start: those are someone else's
 # and stay exactly as they are.
-SERVICES=(coturn postgresql prometheus)
+SERVICES=(coturn postgresql prometheus haproxy)
 svc_running() {
   case $1 in
     coturn) pgrep -x turnserver >/dev/null 2>&1 ;;
     postgresql) pgrep -x postgres >/dev/null 2>&1 ;;
     prometheus) pgrep -x prometheus >/dev/null 2>&1 ;;
+    haproxy) pgrep -x haproxy >/dev/null 2>&1 ;;
   esac
 }
 declare -A was_running=()

@@ -39,6 +39,23 @@ uint32_t ServerCore::lifetime_for(std::optional<uint32_t> requested) const {
   return std::clamp(*requested, config_.default_lifetime, config_.max_lifetime);
 }
 
+// RFC 8656 §7.2/§7.3 grant min(requested, maximum); under strict_expiry the credential's
+// remaining life is a third bound, so no Refresh keeps an allocation past the credential's expiry.
+uint32_t ServerCore::grant_lifetime(Allocation& a, uint32_t granted) {
+  const Instant now = clock_.now();
+  a.expires = now + std::chrono::seconds(granted);
+  if (!config_.strict_expiry || !a.credential_expires || *a.credential_expires >= a.expires) return granted;
+  a.expires = *a.credential_expires;
+  // Rounded up, so that a credential with under a second left is not answered LIFETIME 0 (which
+  // would read as "deleted"); the allocation still ends exactly at the credential's expiry.
+  const auto left = std::chrono::ceil<std::chrono::seconds>(a.expires - now).count();
+  return static_cast<uint32_t>(std::max<int64_t>(left, 0));
+}
+
+bool ServerCore::credential_expired(const Allocation& a, Instant now) const {
+  return config_.strict_expiry && a.credential_expires && *a.credential_expires <= now;
+}
+
 RelayId ServerCore::new_relay_slot(Allocation* owner) {
   if (!free_relays_.empty()) {
     RelayId id = free_relays_.back();
@@ -277,8 +294,13 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   alloc->username = auth.username;
   alloc->key = auth.key;
   alloc->sha256 = auth.sha256;
-  alloc->granted_lifetime = lifetime_for(requested_lifetime);
-  alloc->expires = clock_.now() + std::chrono::seconds(alloc->granted_lifetime);
+  if (auth.expires_unix != 0) {
+    // Wall-clock expiry onto the steady clock once, here: a later NTP step moves neither.
+    const uint64_t unix_now = clock_.unix_seconds();
+    const uint64_t left = auth.expires_unix > unix_now ? auth.expires_unix - unix_now : 0;
+    alloc->credential_expires = clock_.now() + std::chrono::seconds(left);
+  }
+  alloc->granted_lifetime = grant_lifetime(*alloc, lifetime_for(requested_lifetime));
   alloc->allocate_txid = msg.transaction_id_copy();
   if (reserved_token != 0) alloc->reservation_token = reserved_token;
   const uint64_t rate =
@@ -355,10 +377,17 @@ void ServerCore::handle_refresh(const FiveTuple& from, const MessageView& msg, c
     destroy(a);
     return;
   }
-  // §7.3: min(requested, maximum), but never below the default, exactly as for Allocate.
-  const uint32_t granted = lifetime_for(requested);
+  if (credential_expired(a, clock_.now())) {
+    // The credential ran out before the tick got to the allocation: it is over all the same.
+    stats_.allocations_expired.add();
+    destroy(a);
+    send_error(from, msg, code::AllocationMismatch, &auth, "Allocation ended with its credential");
+    return;
+  }
+  // §7.3: min(requested, maximum), but never below the default, exactly as for Allocate (and, under
+  // strict_expiry, never past the credential's expiry).
+  const uint32_t granted = grant_lifetime(a, lifetime_for(requested));
   a.granted_lifetime = granted;
-  a.expires = clock_.now() + std::chrono::seconds(granted);
   auto b = start_response(msg, Class::Success);
   b.add_u32(attr::Lifetime, granted);
   finish_and_send(from, msg, b, &auth);

@@ -37,6 +37,9 @@ struct Allocation {
   std::optional<RelayLeg> v4;
   std::optional<RelayLeg> v6;
   Instant expires{};
+  // When the credential it was made with expires (a TURN REST username's timestamp, taken onto the
+  // steady clock at Allocate); with strict_expiry the allocation ends then, refreshed or not.
+  std::optional<Instant> credential_expires;
   PermissionTable permissions;
   ChannelTable channels;
   TokenBucket bandwidth;                      // client-to-peer and peer-to-client bytes together

@@ -183,7 +183,7 @@ void ServerCore::continue_authenticated(const FiveTuple& from, const MessageView
     send_challenge(from, msg, code::Unauthenticated);
     return;
   }
-  Auth a{username, *key, use_sha256, cred.quota};
+  Auth a{username, *key, use_sha256, cred.quota, cred.expires_unix};
   dispatch(from, msg, a);
 }
 

@@ -248,7 +248,7 @@ void ServerCore::tick(uint32_t part, uint32_t parts) {
   for (size_t b = part; b < allocations_.bucket_count(); b += parts) {
     for (auto it = allocations_.begin(b); it != allocations_.end(b); ++it) {
       Allocation* a = it->second.get();
-      if (a->expires <= now) {
+      if (a->expires <= now || credential_expired(*a, now)) {
         expired.push_back(a);
         continue;
       }
@@ -290,6 +290,9 @@ void ServerCore::set_limits(const ServerCoreConfig& l) {
   config_.max_channels = l.max_channels;
   config_.bandwidth_per_allocation = l.bandwidth_per_allocation;
   config_.tcp_relay = l.tcp_relay;  // for new Allocates; TCP allocations already made go on
+  // Every allocation knows its credential's expiry, so turning this on ends those past it at the
+  // next tick and caps the others' next Refresh.
+  config_.strict_expiry = l.strict_expiry;
   if (l.unauth_requests_per_second != config_.unauth_requests_per_second) {
     config_.unauth_requests_per_second = l.unauth_requests_per_second;
     const uint64_t rate = l.unauth_requests_per_second;

@@ -67,6 +67,9 @@ struct ServerCoreConfig {
   // ConnectionBind. Bound ones each hold a client connection, which the per-source connection
   // limit of the shell already bounds.
   size_t max_pending_tcp_connections = 16;
+  // auth.strict_expiry: an allocation made with a credential that expires (a TURN REST username's
+  // timestamp) ends when it does; Allocate and Refresh grant no lifetime past it.
+  bool strict_expiry = false;
 };
 
 class ServerCore {
@@ -121,7 +124,7 @@ class ServerCore {
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate = std::nullopt);
   // A configuration reload: takes the limits of `limits` (lifetimes, allocation quotas,
   // permission/channel/bandwidth limits of new allocations, the unauthenticated rate, whether TCP
-  // allocations are offered) and ignores
+  // allocations are offered, strict_expiry) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
   bool draining() const { return draining_; }
@@ -143,7 +146,8 @@ class ServerCore {
     std::string username;
     stun::Key key;
     bool sha256 = false;
-    auth::Quota quota;  // the user's own limits, where the store has them
+    auth::Quota quota;          // the user's own limits, where the store has them
+    uint64_t expires_unix = 0;  // the credential's own expiry (unix seconds), 0: none
   };
 
   // Member functions are defined by method group: server_core.cpp (entry points, dispatch,
@@ -184,6 +188,10 @@ class ServerCore {
   void close_leg(RelayLeg& leg);
   RelayId new_relay_slot(Allocation* owner);
   uint32_t lifetime_for(std::optional<uint32_t> requested) const;
+  // Sets a.expires to `granted` seconds from now, cut at the credential's expiry under
+  // strict_expiry; returns the LIFETIME to answer.
+  uint32_t grant_lifetime(Allocation& a, uint32_t granted);
+  bool credential_expired(const Allocation& a, Instant now) const;
 
   // permission.cpp (RFC 8656 §9, §11)
   void handle_create_permission(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);

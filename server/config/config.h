@@ -46,10 +46,18 @@ enum class LogFormat { Text, Json };
 std::string_view to_string(LogFormat f);
 std::optional<LogFormat> parse_log_format(std::string_view text);
 
+// PROXY protocol (HAProxy's specification) on a TCP or TLS listener: every connection must start
+// with a header of this version from one of the listener's trusted_proxies.
+enum class ProxyProtocol : uint8_t { Off, V1, V2 };
+std::string_view to_string(ProxyProtocol p);
+
 struct ListenerConfig {
   stun::TransportAddress address;  // IP and port to bind
   Transport transport = Transport::Udp;
   bool nat_alternate = false;  // added for nat_discovery (RFC 5780): not advertised in ICE URLs
+  ProxyProtocol proxy_protocol = ProxyProtocol::Off;
+  // Addresses or CIDR strings allowed to send the header, syntax-checked only (turn::Cidr parses them).
+  std::vector<std::string> trusted_proxies;
   friend bool operator==(const ListenerConfig&, const ListenerConfig&) = default;
 };
 
@@ -85,6 +93,7 @@ struct SharedSecretConfig {
 struct AuthConfig {
   uint32_t nonce_lifetime{};  // seconds
   bool userhash{};            // accept USERHASH (RFC 8489 §14.4)
+  bool strict_expiry{};       // allocations of TURN REST credentials end when the credential expires
   std::vector<UserConfig> users;
   std::vector<SharedSecretConfig> shared_secrets;
 };

@@ -24,10 +24,16 @@ void dump_strings(YAML::Emitter& out, const std::vector<std::string>& items) {
 void dump_listeners(YAML::Emitter& out, const Config& c) {
   flow_if_empty(out, c.listeners.empty());
   out << YAML::BeginSeq;
-  for (const auto& l : c.listeners)
+  for (const auto& l : c.listeners) {
     out << YAML::BeginMap << YAML::Key << "address" << YAML::Value << l.address.ip_string() << YAML::Key << "port"
         << YAML::Value << l.address.port << YAML::Key << "transport" << YAML::Value
-        << std::string(to_string(l.transport)) << YAML::EndMap;
+        << std::string(to_string(l.transport));
+    if (l.proxy_protocol != ProxyProtocol::Off) {
+      out << YAML::Key << "proxy_protocol" << YAML::Value << std::string(to_string(l.proxy_protocol));
+      out << YAML::Key << "trusted_proxies" << YAML::Value << YAML::Flow << l.trusted_proxies;
+    }
+    out << YAML::EndMap;
+  }
   out << YAML::EndSeq;
 }
 

@@ -3,6 +3,7 @@
 // every error ("ferry.yaml:7: auth.users[1].password: must not be empty").
 #include "server/config/config_lists.h"
 
+#include <algorithm>
 #include <map>
 
 #include "server/config/config_values.h"
@@ -43,11 +44,38 @@ std::optional<ConfigError> parse_listeners_yaml(YamlReader& r, const YAML::Node&
     ListenerConfig l;
     bool have_address = false;
     std::optional<uint16_t> port;
-    if (auto e = r.each_key(item, item_path, {"address", "port", "transport"},
+    // trusted_proxies is a list (or one comma-separated string): read here, not by each_key.
+    if (const YAML::Node tp = item["trusted_proxies"]; tp) {
+      const std::string key = item_path + ".trusted_proxies";
+      if (tp.IsSequence()) {
+        if (auto e = parse_string_list_yaml(r, tp, key, check_cidr, l.trusted_proxies)) return e;
+      } else {
+        std::string text;
+        if (auto e = r.scalar_text(tp, tp.Mark(), key, text)) return e;
+        for (size_t start = 0; start <= text.size();) {  // "10.0.0.0/8, 127.0.0.1"
+          size_t comma = std::min(text.find(',', start), text.size());
+          std::string part = text.substr(start, comma - start);
+          part.erase(0, part.find_first_not_of(' '));
+          part.erase(part.find_last_not_of(' ') + 1);
+          start = comma + 1;
+          if (part.empty()) continue;
+          if (auto d = check_cidr(part); !d.empty()) return r.error(tp.Mark(), key, d);
+          l.trusted_proxies.push_back(part);
+        }
+      }
+    }
+    YAML::Mark proxy_mark = item.Mark();
+    if (auto e = r.each_key(item, item_path, {"address", "port", "transport", "proxy_protocol", "trusted_proxies"},
                             [&](const std::string& name, const std::string& text, const YAML::Mark& m,
                                 const std::string& key) -> std::optional<ConfigError> {
                               std::string d;
-                              if (name == "address") {
+                              if (name == "proxy_protocol") {
+                                proxy_mark = m;
+                                if (text == "off" || text == "false") l.proxy_protocol = ProxyProtocol::Off;
+                                else if (text == "v1") l.proxy_protocol = ProxyProtocol::V1;
+                                else if (text == "v2") l.proxy_protocol = ProxyProtocol::V2;
+                                else d = "must be one of off, v1, v2 (got " + quote(text) + ")";
+                              } else if (name == "address") {
                                 d = parse_ip_into(l.address, text);
                                 have_address = true;
                               } else if (name == "port") {
@@ -61,9 +89,19 @@ std::optional<ConfigError> parse_listeners_yaml(YamlReader& r, const YAML::Node&
                               }
                               if (!d.empty()) return r.error(m, key, d);
                               return std::nullopt;
-                            }))
+                            },
+                            {"trusted_proxies"}))
       return e;
     if (!have_address) return r.error(item.Mark(), item_path, "needs an address (0.0.0.0 or :: for all)");
+    if (l.proxy_protocol != ProxyProtocol::Off) {
+      if (l.transport != Transport::Tcp && l.transport != Transport::Tls)
+        return r.error(proxy_mark, item_path + ".proxy_protocol", "works on tcp and tls listeners only");
+      if (l.trusted_proxies.empty())
+        return r.error(proxy_mark, item_path + ".trusted_proxies",
+                       "needs the addresses of the proxies allowed to send the header (CIDR list)");
+    } else if (!l.trusted_proxies.empty()) {
+      return r.error(item.Mark(), item_path + ".trusted_proxies", "only means something with proxy_protocol v1 or v2");
+    }
     l.address.port = port.value_or(default_port(l.transport));
     out.push_back(l);
   }

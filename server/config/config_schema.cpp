@@ -134,10 +134,11 @@ std::vector<ConfigKey> build_schema() {
       [](const Config& c) { return c.software; }));
   t.back().doc_default = "ferry/<version>";
   t.push_back(uint_key("workers", 0, 1024, "0", kRestart, "Worker threads; 0 = one per CPU core.", FIELD(workers)));
-  t.push_back(list_key("listeners", "list of listeners",
-                       "0.0.0.0:3478/udp,[::]:3478/udp,0.0.0.0:3478/tcp,[::]:3478/tcp", kRestart,
-                       "Sockets to listen on: {address, port, transport: udp|tcp|tls|dtls} or \"IP:PORT/TRANSPORT\".",
-                       parse_listeners_yaml, items_into(FIELD(listeners), parse_listener_spec), dump_listeners));
+  t.push_back(list_key(
+      "listeners", "list of listeners", "0.0.0.0:3478/udp,[::]:3478/udp,0.0.0.0:3478/tcp,[::]:3478/tcp", kRestart,
+      "Sockets to listen on: {address, port, transport: udp|tcp|tls|dtls} or \"IP:PORT/TRANSPORT\"; tcp and "
+      "tls mappings may add proxy_protocol: off|v1|v2 and trusted_proxies: [CIDR...].",
+      parse_listeners_yaml, items_into(FIELD(listeners), parse_listener_spec), dump_listeners));
 
   t.push_back(
       list_key("relay.addresses", "list of relay addresses", "0.0.0.0,::", kRestart,
@@ -158,6 +159,10 @@ std::vector<ConfigKey> build_schema() {
   t.push_back(uint_key("auth.nonce_lifetime", 1, 86400, "600", kRestart,
                        "Seconds a NONCE stays valid before clients get 438 Stale Nonce.", FIELD(auth.nonce_lifetime)));
   t.push_back(bool_key("auth.userhash", "false", kRestart, "Accept USERHASH (RFC 8489 §14.4).", FIELD(auth.userhash)));
+  t.push_back(bool_key("auth.strict_expiry", "false", kReload,
+                       "true: an allocation made with a TURN REST credential ends when the credential's timestamp "
+                       "expires; Allocate and Refresh grant no lifetime past it.",
+                       FIELD(auth.strict_expiry)));
   t.push_back(list_key("auth.users", "list of users", "", kReload,
                        "Long-term credential users: {name, and one of password, key (MD5 hex), password_file}.",
                        parse_users_yaml, nullptr, dump_users));

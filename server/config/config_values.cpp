@@ -34,6 +34,15 @@ std::string_view to_string(Transport t) {
   return "udp";
 }
 
+std::string_view to_string(ProxyProtocol p) {
+  switch (p) {
+    case ProxyProtocol::Off: return "off";
+    case ProxyProtocol::V1: return "v1";
+    case ProxyProtocol::V2: return "v2";
+  }
+  return "off";
+}
+
 std::optional<Transport> parse_transport(std::string_view text) {
   auto t = lower(text);
   if (t == "udp") return Transport::Udp;

@@ -65,10 +65,12 @@ class YamlReader {
   }
 
   // Reads a mapping item of a list: calls `on_key(name, text, mark, path)` for each key after
-  // checking it is one of `allowed`.
+  // checking it is one of `allowed`. Keys in `read_by_caller` (list values) are only checked for
+  // being allowed and unique; the caller reads their nodes itself.
   template <class F>
   std::optional<ConfigError> each_key(const YAML::Node& item, const std::string& item_path,
-                                      const std::vector<std::string>& allowed, F&& on_key) const {
+                                      const std::vector<std::string>& allowed, F&& on_key,
+                                      const std::vector<std::string>& read_by_caller = {}) const {
     std::set<std::string> seen;
     for (auto it = item.begin(); it != item.end(); ++it) {
       const YAML::Mark m = it->first.Mark();
@@ -78,6 +80,7 @@ class YamlReader {
       if (std::find(allowed.begin(), allowed.end(), name) == allowed.end())
         return unknown_key(m, name, item_path, allowed);
       if (!seen.insert(name).second) return error(m, path, "duplicate key");
+      if (std::find(read_by_caller.begin(), read_by_caller.end(), name) != read_by_caller.end()) continue;
       std::string text;
       if (auto e = scalar_text(it->second, m, path, text)) return e;
       if (auto e = on_key(name, text, m, path)) return e;

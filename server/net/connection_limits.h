@@ -34,6 +34,10 @@ struct ConnectionStats {
   Counter tls_failures;        // TLS/DTLS handshake or record errors (bad version, garbage, ...)
   Counter write_budget_drops;  // frames dropped because the client reads too slowly
   Counter dtls_cookies_sent;   // HelloVerifyRequests: stateless answers to new DTLS clients
+  // PROXY protocol listeners: connections closed because they came from outside trusted_proxies,
+  // or because they did not start with a valid header of the listener's version.
+  Counter proxy_untrusted;
+  Counter proxy_bad_header;
 };
 
 // Counts open connections by source IP. One per worker, used on the accept path only.

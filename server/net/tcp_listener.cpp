@@ -1,5 +1,6 @@
 #include "server/net/tcp_listener.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@ struct TcpListener::Listening {
   TcpListener* owner = nullptr;
   turn::Transport transport = turn::Transport::Tcp;
   std::unique_ptr<TlsContextCache> tls;  // set for Transport::Tls
+  std::optional<ProxySettings> proxy;
 };
 
 struct TcpListener::Connection final : TlsSession::Output {
@@ -36,6 +38,9 @@ struct TcpListener::Connection final : TlsSession::Output {
   StreamDeadlines deadlines;
   std::unique_ptr<TlsSession> tls;  // null for plain TCP
   bool counted = false;             // holds a place in the ConnectionLimiter
+  // PROXY protocol: the header has not been read yet; `tuple.client` is still the proxy.
+  bool awaiting_proxy = false;
+  ProxyVersion proxy_version = ProxyVersion::V2;
   bool closing = false;
   bool notify_on_close = false;
   // RFC 6062 data connection: unframed bytes, for the RawStreamHandler under raw_id.
@@ -69,13 +74,14 @@ TcpListener::TcpListener(uv_loop_t* loop, const Clock& clock, StreamHandler& han
 TcpListener::~TcpListener() { close(); }
 
 int TcpListener::listen(const stun::TransportAddress& local, const SocketOptions& options, turn::Transport transport,
-                        std::shared_ptr<TlsCertificates> tls) {
+                        std::shared_ptr<TlsCertificates> tls, std::optional<ProxySettings> proxy) {
   if (transport == turn::Transport::Tls && tls == nullptr) return UV_EINVAL;
   const int fd = open_bound_socket(SOCK_STREAM, local, options);
   if (fd < 0) return fd;
   auto l = std::make_unique<Listening>();
   l->owner = this;
   l->transport = transport;
+  l->proxy = std::move(proxy);
   if (transport == turn::Transport::Tls) {
     l->tls = std::make_unique<TlsContextCache>(std::move(tls));
     if (!cipher_buffer_) cipher_buffer_ = std::make_unique<uint8_t[]>(kCipherBuffer);
@@ -117,14 +123,25 @@ void TcpListener::accept(Listening& l) {
   auto peer = address_of(&uv_tcp_getpeername, *c->handle.get());
   auto local = address_of(&uv_tcp_getsockname, *c->handle.get());
   if (!peer || !local) return discard();
-  // Over the limit: closed before anything is allocated for it (issue 5: connection floods).
-  if (!limiter_.try_acquire(*peer)) {
+  if (l.proxy) {
+    // Only the proxies may speak for someone else; the limits apply to the client the header names.
+    const auto& trusted = l.proxy->trusted;
+    if (std::none_of(trusted.begin(), trusted.end(), [&](const turn::Cidr& cidr) { return cidr.contains(*peer); })) {
+      stats_.proxy_untrusted.add();
+      spdlog::debug("tcp: closed a connection from {}: not in trusted_proxies", peer->to_string());
+      return discard();
+    }
+    c->awaiting_proxy = true;
+    c->proxy_version = l.proxy->version;
+  } else if (!limiter_.try_acquire(*peer)) {
+    // Over the limit: closed before anything is allocated for it (issue 5: connection floods).
     stats_.rejected.add();
     return discard();
+  } else {
+    c->counted = true;
   }
-  c->counted = true;
   auto release = [&] {
-    limiter_.release(*peer);
+    if (c->counted) limiter_.release(*peer);
     c->counted = false;
   };
   c->tuple = turn::FiveTuple{*peer, *local, l.transport};
@@ -154,6 +171,13 @@ void TcpListener::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
     *buf = uv_buf_init(nullptr, 0);
     return;
   }
+  if (c->awaiting_proxy) {
+    // The header goes to the connection's own buffer (before any TLS), and no further than the
+    // longest header accepted: what follows it is copied on from there.
+    buf->base = reinterpret_cast<char*>(c->buffer.get() + c->used);
+    buf->len = c->used < kProxyMaxLength ? kProxyMaxLength - c->used : 0;
+    return;
+  }
   if (c->tls) {
     // Decrypted before the next read, so every TLS connection of the loop can share it.
     buf->base = reinterpret_cast<char*>(c->owner->cipher_buffer_.get());
@@ -175,12 +199,56 @@ void TcpListener::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) {
   }
   if (nread == 0) return;  // EAGAIN
   c->deadlines.read(monotonic_ms(self.clock_));
+  if (c->awaiting_proxy) {
+    c->used += static_cast<size_t>(nread);
+    self.read_proxy_header(*c);
+    return;
+  }
   if (c->tls) {
     self.decrypt(*c, static_cast<size_t>(nread));
     return;
   }
   c->used += static_cast<size_t>(nread);
   self.consume(*c);
+}
+
+void TcpListener::read_proxy_header(Connection& c) {
+  const ProxyParse p = parse_proxy_header(stun::Bytes(c.buffer.get(), c.used));
+  if (p.status == ProxyParseStatus::NeedMore) return;  // the handshake timeout bounds the wait
+  if (p.status == ProxyParseStatus::Invalid || p.header.version != c.proxy_version) {
+    stats_.proxy_bad_header.add();
+    spdlog::debug("tcp: closed a connection from proxy {}: {}", c.tuple.client.to_string(),
+                  p.status == ProxyParseStatus::Invalid ? p.error : "PROXY header of the other version");
+    close(c, false);
+    return;
+  }
+  c.awaiting_proxy = false;
+  turn::FiveTuple real = c.tuple;
+  if (p.header.source) real.client = *p.header.source;  // else LOCAL/UNKNOWN: the proxy itself
+  if (!limiter_.try_acquire(real.client)) {
+    stats_.rejected.add();
+    close(c, false);
+    return;
+  }
+  c.counted = true;
+  // From here on the connection is the client's: re-file it under the real 5-tuple.
+  if (auto it = connections_.find(c.tuple); it != connections_.end() && it->second == &c) connections_.erase(it);
+  c.tuple = real;
+  if (auto it = connections_.find(c.tuple); it != connections_.end()) close(*it->second, true);
+  connections_[c.tuple] = &c;
+  const size_t rest = c.used - p.header.length;
+  uint8_t* after = c.buffer.get() + p.header.length;
+  if (c.tls) {
+    // What followed the header is the start of the TLS stream (rest < kProxyMaxLength, well
+    // inside the cipher buffer).
+    std::memcpy(cipher_buffer_.get(), after, rest);
+    c.used = 0;
+    if (rest > 0) decrypt(c, rest);
+    return;
+  }
+  std::memmove(c.buffer.get(), after, rest);
+  c.used = rest;
+  if (rest > 0) consume(c);
 }
 
 void TcpListener::decrypt(Connection& c, size_t n) {

@@ -8,6 +8,12 @@
 // frame (for TLS: after the handshake) within the handshake timeout; and when it stays silent
 // without an allocation for the idle timeout. Connections beyond the per-source or total limit
 // are closed as soon as they are accepted.
+//
+// A listener with PROXY protocol (ProxySettings) closes connections from outside its trusted
+// proxies at once, then reads the header (before TLS) within the handshake timeout and closes the
+// connection when it is missing, malformed or of the other version. From then on the 5-tuple's
+// client is the address the header carries: the connection limits, the core (XOR-MAPPED-ADDRESS,
+// quotas) and the logs see the real client, not the proxy.
 #pragma once
 
 #include <cstddef>
@@ -22,16 +28,23 @@
 
 #include "base/clock.h"
 #include "server/net/connection_limits.h"
+#include "server/net/proxy_protocol.h"
 #include "server/net/socket_fd.h"
 #include "server/net/stream_handler.h"
 #include "server/tls/tls_context.h"
 #include "stun/bytes.h"
 #include "stun/transport_address.h"
 #include "turn/five_tuple.h"
+#include "turn/peer_policy.h"
 
 namespace ferry::server {
 
 using TcpLimits = ConnectionLimits;
+
+struct ProxySettings {
+  ProxyVersion version = ProxyVersion::V2;
+  std::vector<turn::Cidr> trusted;  // who may send the header
+};
 
 class TcpListener {
  public:
@@ -44,8 +57,10 @@ class TcpListener {
 
   // Listens on `local` (can be called for several addresses). `transport` Tls needs `tls`, whose
   // current certificate each new connection's handshake uses. 0 or a libuv error code.
+  // `proxy`: every connection starts with a PROXY protocol header (see above).
   int listen(const stun::TransportAddress& local, const SocketOptions& options,
-             turn::Transport transport = turn::Transport::Tcp, std::shared_ptr<TlsCertificates> tls = nullptr);
+             turn::Transport transport = turn::Transport::Tcp, std::shared_ptr<TlsCertificates> tls = nullptr,
+             std::optional<ProxySettings> proxy = std::nullopt);
   // The bound addresses, in listen() order (real ports when port 0 was asked for).
   const std::vector<stun::TransportAddress>& addresses() const { return addresses_; }
 
@@ -89,6 +104,7 @@ class TcpListener {
   static void on_close(void* connection);  // from the handle's close callback
 
   void accept(Listening& l);
+  void read_proxy_header(Connection& c);               // the PROXY header in c's buffer, then the stream
   void decrypt(Connection& c, size_t n);               // TLS: ciphertext in cipher_buffer_ to plaintext frames
   void consume(Connection& c);                         // hands out the complete frames in c's buffer
   bool write_bytes(Connection& c, stun::Bytes bytes);  // to the socket, queueing what it does not take

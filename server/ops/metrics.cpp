@@ -206,6 +206,18 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
     out.push_back(std::move(f));
   }
 
+  {
+    auto f = family("ferry_proxy_protocol_refused_total",
+                    "TCP/TLS connections closed by a PROXY protocol listener: from outside trusted_proxies "
+                    "(untrusted), or without a valid header of the listener's version (bad_header).",
+                    MetricType::Counter);
+    add_value(f, {{"reason", "untrusted"}},
+              sum(ws, [](const WorkerStatsView& w) { return w.shell->proxy_untrusted.get(); }));
+    add_value(f, {{"reason", "bad_header"}},
+              sum(ws, [](const WorkerStatsView& w) { return w.shell->proxy_bad_header.get(); }));
+    out.push_back(std::move(f));
+  }
+
   // ---- database ----
   {
     LatencyHistogram::Snapshot total;

@@ -19,6 +19,8 @@ struct ShellStats {
   Gauge tls_connections;
   Gauge dtls_sessions;
   Gauge tcp_frames_dropped;  // cumulative: frames over a connection's write budget
+  Gauge proxy_untrusted;     // cumulative: PROXY protocol connections not from trusted_proxies
+  Gauge proxy_bad_header;    // cumulative: ... without a valid header of the listener's version
   // Milliseconds on the steady clock at the loop's last tick (or start): /healthz checks that
   // every loop has ticked recently.
   Gauge heartbeat_ms;

@@ -74,8 +74,18 @@ std::optional<std::string> Worker::bind() {
     } else if (l.transport == Transport::Tcp || l.transport == Transport::Tls) {
       const bool tls = l.transport == Transport::Tls;
       if (tls && !settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
-      rc =
-          tcp_->listen(l.address, listener_options(), tls ? turn::Transport::Tls : turn::Transport::Tcp, settings_.tls);
+      std::optional<ProxySettings> proxy;
+      if (l.proxy_protocol != ProxyProtocol::Off) {
+        proxy.emplace();
+        proxy->version = l.proxy_protocol == ProxyProtocol::V1 ? ProxyVersion::V1 : ProxyVersion::V2;
+        for (const auto& text : l.trusted_proxies) {
+          auto cidr = turn::Cidr::parse(text);
+          if (!cidr) return describe(l) + ": trusted_proxies: not an address or prefix: " + text;
+          proxy->trusted.push_back(*cidr);
+        }
+      }
+      rc = tcp_->listen(l.address, listener_options(), tls ? turn::Transport::Tls : turn::Transport::Tcp, settings_.tls,
+                        std::move(proxy));
       if (rc == 0) bound.address = tcp_->addresses().back();
     } else {  // DTLS: UDP sockets of their own, read into the same buffer
       if (!settings_.tls) return describe(l) + ": needs tls.cert and tls.key";
@@ -114,6 +124,8 @@ void Worker::on_tick() {
   stats_.tls_connections.set(static_cast<int64_t>(tcp_->connection_count(turn::Transport::Tls)));
   stats_.dtls_sessions.set(static_cast<int64_t>(dtls_ ? dtls_->session_count() : 0));
   stats_.tcp_frames_dropped.set(static_cast<int64_t>(tcp_->dropped_frames()));
+  stats_.proxy_untrusted.set(static_cast<int64_t>(connection_stats_.proxy_untrusted.get()));
+  stats_.proxy_bad_header.set(static_cast<int64_t>(connection_stats_.proxy_bad_header.get()));
   stats_.heartbeat_ms.set(steady_ms(clock_));
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();

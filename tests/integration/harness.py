@@ -630,6 +630,9 @@ class ServerConfig:
     # drain.* keys; timeout 0 by default so that stopping the server (SIGTERM) is immediate.
     drain: dict[str, str] = field(default_factory=lambda: {"timeout": "0"})
     database_url: str = ""  # ferry's database.url (test databases only)
+    # More ferry listeners, each a YAML flow mapping ("{address: ..., port: ..., transport: tcp,
+    # proxy_protocol: v2, ...}"); not polled by wait_ready.
+    extra_listeners: list[str] = field(default_factory=list)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -654,6 +657,7 @@ class ServerConfig:
         lines = [f"realm: {q(self.realm)}", "listeners:"]
         for l in self.listeners:
             lines.append(f"  - {{address: {q(l.address)}, port: {l.port}, transport: {l.transport}}}")
+        lines += [f"  - {raw}" for raw in self.extra_listeners]
         lines.append("relay:")
         lines.append("  addresses: [" + ", ".join(f"{{address: {q(a)}}}" for a in self.relay_addresses) + "]")
         lines.append(f"  port_min: {self.relay_min}")

@@ -44,6 +44,7 @@
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
+#include "tools/ferryctl/probe.h"
 
 namespace {
 
@@ -576,6 +577,8 @@ int main(int argc, char** argv) {
   auto* k_list = apikey->add_subcommand("list", "list keys (names and hash prefixes, never keys)");
   auto* k_revoke = apikey->add_subcommand("revoke", "revoke the active key of this name");
   k_revoke->add_option("name", key_name)->required();
+
+  ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
 
   try {
     app.parse(argc, argv);

@@ -968,5 +968,48 @@ TEST(Cli, ConfigReferenceIsHiddenAndPrintsTheDoc) {
   EXPECT_THAT(help_text(), Not(HasSubstr("--config-reference")));
 }
 
+// ------------------------------------------------------------------------------------------------
+// PROXY protocol on listeners
+// ------------------------------------------------------------------------------------------------
+
+TEST(ConfigListeners, ProxyProtocolAndTrustedProxies) {
+  auto r = load(
+      "listeners:\n"
+      "  - {address: 0.0.0.0, port: 3478, transport: tcp, proxy_protocol: v2, trusted_proxies: [10.0.0.0/8, ::1]}\n"
+      "  - {address: 0.0.0.0, port: 3479, transport: tls, proxy_protocol: v1, trusted_proxies: \"192.0.2.1, "
+      "192.0.2.2\"}\n"
+      "  - {address: 0.0.0.0, port: 3478, transport: udp}\n"
+      "tls: {cert: /nonexistent.crt, key: /nonexistent.key}\n");
+  ASSERT_TRUE(r) << error_of(r);
+  const auto& ls = r->listeners;
+  ASSERT_EQ(ls.size(), 3u);
+  EXPECT_EQ(ls[0].proxy_protocol, ProxyProtocol::V2);
+  EXPECT_EQ(ls[0].trusted_proxies, (std::vector<std::string>{"10.0.0.0/8", "::1"}));
+  EXPECT_EQ(ls[1].proxy_protocol, ProxyProtocol::V1);
+  EXPECT_EQ(ls[1].trusted_proxies, (std::vector<std::string>{"192.0.2.1", "192.0.2.2"}));
+  EXPECT_EQ(ls[2].proxy_protocol, ProxyProtocol::Off);
+  // The dump shows both keys and loads back to the same listeners.
+  const auto dump = dump_effective(*r);
+  EXPECT_THAT(dump, HasSubstr("proxy_protocol: v2"));
+  auto again = load(dump);
+  ASSERT_TRUE(again) << error_of(again) << "\n" << dump;
+  EXPECT_EQ(again->listeners, ls);
+}
+
+TEST(ConfigListeners, ProxyProtocolErrorsNameTheKey) {
+  EXPECT_EQ(error_of(load("listeners:\n  - {address: 0.0.0.0, transport: tcp, proxy_protocol: v3}\n")),
+            "ferry.yaml:2: listeners[0].proxy_protocol: must be one of off, v1, v2 (got 'v3')");
+  EXPECT_EQ(error_of(load("listeners:\n  - {address: 0.0.0.0, transport: udp, proxy_protocol: v2, "
+                          "trusted_proxies: [10.0.0.1]}\n")),
+            "ferry.yaml:2: listeners[0].proxy_protocol: works on tcp and tls listeners only");
+  EXPECT_EQ(error_of(load("listeners:\n  - {address: 0.0.0.0, transport: tcp, proxy_protocol: v2}\n")),
+            "ferry.yaml:2: listeners[0].trusted_proxies: needs the addresses of the proxies allowed to send the "
+            "header (CIDR list)");
+  EXPECT_EQ(error_of(load("listeners:\n  - {address: 0.0.0.0, transport: tcp, trusted_proxies: [10.0.0.1]}\n")),
+            "ferry.yaml:2: listeners[0].trusted_proxies: only means something with proxy_protocol v1 or v2");
+  EXPECT_EQ(error_of(load("listeners:\n  - {address: 0.0.0.0, transport: tcp, proxy_protocol: v1, "
+                          "trusted_proxies: [10.0.0.0/40]}\n")),
+            "ferry.yaml:2: listeners[0].trusted_proxies[0]: prefix length must be 0-32 (got '10.0.0.0/40')");
+}
 }  // namespace
 }  // namespace ferry::server
