@@ -1,13 +1,15 @@
-// Many TURN sessions at once, each one UDP socket and one sans-I/O TurnClient (client/), driven
+// Many TURN sessions at once, each one UDP (or TCP) socket and one sans-I/O TurnClient (client/), driven
 // through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh, Refresh(LIFETIME 0). The
 // client handles the 401/438 challenges (RFC 8489 §9.2); this driver owns the sockets, resends a
-// request's very bytes on its RTO (§6.2.1, doubling) and keeps at most `concurrency` sessions busy.
+// request's very bytes on its RTO (§6.2.1, doubling; over TCP it only waits as long, §6.2.2) and
+// keeps at most `concurrency` sessions busy.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,7 @@ struct Session {
   bool failed = false;
   std::string error;
   stun::TransportAddress relayed;
+  std::vector<uint8_t> rx;  // TCP: received bytes not yet a whole frame
 
   // The request in flight.
   std::vector<uint8_t> request;
@@ -48,6 +51,8 @@ struct SessionParams {
   uint64_t rto_ns = 500'000'000;
   uint32_t transmissions = 5;
   uint32_t concurrency = 64;
+  bool stream = false;                           // the sessions' sockets are TCP (RFC 8656 §12.5 framing)
+  std::optional<stun::Family> requested_family;  // REQUESTED-ADDRESS-FAMILY (RFC 6156): an IPv6 peer
 };
 
 struct DriveResult {
