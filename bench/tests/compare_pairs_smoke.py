@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Smoke test of bench/compare's rounds (label bench): --quick --latency --pairs 2 against coturn
-(and Pion when bench/compare can build it), then the same as an A/A of one ferry binary with
---ferry-b. Checks the exit status and the --json-out shape the lead's scripts read: two rounds in
+(and Pion when bench/compare can build it), the same as an A/A of one ferry binary with
+--ferry-b, and --quick --transports --pairs 2 (TCP and IPv6 client/peer legs). Checks the exit status and the --json-out shape the lead's scripts read: two rounds in
 alternating order, a `median` with p99_ratio keyed by allocation count and ferry_p99_flatness,
 and every ratio summarised as median/min/max. Figures are not judged (a busy CI machine).
 """
@@ -22,8 +22,8 @@ NAME = "bench_compare_pairs_smoke"
 QUICK_LATENCY_ALLOCATIONS = ["10", "100"]  # bench/compare's QUICK plan
 
 
-def compare(args, json_out: Path, *extra: str) -> tuple[harness.ClientResult, dict | None]:
-    cmd = ["/usr/bin/python3", str(ROOT / "bench" / "compare"), "--quick", "--latency", "--pairs", "2",
+def compare(args, json_out: Path, *extra: str, part: str = "--latency") -> tuple[harness.ClientResult, dict | None]:
+    cmd = ["/usr/bin/python3", str(ROOT / "bench" / "compare"), "--quick", part, "--pairs", "2",
            "--no-install", "--ferry", args.ferry, "--loadgen", args.loadgen, "--forwarder", args.forwarder,
            "--json-out", str(json_out), *extra]
     r = harness.run_client(cmd, timeout=240, line_buffered=False)
@@ -39,14 +39,15 @@ def positive(v) -> bool:
     return isinstance(v, (int, float)) and v > 0
 
 
-def check_rounds(d: dict, columns: list[str], what: str) -> None:
+def check_rounds(d: dict, columns: list[str], what: str, latency: bool = True) -> None:
     pairs = d["pairs"]
     harness.check(f"{what}: two rounds, the second in reverse order",
                   len(pairs) == 2 and pairs[0]["order"] == columns and pairs[1]["order"] == columns[::-1],
                   json.dumps([p["order"] for p in pairs]))
     harness.check(f"{what}: each round records the load average", all(p["loadavg_before"] for p in pairs))
-    ok = all(sorted(p[c]["latency"]) == sorted(QUICK_LATENCY_ALLOCATIONS) for p in pairs for c in columns)
-    harness.check(f"{what}: latency runs at 10 and 100 allocations for every server", ok)
+    if latency:
+        ok = all(sorted(p[c]["latency"]) == sorted(QUICK_LATENCY_ALLOCATIONS) for p in pairs for c in columns)
+        harness.check(f"{what}: latency runs at 10 and 100 allocations for every server", ok)
     rows = d["summary"]
     ratio = d["ratios"][0]
     ok = bool(rows) and all(e[ratio] is None or
@@ -94,6 +95,23 @@ def run() -> None:
                           sorted(m["p99_ratio"]) == sorted(QUICK_LATENCY_ALLOCATIONS)
                           and all(positive(v) for v in m["p99_ratio"].values())
                           and m["ferry_p99_flatness"] == m["p99_flatness"]["B"], json.dumps(m))
+
+        r, d = compare(args, Path(tmp) / "transports.json", part="--transports")
+        harness.check("--quick --transports --pairs 2 exits 0 and writes --json-out", r.returncode == 0 and d is not None,
+                      r.output[-2000:])
+        if d is not None:
+            legs = ["udp4", "tcp4", "udp6", "tcp6"]
+            harness.check("transports: ferry and coturn only (Pion has no TCP/IPv6 listener)",
+                          list(d["columns"]) == ["ferry", "coturn"], json.dumps(d["columns"]))
+            check_rounds(d, ["ferry", "coturn"], "transports", latency=False)
+            ok = all(p[c]["legs"][leg][k]["transport"] == leg[:3] and p[c]["legs"][leg][k]["family"] == f"ipv{leg[3]}"
+                     and p[c]["legs"][leg][k]["received"] > 0
+                     for p in d["pairs"] for c in ("ferry", "coturn") for leg in legs for k in ("closed", "latency"))
+            harness.check("transports: every leg relayed over its transport and family, both servers", ok)
+            m = d["median"]
+            harness.check("transports: median pps/cpu/p99 ratios keyed by leg",
+                          all(sorted(m[k]) == sorted(legs) and all(positive(v) for v in m[k].values())
+                              for k in ("pps_ratio", "cpu_ratio", "p99_ratio")), json.dumps(m))
 
 
 def main() -> int:
