@@ -29,6 +29,7 @@ func main() {
 	user := flag.String("user", "bench", "long-term credential user")
 	passwordEnv := flag.String("password-env", "FERRY_BENCH_PASSWORD", "environment variable holding the password")
 	threads := flag.Int("threads", runtime.NumCPU(), "listening sockets (SO_REUSEPORT) and GOMAXPROCS")
+	tcp := flag.Bool("tcp", false, "also accept TURN over TCP on the same address (as examples/turn-server/tcp)")
 	flag.Parse()
 	password := os.Getenv(*passwordEnv)
 	if password == "" || *threads < 1 {
@@ -44,22 +45,32 @@ func main() {
 		}
 		return serr
 	}}
+	// Random ports with enough retries to fill most of the range (10,000 of 10,500).
+	relay := func() turn.RelayAddressGenerator {
+		return &turn.RelayAddressGeneratorPortRange{RelayAddress: net.ParseIP(*relayIP), Address: *relayIP,
+			MinPort: uint16(*minPort), MaxPort: uint16(*maxPort), MaxRetries: 1000}
+	}
+	// Loopback peers only, like ferry's peers.allow [127.0.0.0/8] and coturn's --allow-loopback-peers.
+	loopbackOnly := func(_ net.Addr, peer net.IP) bool { return peer.IsLoopback() }
 	var conns []turn.PacketConnConfig
 	for i := 0; i < *threads; i++ {
 		pc, err := reuse.ListenPacket(context.Background(), "udp4", *listen)
 		if err != nil {
 			log.Fatalf("listen %s: %v", *listen, err)
 		}
-		conns = append(conns, turn.PacketConnConfig{
-			PacketConn: pc,
-			// Random ports with enough retries to fill most of the range (10,000 of 10,500).
-			RelayAddressGenerator: &turn.RelayAddressGeneratorPortRange{RelayAddress: net.ParseIP(*relayIP),
-				Address: *relayIP, MinPort: uint16(*minPort), MaxPort: uint16(*maxPort), MaxRetries: 1000},
-			// Loopback peers only, like ferry's peers.allow [127.0.0.0/8] and coturn's --allow-loopback-peers.
-			PermissionHandler: func(_ net.Addr, peer net.IP) bool { return peer.IsLoopback() },
-		})
+		conns = append(conns, turn.PacketConnConfig{PacketConn: pc, RelayAddressGenerator: relay(),
+			PermissionHandler: loopbackOnly})
 	}
-	s, err := turn.NewServer(turn.ServerConfig{Realm: *realm, PacketConnConfigs: conns,
+	var listeners []turn.ListenerConfig
+	if *tcp {
+		l, err := net.Listen("tcp4", *listen)
+		if err != nil {
+			log.Fatalf("listen tcp %s: %v", *listen, err)
+		}
+		listeners = append(listeners, turn.ListenerConfig{Listener: l, RelayAddressGenerator: relay(),
+			PermissionHandler: loopbackOnly})
+	}
+	s, err := turn.NewServer(turn.ServerConfig{Realm: *realm, PacketConnConfigs: conns, ListenerConfigs: listeners,
 		AuthHandler: func(u, _ string, _ net.Addr) ([]byte, bool) { return key, u == *user }})
 	if err != nil {
 		log.Fatal(err)
