@@ -34,7 +34,6 @@ namespace ferry::bench {
 
 namespace {
 
-constexpr uint16_t kChannel = 0x4000;
 constexpr uint64_t kLossTimeoutNs = 50'000'000;
 
 // One sending socket and the frame it sends: stamp fields are rewritten per packet.
@@ -227,7 +226,7 @@ void make_frame(Stream& st, uint32_t stream_index, const Options& o, client::Tur
   st.tcp = tcp;
   stun::Result<stun::Bytes> built =
       o.framing == Framing::Channel
-          ? client::TurnClient::channel_data(buf, kChannel, stun::Bytes(payload.data(), payload.size()), tcp)
+          ? client::TurnClient::channel_data(buf, kBenchChannel, stun::Bytes(payload.data(), payload.size()), tcp)
           : client->send_indication(buf, peer, stun::Bytes(payload.data(), payload.size()));
   if (!built) throw std::runtime_error(cat("building a frame: ", stun::to_string(built.error())));
   st.frame.assign(built->begin(), built->end());
@@ -291,7 +290,7 @@ nlohmann::json run_relay(const Options& o) {
 
   SessionParams sp;
   sp.peer = peer;
-  sp.channel = kChannel;
+  sp.channel = kBenchChannel;
   sp.lifetime = o.lifetime;
   sp.rto_ns = seconds_to_ns(o.rto);
   sp.transmissions = o.transmissions;

@@ -44,9 +44,12 @@ struct Session {
   uint32_t transmissions = 0;
 };
 
+// The channel every session binds to its peer (one peer per session, so one number will do).
+inline constexpr uint16_t kBenchChannel = 0x4000;
+
 struct SessionParams {
   stun::TransportAddress peer;  // CreatePermission/ChannelBind target
-  uint16_t channel = 0x4000;
+  uint16_t channel = kBenchChannel;
   uint32_t lifetime = 600;
   uint64_t rto_ns = 500'000'000;
   uint32_t transmissions = 5;
