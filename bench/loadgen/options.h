@@ -16,8 +16,8 @@ enum class Mode {
   Churn,     // a steady relay rate over allocations created, refreshed, expired and deleted all along
 };
 
-enum class Framing { Channel, Send };     // ChannelData or Send indications
-enum class ClientTransport { Udp, Tcp };  // relay: the client leg (TURN over UDP or over TCP, RFC 8656 §12.5)
+enum class Framing { Channel, Send };          // ChannelData or Send indications
+enum class ClientTransport { Udp, Tcp, Tls };  // relay: the client leg (TURN over UDP, TCP or TLS, RFC 8656 §12.5)
 
 struct Options {
   Mode mode = Mode::Relay;

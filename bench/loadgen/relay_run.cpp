@@ -44,9 +44,11 @@ struct Stream {
   uint64_t seq = 0;
   // TCP: the frames are written as one byte string per burst; what the socket did not take waits
   // here, and the stream sends nothing new until it has gone (a frame must not be cut).
-  bool tcp = false;
+  bool tcp = false;       // TCP or TLS
+  ssl_st* ssl = nullptr;  // TLS: the session's (not owned)
   std::vector<uint8_t> pending;
   size_t pending_sent = 0;
+  size_t tls_retry = 0;  // TLS: the length of a write that would block, which its retry must repeat
 };
 
 constexpr size_t kMaxPending = 1 << 20;  // TCP: bytes a stream may queue before it counts drops
@@ -54,9 +56,14 @@ constexpr size_t kMaxPending = 1 << 20;  // TCP: bytes a stream may queue before
 // TCP: writes what `s.pending` still holds; true when it is empty afterwards. -errno on an error.
 int flush_pending(Stream& s) {
   while (s.pending_sent < s.pending.size()) {
-    const ssize_t n =
-        ::send(s.fd, s.pending.data() + s.pending_sent, s.pending.size() - s.pending_sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+    const size_t len = s.tls_retry != 0 ? s.tls_retry : s.pending.size() - s.pending_sent;
+    const ssize_t n = stream_send(s.fd, s.ssl, s.pending.data() + s.pending_sent, len);
+    if (n < 0) return static_cast<int>(n);
+    if (n == 0) {
+      if (s.ssl != nullptr) s.tls_retry = len;
+      return 0;
+    }
+    s.tls_retry = 0;
     s.pending_sent += static_cast<size_t>(n);
   }
   s.pending.clear();
@@ -222,7 +229,7 @@ void make_frame(Stream& st, uint32_t stream_index, const Options& o, client::Tur
     return;
   }
   std::vector<uint8_t> buf(o.size + 256);
-  const bool tcp = o.transport == ClientTransport::Tcp;
+  const bool tcp = o.transport != ClientTransport::Udp;
   st.tcp = tcp;
   stun::Result<stun::Bytes> built =
       o.framing == Framing::Channel
@@ -258,17 +265,25 @@ nlohmann::json run_relay(const Options& o) {
   const stun::TransportAddress peer = local_address(sink_fd);
 
   // Sockets, one per stream, from distinct source ports.
+  std::unique_ptr<ssl_ctx_st, void (*)(ssl_ctx_st*)> tls_ctx(nullptr, free_tls_context);
+  if (o.transport == ClientTransport::Tls) {
+    tls_ctx.reset(bench_tls_context(err));
+    if (!tls_ctx) throw std::runtime_error(cat("TLS: ", err));
+  }
   std::vector<std::unique_ptr<Session>> sessions;
   sessions.reserve(o.allocations);
   auto close_all = [&] {
-    for (auto& s : sessions)
+    for (auto& s : sessions) {
+      free_tls(s->ssl);
+      s->ssl = nullptr;
       if (s->fd >= 0) ::close(s->fd);
+    }
   };
   for (uint32_t i = 0; i < o.allocations; ++i) {
     auto s = std::make_unique<Session>();
     s->index = i;
-    const bool tcp = o.transport == ClientTransport::Tcp;
-    s->fd = tcp ? open_tcp_connected(client_source(o, i), o.target, err)
+    const bool tcp = o.transport != ClientTransport::Udp;
+    s->fd = tcp ? open_tcp_connected(client_source(o, i), o.target, err, tls_ctx.get(), &s->ssl)
                 : open_udp(client_source(o, i), UdpOptions{.buffer_bytes = 1 << 20}, err);
     if (s->fd < 0) {
       close_all();
@@ -295,7 +310,7 @@ nlohmann::json run_relay(const Options& o) {
   sp.rto_ns = seconds_to_ns(o.rto);
   sp.transmissions = o.transmissions;
   sp.concurrency = std::max<uint32_t>(o.setup_concurrency, 1);
-  sp.stream = o.transport == ClientTransport::Tcp;
+  sp.stream = o.transport != ClientTransport::Udp;
   // The relayed address must be of the peer's family (RFC 6156 §4.2): ask for IPv6 for an IPv6 sink.
   if (!peer.is_v4()) sp.requested_family = stun::Family::V6;
   SessionDriver driver(sp);
@@ -318,6 +333,7 @@ nlohmann::json run_relay(const Options& o) {
     if (o.mode == Mode::Relay && (s->failed || !s->allocated)) continue;
     Stream st;
     st.fd = s->fd;
+    st.ssl = s->ssl;
     make_frame(st, s->index, o, s->client.get(), peer);
     streams.push_back(std::move(st));
   }
@@ -354,7 +370,11 @@ nlohmann::json run_relay(const Options& o) {
     // TCP: what a stream still queues goes out before the teardown's requests follow it.
     for (Stream& st : streams) {
       if (st.tcp && st.pending_sent < st.pending.size()) {
-        (void)send_all(st.fd, st.pending.data() + st.pending_sent, st.pending.size() - st.pending_sent, 1000);
+        size_t off = st.pending_sent;
+        if (st.tls_retry != 0 && send_all(st.fd, st.ssl, st.pending.data() + off, st.tls_retry, 1000)) {
+          off += st.tls_retry;  // the write that would block first, as TLS requires, then the rest
+        }
+        (void)send_all(st.fd, st.ssl, st.pending.data() + off, st.pending.size() - off, 1000);
       }
     }
     sleep_ns(seconds_to_ns(o.drain));
@@ -395,7 +415,7 @@ nlohmann::json run_relay(const Options& o) {
   nlohmann::json j;
   j["mode"] = o.mode == Mode::Raw ? "raw" : "relay";
   j["framing"] = o.mode == Mode::Raw ? "udp" : (o.framing == Framing::Channel ? "channel" : "send");
-  j["transport"] = o.transport == ClientTransport::Tcp ? "tcp" : "udp";
+  j["transport"] = o.transport == ClientTransport::Tls ? "tls" : o.transport == ClientTransport::Tcp ? "tcp" : "udp";
   j["family"] = o.target.is_v4() ? "ipv4" : "ipv6";
   j["peer"] = peer.to_string();
   j["target"] = o.target.to_string();

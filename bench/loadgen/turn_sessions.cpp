@@ -38,7 +38,7 @@ void SessionDriver::transmit(Session& s) {
   // resends and eventually gives up. Over TCP a request is written once, whole (a part would break
   // the stream's framing), and only the timeout follows.
   if (params_.stream) {
-    if (s.transmissions == 0) (void)send_all(s.fd, s.request.data(), s.request.size(), 100);
+    if (s.transmissions == 0) (void)send_all(s.fd, s.ssl, s.request.data(), s.request.size(), 100);
   } else {
     (void)::send(s.fd, s.request.data(), s.request.size(), MSG_DONTWAIT);
   }
@@ -141,32 +141,42 @@ bool SessionDriver::begin(Session& s, DriveResult& r) {
   return !send_step(s, r);
 }
 
+bool SessionDriver::read_stream(Session& s, uint64_t now, DriveResult& r, const StepDone& step_done) {
+  std::array<uint8_t, 2048> buf;
+  // TLS may hold decrypted bytes poll() does not see: read until nothing is left (bounded).
+  ssize_t got = 0;
+  for (int n = 0; n < 16; ++n) {
+    got = stream_recv(s.fd, s.ssl, buf.data(), buf.size());
+    if (got <= 0) break;
+    s.rx.insert(s.rx.end(), buf.begin(), buf.begin() + got);
+  }
+  // Every whole frame the stream holds, in order, even when the server closed the connection
+  // after them (ferry did so after answering a Refresh(0) over TLS).
+  size_t used = 0;
+  bool finished = false;
+  while (!finished) {
+    const size_t len = stream_frame_length(s.rx.data() + used, s.rx.size() - used);
+    if (len == SIZE_MAX) {
+      fail(s, cat(to_string(s.steps[s.next]), ": not STUN or ChannelData on the TCP stream"), r);
+      return true;
+    }
+    if (len == 0 || s.rx.size() - used < len) break;
+    finished = on_datagram(s, stun::Bytes(s.rx.data() + used, len), now, r, step_done);
+    used += len;
+  }
+  s.rx.erase(s.rx.begin(), s.rx.begin() + static_cast<std::ptrdiff_t>(used));
+  if (finished) return true;
+  if (got == 0 || (got < 0 && got != -EAGAIN)) {
+    fail(s, cat(to_string(s.steps[s.next]), got == 0 ? ": connection closed by the server" : ": recv failed"), r);
+    return true;
+  }
+  return false;
+}
+
 bool SessionDriver::service(Session& s, bool readable, uint64_t now, DriveResult& r, const StepDone& step_done) {
   std::array<uint8_t, 2048> buf;
   if (readable && params_.stream) {
-    const ssize_t got = ::recv(s.fd, buf.data(), buf.size(), MSG_DONTWAIT);
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      fail(s, cat(to_string(s.steps[s.next]), got == 0 ? ": connection closed by the server" : ": recv failed"), r);
-      return true;
-    }
-    if (got > 0) s.rx.insert(s.rx.end(), buf.begin(), buf.begin() + got);
-    // Every whole frame the stream holds, in order (bounded by what was received).
-    size_t used = 0;
-    for (;;) {
-      const size_t len = stream_frame_length(s.rx.data() + used, s.rx.size() - used);
-      if (len == SIZE_MAX) {
-        fail(s, cat(to_string(s.steps[s.next]), ": not STUN or ChannelData on the TCP stream"), r);
-        return true;
-      }
-      if (len == 0 || s.rx.size() - used < len) break;
-      const bool finished = on_datagram(s, stun::Bytes(s.rx.data() + used, len), now, r, step_done);
-      used += len;
-      if (finished) {
-        s.rx.erase(s.rx.begin(), s.rx.begin() + static_cast<std::ptrdiff_t>(used));
-        return true;
-      }
-    }
-    s.rx.erase(s.rx.begin(), s.rx.begin() + static_cast<std::ptrdiff_t>(used));
+    if (read_stream(s, now, r, step_done)) return true;
   } else if (readable) {
     for (int n = 0; n < 16; ++n) {  // a few datagrams per pass, then the others
       const ssize_t got = ::recv(s.fd, buf.data(), buf.size(), MSG_DONTWAIT);
