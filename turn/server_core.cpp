@@ -311,6 +311,16 @@ void ServerCore::set_draining(bool draining, std::optional<TransportAddress> alt
   alternate_server_ = draining ? alternate : std::nullopt;
 }
 
+size_t ServerCore::close_all() {
+  std::vector<Allocation*> victims;
+  for (auto& [tuple, a] : allocations_) victims.push_back(a.get());
+  for (Allocation* a : victims) {
+    stats_.allocations_deleted.add();
+    destroy(*a);
+  }
+  return victims.size();
+}
+
 size_t ServerCore::close_user(std::string_view username) {
   std::vector<Allocation*> victims;
   for (auto& [tuple, a] : allocations_) {

@@ -113,6 +113,8 @@ class ServerCore {
   void tick(uint32_t part = 0, uint32_t parts = 1);
   // Ends the allocations of a user (revocation). Returns how many were closed.
   size_t close_user(std::string_view username);
+  // Ends every allocation (a fleet drain's deadline). Returns how many were closed.
+  size_t close_all();
   // Looks up the user of every allocation again and closes the allocations whose key the store no
   // longer vouches for: user deleted or disabled, password changed, shared secret revoked. A user
   // the store cannot answer for now (database down) keeps its allocations. Answers may come later;

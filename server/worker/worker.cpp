@@ -158,6 +158,10 @@ void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> a
   post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }
 
+void Worker::close_all_allocations() {
+  post([this] { core_->close_all(); });
+}
+
 void Worker::stop() {
   if (!stop_requested_.exchange(true)) uv_async_send(stop_.get());
 }

@@ -69,6 +69,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void post(std::function<void()> task);
   // From any thread: ServerCore::set_draining on the loop thread.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // From any thread: ServerCore::close_all on the loop thread (a fleet drain's deadline).
+  void close_all_allocations();
   // From any thread: ServerCore::set_limits on the loop thread (a reload).
   void set_limits(const turn::ServerCoreConfig& limits);
 

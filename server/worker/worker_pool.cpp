@@ -86,6 +86,10 @@ void WorkerPool::set_draining(bool draining, std::optional<stun::TransportAddres
   for (auto& w : workers_) w->set_draining(draining, alternate);
 }
 
+void WorkerPool::close_all_allocations() {
+  for (auto& w : workers_) w->close_all_allocations();
+}
+
 int64_t WorkerPool::active_allocations() const {
   int64_t n = 0;
   for (const auto& w : workers_) n += w->core().stats().active_allocations();

@@ -57,6 +57,8 @@ class WorkerPool {
 
   // From any thread: every worker's core starts (or stops) draining; see ServerCore::set_draining.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // From any thread: every worker closes all its allocations.
+  void close_all_allocations();
   // Allocations on every worker now (from the cores' gauges; safe from any thread).
   int64_t active_allocations() const;
 

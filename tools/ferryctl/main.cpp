@@ -11,6 +11,7 @@
 //   ferryctl secret revoke ID
 //   ferryctl token USER --ttl SECONDS [--realm R] [--secret-stdin] [--url turn:...]...
 //   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
+//   ferryctl nodes [--json] | drain NODE [--deadline S] | undrain NODE   (the fleet: fleet.h)
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
@@ -44,6 +45,7 @@
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
+#include "tools/ferryctl/fleet.h"
 #include "tools/ferryctl/probe.h"
 
 namespace {
@@ -579,6 +581,7 @@ int main(int argc, char** argv) {
   k_revoke->add_option("name", key_name)->required();
 
   ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
+  const ferry::ctl::FleetCommands fleet(app);
 
   try {
     app.parse(argc, argv);
@@ -593,6 +596,7 @@ int main(int argc, char** argv) {
     }
     if (*token) return cmd_token(g, realm, token_user, ttl, token_secret_stdin, urls);
     Db conn(database_url(g));
+    if (auto rc = fleet.run(conn.get())) return *rc;
     if (*db_migrate) return cmd_db_migrate(conn);
     if (*db_status) return cmd_db_status(conn);
     if (*u_add) return cmd_user_add(conn, realm, ua);

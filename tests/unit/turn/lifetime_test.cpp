@@ -150,6 +150,18 @@ TEST_F(TurnCoreTest, CloseUserClosesOnlyThatUsersAllocations) {
   expect_error(refresh(a1, tuple(1)), code::AllocationMismatch);
 }
 
+TEST_F(TurnCoreTest, CloseAllClosesEveryAllocation) {
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  EXPECT_EQ(server().close_all(), 2u);
+  EXPECT_EQ(server().allocation_count(), 0u);
+  EXPECT_TRUE(io.open.empty());
+  EXPECT_EQ(server().stats().allocations_deleted.get(), 2u);
+  EXPECT_EQ(server().close_all(), 0u);
+  expect_error(refresh(b, tuple(2)), code::AllocationMismatch);
+}
+
 TEST_F(TurnCoreTest, RevalidateClosesAllocationsTheStoreNoLongerVouchesFor) {
   TurnClient a = alice(), b = bob();
   allocate_ok(a, tuple(1));
