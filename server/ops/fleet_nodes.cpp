@@ -8,7 +8,7 @@
 namespace ferry::server {
 
 bool less_loaded(const FleetNode& a, const FleetNode& b) {
-  return std::tie(a.allocations, a.relayed_bps, a.cpu, a.id) < std::tie(b.allocations, b.relayed_bps, b.cpu, b.id);
+  return std::tie(a.allocations, a.relayed_bps, a.id) < std::tie(b.allocations, b.relayed_bps, b.id);
 }
 
 std::vector<const FleetNode*> pick_active(const std::vector<FleetNode>& nodes, std::string_view exclude, size_t n) {

@@ -26,8 +26,9 @@ struct FleetNode {
   double cpu = 0;
 };
 
-// Least loaded first: fewer allocations, then fewer relayed bytes/s, then less CPU, then by id (so
-// every node ranks the fleet alike).
+// Least loaded first: fewer allocations, then fewer relayed bytes/s, then by id, so every node
+// ranks the fleet alike. CPU is reported but not ranked on: an idle node's share of a core is
+// noise, and ranking on it would flip the choice every heartbeat.
 bool less_loaded(const FleetNode& a, const FleetNode& b);
 
 // The `active` nodes other than `exclude` ("" = none), least loaded first, at most `n`.

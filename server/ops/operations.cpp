@@ -103,12 +103,16 @@ void apply_drain(ShutdownState& st) {
   // Workers first: by the time /readyz says "draining", new Allocates are (all but) refused.
   st.pool->set_draining(want.draining, want.alternate);
   st.ops->health().set_draining(want.draining);
-  if (want.draining != st.applied.draining || want.alternate != st.applied.alternate) {
-    if (!want.draining) spdlog::info("undrained: taking new allocations again");
-    else if (st.drain->fleet() && !st.drain->sigterm())
+  const std::string where = want.alternate ? "go to " + want.alternate->to_string() : std::string("refused (508)");
+  if (!want.draining) {
+    spdlog::info("undrained: taking new allocations again");
+  } else if (want.draining != st.applied.draining) {
+    // SIGTERM logs its own line (with drain.timeout); this is `ferryctl drain`.
+    if (!st.drain->sigterm())
       spdlog::info("draining (ferryctl drain): {} allocation(s) left; new allocations {}",
-                   st.pool->active_allocations(),
-                   want.alternate ? "go to " + want.alternate->to_string() : std::string("refused (508)"));
+                   st.pool->active_allocations(), where);
+  } else {
+    spdlog::info("draining: new allocations now {}", where);  // the least loaded node changed
   }
   st.applied = want;
 }
