@@ -88,11 +88,11 @@ bool valid_user_id(std::string_view user) {
 }
 
 std::string ice_servers_json(const std::vector<std::string>& urls, const auth::MintedCredential& credential) {
-  return ice_servers_json(std::vector<std::vector<std::string>>{urls}, credential);
+  return fleet_ice_servers_json({urls}, credential);
 }
 
-std::string ice_servers_json(const std::vector<std::vector<std::string>>& nodes,
-                             const auth::MintedCredential& credential) {
+std::string fleet_ice_servers_json(const std::vector<std::vector<std::string>>& nodes,
+                                   const auth::MintedCredential& credential) {
   nlohmann::json servers = nlohmann::json::array();
   for (const auto& urls : nodes)
     servers.push_back({{"urls", urls}, {"username", credential.username}, {"credential", credential.password}});

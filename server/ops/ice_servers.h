@@ -41,7 +41,7 @@ bool valid_user_id(std::string_view user);
 std::string ice_servers_json(const std::vector<std::string>& urls, const auth::MintedCredential& credential);
 // A fleet: one iceServers entry per node, in the order given, all with the same credential (the
 // nodes share the secret, so it is valid on each).
-std::string ice_servers_json(const std::vector<std::vector<std::string>>& nodes,
-                             const auth::MintedCredential& credential);
+std::string fleet_ice_servers_json(const std::vector<std::vector<std::string>>& nodes,
+                                   const auth::MintedCredential& credential);
 
 }  // namespace ferry::server

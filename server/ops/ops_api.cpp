@@ -128,7 +128,7 @@ OpsResponse OpsApi::ice_servers(const OpsRequest& request) const {
   const auth::MintedCredential credential = auth::mint(ice.shared_secrets.front(), user, *ttl, clock_.unix_seconds());
   OpsResponse r;
   r.content_type = "application/json";
-  r.body = fleet.empty() ? ice_servers_json(ice.urls, credential) : ice_servers_json(fleet, credential);
+  r.body = fleet.empty() ? ice_servers_json(ice.urls, credential) : fleet_ice_servers_json(fleet, credential);
   r.headers.emplace_back("Cache-Control", "no-store");  // a credential: never from a cache
   add_cors(r);
   return r;
