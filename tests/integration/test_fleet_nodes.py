@@ -108,7 +108,8 @@ def node_config(args, pg, node_id):
     digest = hashlib.sha256(API_KEY.encode()).hexdigest()
     node = f"node: {{id: {node_id}, heartbeat_interval: {HEARTBEAT}}}" if node_id else \
         f"node: {{heartbeat_interval: {HEARTBEAT}}}"
-    return harness.config_from_args(args, ipv6=False, tcp=False, workers=1,
+    # drain.timeout 30: SIGTERM drains (the harness default, 0, exits at once).
+    return harness.config_from_args(args, ipv6=False, tcp=False, workers=1, drain={"timeout": "30"},
                                     http_port=harness.pick_free_port(udp=False, ipv6=False),
                                     http_extra=[f"api_keys: [{{name: fleet, sha256: {digest}}}]",
                                                 "api_requests_per_second: 0"],
@@ -341,6 +342,25 @@ def run_down(ctl, servers, ids, port_of):
     ctl.run("undrain", "n2")
     ok, took = wait_for("n1 allocates again", lambda: allocate_error(port_of["n1"]) is None, 5)
     check("n1 allocates again after undrain", ok is not None, str(took))
+
+    # --- SIGTERM drain in a fleet: the same drain, reported in the registry ----------------------
+    held = TurnUdpClient(("127.0.0.1", port_of["n1"]), harness.DEFAULT_USER, harness.DEFAULT_PASSWORD)
+    try:
+        held.allocate(lifetime=600)
+        n1.send_signal(signal.SIGTERM)
+        state, took = wait_for("n1 draining", lambda: ctl.nodes()["n1"]["state"] == "draining", 5)
+        check("after SIGTERM ferryctl nodes shows n1 draining", state is not None, str(took))
+        # n1 learns that n2 is active again (the undrain above) with its next fleet read.
+        err, took = wait_for("300 from n1", lambda: (lambda e: e if e is not None and e.code == 300 else None)(
+            allocate_error(port_of["n1"])), 3 * HEARTBEAT)
+        check("SIGTERM-drained n1 sends new Allocates to n2 (no drain.alternate_server needed)",
+              err is not None and err.alternate_server() == ("127.0.0.1", port_of["n2"]),
+              str(took) if err is None else str(err.alternate_server()))
+        check("n1 is still up while an allocation is left", n1.alive())
+        held.refresh(0)
+        check("n1 exits 0 once its last allocation is gone", n1.wait_exit(5) == 0)
+    finally:
+        held.close()
 
 
 def main() -> int:
