@@ -312,8 +312,13 @@ void ServerCore::set_draining(bool draining, std::optional<TransportAddress> alt
 }
 
 size_t ServerCore::close_all() {
+  return close_if([](const Allocation&) { return true; });
+}
+
+size_t ServerCore::close_if(const std::function<bool(const Allocation&)>& pred) {
   std::vector<Allocation*> victims;
-  for (auto& [tuple, a] : allocations_) victims.push_back(a.get());
+  for (auto& [tuple, a] : allocations_)
+    if (pred(*a)) victims.push_back(a.get());
   for (Allocation* a : victims) {
     stats_.allocations_deleted.add();
     destroy(*a);

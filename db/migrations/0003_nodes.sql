@@ -8,7 +8,7 @@
 -- missed three heartbeats is `down` whatever its row last said.
 
 CREATE TABLE nodes (
-  id                 text PRIMARY KEY CHECK (id ~ '^[A-Za-z0-9._-]{1,64}$'),
+  id                 text PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 128 AND id !~ '[[:space:][:cntrl:]]'),
   urls               jsonb NOT NULL DEFAULT '[]',     -- stun:/turn:/turns: URLs, as /v1/ice-servers hands out
   addresses          jsonb NOT NULL DEFAULT '{}',     -- {"udp":"IP:PORT","tcp":...}: ALTERNATE-SERVER candidates
   version            text NOT NULL DEFAULT '',
@@ -46,3 +46,25 @@ $$;
 
 CREATE TRIGGER nodes_notify AFTER UPDATE ON nodes
   FOR EACH ROW EXECUTE FUNCTION ferry_notify_nodes();
+
+-- The live allocations of each node (`ferryctl sessions`), replaced by the node with each heartbeat
+-- (one statement: rows upserted, the node's others deleted), at most 10000 per node; a node's
+-- rows go with its registry row, and those of a down node are not shown. `id` is the allocation's
+-- relayed address, unique on its node while it lives; `ferryctl kill` names it as NODE/ID.
+CREATE TABLE sessions (
+  node        text NOT NULL REFERENCES nodes (id) ON UPDATE CASCADE ON DELETE CASCADE,
+  id          text NOT NULL,
+  username    text NOT NULL,
+  client      text NOT NULL,     -- IP:PORT as the node sees it
+  transport   text NOT NULL,     -- udp | tcp | tls | dtls
+  relayed     text NOT NULL,     -- XOR-RELAYED-ADDRESS(es), space separated
+  permissions integer NOT NULL DEFAULT 0,
+  expires_at  timestamptz NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (node, id)
+);
+CREATE INDEX sessions_username ON sessions (username);
+
+-- `ferryctl kill` announces on channel 'ferry_kill' (JSON, no secrets):
+--   {"user":"alice"}                           every node closes alice's allocations
+--   {"node":"edge-1","allocation":"IP:PORT"}   that node closes that one

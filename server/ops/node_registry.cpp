@@ -37,7 +37,22 @@ constexpr char kFleet[] =
     "SELECT id, status, urls::text, addresses::text, allocations, relayed_bps, cpu FROM node_status "
     "WHERE status <> 'down' ORDER BY id LIMIT 256";
 
+// The node's sessions, replaced in one statement: upserted, and the node's other rows deleted
+// (disjoint rows, so the two sub-statements cannot collide).
+constexpr char kSessions[] =
+    "WITH s AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(id text, \"user\" text, client text, "
+    "transport text, relayed text, permissions integer, expires_in integer)), "
+    "up AS (INSERT INTO sessions (node, id, username, client, transport, relayed, permissions, expires_at, updated_at) "
+    "SELECT $1, id, \"user\", client, transport, relayed, permissions, now() + make_interval(secs => expires_in), "
+    "now() "
+    "FROM s ON CONFLICT (node, id) DO UPDATE SET username = EXCLUDED.username, client = EXCLUDED.client, "
+    "transport = EXCLUDED.transport, relayed = EXCLUDED.relayed, permissions = EXCLUDED.permissions, "
+    "expires_at = EXCLUDED.expires_at, updated_at = now()), "
+    "del AS (DELETE FROM sessions WHERE node = $1 AND id NOT IN (SELECT id FROM s)) "
+    "SELECT count(*) FROM s";
+
 constexpr char kChannel[] = "ferry_nodes";
+constexpr char kKillChannel[] = "ferry_kill";
 
 std::string fixed(double v) {
   char buf[64];
@@ -67,9 +82,14 @@ void NodeRegistry::start() {
   pool_->start();
   std::weak_ptr<bool> alive = alive_;
   pool_->listen(
-      {kChannel},
-      [this, alive](std::string_view, std::string_view payload) {
-    if (alive.expired() || payload != settings_.id) return;
+      {kChannel, kKillChannel},
+      [this, alive](std::string_view channel, std::string_view payload) {
+    if (alive.expired()) return;
+    if (channel == kKillChannel) {
+      if (hooks_.kill) hooks_.kill(payload);
+      return;
+    }
+    if (payload != settings_.id) return;
     if (in_flight_) {
       again_ = true;
     } else {
@@ -143,6 +163,31 @@ void NodeRegistry::on_upsert(db::QueryResult r) {
     if (!r.is_null(0, 1)) d.deadline_in = std::strtod(std::string(r.value(0, 1)).c_str(), nullptr);
     hooks_.directive(d);
   }
+  std::optional<std::string> sessions = hooks_.sessions ? hooks_.sessions() : std::nullopt;
+  if (!sessions) {
+    read_fleet();
+    return;
+  }
+  db::Query sq;
+  sq.name = "ferry_node_sessions";
+  sq.sql = kSessions;
+  sq.params = {settings_.id, std::move(*sessions)};
+  sq.retry_on_connection_loss = false;
+  std::weak_ptr<bool> alive = alive_;
+  auto submitted = pool_->query(std::move(sq), [this, alive](db::QueryResult sr) {
+    if (alive.expired()) return;
+    if (!sr.ok() && !warned_sessions_) {
+      spdlog::warn("node registry: could not write this node's sessions: {}", sr.error);
+      warned_sessions_ = true;
+    } else if (sr.ok()) {
+      warned_sessions_ = false;
+    }
+    read_fleet();
+  });
+  if (submitted != db::PgPool::Submit::Queued) read_fleet();
+}
+
+void NodeRegistry::read_fleet() {
   db::Query q;
   q.name = "ferry_node_fleet";
   q.sql = kFleet;

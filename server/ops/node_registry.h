@@ -6,7 +6,9 @@
 // last_seen = the database's now()) and read back what the operator wants (`ferryctl drain`
 // writes desired_state), then read the fleet from node_status (status computed in SQL) for the
 // alternate server and /v1/ice-servers. A NOTIFY on 'ferry_nodes' naming this node brings the
-// next heartbeat forward, so a drain is seen at once rather than within an interval.
+// next heartbeat forward, so a drain is seen at once rather than within an interval. Between the
+// two, the node's rows in `sessions` are replaced by what `sessions` collected; a NOTIFY on
+// 'ferry_kill' goes to `kill` as it arrives.
 #pragma once
 
 #include <uv.h>
@@ -53,6 +55,10 @@ class NodeRegistry {
     std::function<NodeReport()> report;                        // before each upsert
     std::function<void(const NodeDirective&)> directive;       // after each answered upsert
     std::function<void(const std::vector<FleetNode>&)> fleet;  // after each fleet read; {} when it failed
+    // The node's live allocations as a JSON array of session rows (session_rows_json), or
+    // nullopt when none was collected since the last heartbeat: then the table is left alone.
+    std::function<std::optional<std::string>()> sessions;
+    std::function<void(std::string_view payload)> kill;  // a NOTIFY on ferry_kill
   };
 
   NodeRegistry(uv_loop_t* loop, NodeRegistrySettings settings, Hooks hooks);
@@ -66,6 +72,7 @@ class NodeRegistry {
  private:
   void beat();
   void on_upsert(db::QueryResult r);
+  void read_fleet();
   void on_fleet(db::QueryResult r);
   void finish_beat();
 
@@ -78,6 +85,7 @@ class NodeRegistry {
   bool in_flight_ = false;
   bool again_ = false;  // a NOTIFY came during a heartbeat: one more right after it
   bool warned_ = false;
+  bool warned_sessions_ = false;
   bool stopped_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

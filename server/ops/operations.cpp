@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <mutex>
 
 #include <spdlog/spdlog.h>
 #include <uv.h>
@@ -11,6 +12,7 @@
 #include "server/config/node_id.h"
 #include "server/ops/drain_state.h"
 #include "server/ops/fleet_nodes.h"
+#include "server/ops/fleet_sessions.h"
 #include "server/ops/ice_servers.h"
 #include "server/ops/node_registry.h"
 
@@ -76,6 +78,15 @@ void Operations::stop() { http_.stop(); }
 
 namespace {
 
+// The workers' live allocations, gathered for the next heartbeat: each worker appends on its own
+// loop thread (control path), the signal loop takes the lot once every worker has answered.
+struct SessionCollector {
+  std::mutex mutex;
+  std::vector<SessionInfo> rows;  // guarded by mutex
+  size_t pending = 0;             // workers yet to answer; guarded by mutex
+  bool started = false;           // guarded by mutex
+};
+
 struct ShutdownState {
   Operations* ops = nullptr;
   WorkerPool* pool = nullptr;
@@ -88,6 +99,8 @@ struct ShutdownState {
   DrainTarget applied;
   std::string node_id;
   std::unique_ptr<NodeRegistry> registry;
+  std::shared_ptr<SessionCollector> sessions = std::make_shared<SessionCollector>();
+  bool warned_session_cap = false;
   // For the heartbeat's rates: the totals and the time at the previous heartbeat.
   uint64_t last_bytes = 0;
   double last_cpu_s = 0;
@@ -191,6 +204,52 @@ void on_fleet(ShutdownState& st, const std::vector<FleetNode>& nodes) {
   st.ops->api().set_fleet(std::move(urls));
 }
 
+// The rows collected since the last heartbeat (nullopt until a collection is complete), and a new
+// collection started for the next one.
+std::optional<std::string> take_sessions(ShutdownState& st) {
+  std::optional<std::string> out;
+  {
+    std::lock_guard lock(st.sessions->mutex);
+    if (st.sessions->started && st.sessions->pending > 0) return std::nullopt;  // a slow worker: wait
+    if (st.sessions->started) {
+      size_t left_out = 0;
+      out = session_rows_json(st.sessions->rows, kMaxSessionRows, &left_out);
+      if (left_out > 0 && !st.warned_session_cap) {
+        spdlog::warn("node registry: {} allocation(s) beyond {} left out of the sessions table", left_out,
+                     kMaxSessionRows);
+        st.warned_session_cap = true;
+      }
+    }
+    st.sessions->rows.clear();
+    st.sessions->pending = st.pool->size();
+    st.sessions->started = true;
+  }
+  std::weak_ptr<SessionCollector> collector = st.sessions;
+  st.pool->collect_sessions([collector](std::vector<SessionInfo> rows) {
+    auto c = collector.lock();
+    if (!c) return;
+    std::lock_guard lock(c->mutex);
+    for (auto& r : rows) c->rows.push_back(std::move(r));
+    if (c->pending > 0) --c->pending;
+  });
+  return out;
+}
+
+void on_kill(ShutdownState& st, std::string_view payload) {
+  auto order = parse_kill_order(payload);
+  if (!order) {
+    spdlog::warn("node registry: ignoring a malformed kill order");
+    return;
+  }
+  if (order->user) {
+    spdlog::info("ferryctl kill: closing the allocations of user {}", *order->user);
+    st.pool->close_user_sessions(*order->user);
+  } else if (order->node == st.node_id) {
+    spdlog::info("ferryctl kill: closing allocation {}", order->allocation->to_string());
+    st.pool->close_relayed(*order->allocation);
+  }
+}
+
 void on_signal(uv_signal_t* s, int signum) {
   auto* st = UvHandle<uv_signal_t>::owner_of<ShutdownState>(s);
   const char* name = signum == SIGINT ? "SIGINT" : "SIGTERM";
@@ -237,6 +296,8 @@ void start_registry(ShutdownState& st, uv_loop_t* loop) {
   hooks.report = [&st] { return node_report(st); };
   hooks.directive = [&st](const NodeDirective& d) { on_directive(st, d); };
   hooks.fleet = [&st](const std::vector<FleetNode>& nodes) { on_fleet(st, nodes); };
+  hooks.sessions = [&st] { return take_sessions(st); };
+  hooks.kill = [&st](std::string_view payload) { on_kill(st, payload); };
   st.registry = std::make_unique<NodeRegistry>(loop, std::move(rs), std::move(hooks));
   st.registry->start();
   spdlog::info("node registry: this is node {} (heartbeat every {} s)", st.node_id, config.node.heartbeat_interval);

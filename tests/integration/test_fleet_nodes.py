@@ -252,7 +252,100 @@ def run_with_servers(ctl, servers, echo):
         run_drain(ctl, servers, ids, port_of, old, echo)
     finally:
         old.close()
+    run_sessions(ctl, servers, ids, port_of)
     run_down(ctl, servers, ids, port_of)
+
+
+def until_closed(client: TurnUdpClient, limit: float) -> float | None:
+    """Seconds until the client's allocation is gone (Refresh answered 437), polled; None if not within limit."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            client.refresh(600)
+        except TurnError as e:
+            if e.code == 437:
+                return time.monotonic() - t0
+        except TimeoutError:
+            pass
+        time.sleep(0.01)
+    return None
+
+
+def run_sessions(ctl, servers, ids, port_of):
+    n1 = servers["n1"]
+    victim = ids[2]
+    # alice on n1 and on the third node; bob (a TURN REST credential from /v1/ice-servers) on n2.
+    cred = ice(n1)
+    rest = TurnUdpClient(("127.0.0.1", port_of["n2"]), "", "")
+    a1 = TurnUdpClient(("127.0.0.1", port_of["n1"]), harness.DEFAULT_USER, harness.DEFAULT_PASSWORD)
+    a3 = TurnUdpClient(("127.0.0.1", port_of[victim]), harness.DEFAULT_USER, harness.DEFAULT_PASSWORD)
+    status, _, body = harness.http_get(n1.config.http_port, "/v1/ice-servers?user=bob",
+                                       {"Authorization": "Bearer " + API_KEY})
+    cred = json.loads(body)["iceServers"][0]
+    rest.username, rest.password = cred["username"], cred["credential"]
+    clients = {"a1": a1, "a3": a3, "b2": rest}
+    try:
+        for c in clients.values():
+            c.allocate(lifetime=600)
+            c.create_permission("127.0.0.1")
+
+        def listed():
+            p = ctl.run("sessions", "--json")
+            rows = json.loads(p.stdout) if p.returncode == 0 else []
+            return rows if len(rows) == 3 else None
+        rows, took = wait_for("three sessions", listed, 3 * HEARTBEAT + 2)
+        check("ferryctl sessions --json lists the three live allocations across nodes", rows is not None, str(took))
+        if rows is None:
+            return
+        by_id = {r["id"]: r for r in rows}
+        want = f"n1/{a1.relayed[0]}:{a1.relayed[1]}"
+        r = by_id.get(want, {})
+        check("a session row: id NODE/RELAYED, node, user, client and transport, relayed, permissions, expiry",
+              r.get("node") == "n1" and r.get("user") == harness.DEFAULT_USER
+              and r.get("client") == "127.0.0.1:%d" % a1.sock.getsockname()[1] and r.get("transport") == "udp"
+              and r.get("relayed") == f"{a1.relayed[0]}:{a1.relayed[1]}" and r.get("permissions") == 1
+              and 500 < r.get("expires_in", 0) <= 600, json.dumps(rows))
+        p = ctl.run("sessions", "--user", harness.DEFAULT_USER, "--json")
+        check("ferryctl sessions --user filters", p.returncode == 0 and sorted(
+            x["node"] for x in json.loads(p.stdout)) == sorted(["n1", victim]), p.stdout + p.stderr)
+        p = ctl.run("sessions", "--user", "bob", "--node", "n2", "--json")
+        check("--user matches a TURN REST username's user part; --node filters",
+              p.returncode == 0 and [x["user"] for x in json.loads(p.stdout)] == [cred["username"]],
+              p.stdout + p.stderr)
+        p = ctl.run("sessions")
+        check("ferryctl sessions prints a table", p.returncode == 0 and want in p.stdout, p.stdout)
+        p = ctl.run("kill")
+        check("ferryctl kill without --user or --allocation is a clear error",
+              p.returncode != 0 and "--user" in p.stderr, p.stderr)
+
+        # kill --user: alice's allocations on n1 and the third node close, measured from the
+        # moment ferryctl starts.
+        t0 = time.monotonic()
+        p = ctl.run("kill", "--user", harness.DEFAULT_USER)
+        check("ferryctl kill --user alice", p.returncode == 0 and "closing 2 allocation(s)" in p.stdout,
+              p.stdout + p.stderr)
+        waited = time.monotonic() - t0
+        times = [until_closed(c, 3.0) for c in (a1, a3)]
+        total = [None if t is None else t + waited for t in times]
+        harness.log(f"kill --user: allocations gone {total} s after ferryctl started (ferryctl itself {waited:.3f} s)")
+        check("kill --user closes the user's allocations on other nodes within 1 s",
+              all(t is not None and t < 1.0 for t in total), str(total))
+        check("another user's allocation lives on", rest.refresh(600) == 600)
+
+        t0 = time.monotonic()
+        p = ctl.run("kill", "--allocation", f"n2/{rest.relayed[0]}:{rest.relayed[1]}")
+        check("ferryctl kill --allocation NODE/ID", p.returncode == 0 and "closing 1 allocation(s)" in p.stdout,
+              p.stdout + p.stderr)
+        t = until_closed(rest, 3.0)
+        total = None if t is None else t + (time.monotonic() - t0 - t)
+        harness.log(f"kill --allocation: allocation gone {total} s after ferryctl started")
+        check("kill --allocation closes that allocation within 1 s", total is not None and total < 1.0, str(total))
+        empty, took = wait_for("no sessions", lambda: json.loads(ctl.run("sessions", "--json").stdout) == [],
+                               3 * HEARTBEAT + 2)
+        check("the sessions table follows: empty again within a few heartbeats", empty is not None, str(took))
+    finally:
+        for c in clients.values():
+            c.close()
 
 
 def run_drain(ctl, servers, ids, port_of, old, echo):

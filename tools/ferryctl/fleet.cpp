@@ -136,6 +136,86 @@ int cmd_set_state(PGconn* conn, const std::string& node, bool drain, std::option
   return 0;
 }
 
+// A user's allocations: the whole USERNAME, or the user part of a TURN REST one ("expiry:user").
+constexpr char kUserMatch[] =
+    "(s.username = $1 OR (strpos(s.username, ':') > 0 AND substr(s.username, strpos(s.username, ':') + 1) = $1))";
+
+int cmd_sessions(PGconn* conn, const std::optional<std::string>& user, const std::optional<std::string>& node,
+                 bool json) {
+  std::string t = kTime;
+  std::string sql =
+      "SELECT s.node, s.id, s.username, s.client, s.transport, s.relayed, s.permissions, "
+      "greatest(0, extract(epoch FROM s.expires_at - now()))::bigint, "
+      "to_char(s.updated_at AT TIME ZONE 'UTC', '" +
+      t +
+      "') FROM sessions s JOIN node_status n ON n.id = s.node "
+      "WHERE n.status <> 'down' AND s.expires_at > now() AND ($1::text IS NULL OR " +
+      kUserMatch + ") AND ($2::text IS NULL OR s.node = $2) ORDER BY s.node, s.username, s.id";
+  Result r = exec(conn, sql.c_str(), {user, node});
+  const int n = PQntuples(r.get());
+  auto val = [&](int row, int col) { return std::string(PQgetvalue(r.get(), row, col)); };
+  if (json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (int i = 0; i < n; ++i) {
+      out.push_back({{"node", val(i, 0)},
+                     {"id", val(i, 0) + "/" + val(i, 1)},
+                     {"user", val(i, 2)},
+                     {"client", val(i, 3)},
+                     {"transport", val(i, 4)},
+                     {"relayed", val(i, 5)},
+                     {"permissions", std::stoll(val(i, 6))},
+                     {"expires_in", std::stoll(val(i, 7))},
+                     {"as_of", val(i, 8)}});
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  if (n == 0) {
+    std::cout << "no live allocations\n";
+    return 0;
+  }
+  std::printf("%-40s %-24s %-24s %-4s %-24s %5s %8s\n", "ID", "USER", "CLIENT", "VIA", "RELAYED", "PERMS", "EXPIRES");
+  for (int i = 0; i < n; ++i) {
+    std::printf("%-40s %-24s %-24s %-4s %-24s %5s %7ss\n", (val(i, 0) + "/" + val(i, 1)).c_str(), val(i, 2).c_str(),
+                val(i, 3).c_str(), val(i, 4).c_str(), val(i, 5).c_str(), val(i, 6).c_str(), val(i, 7).c_str());
+  }
+  return 0;
+}
+
+int cmd_kill(PGconn* conn, const std::optional<std::string>& user, const std::optional<std::string>& allocation) {
+  if (user.has_value() == allocation.has_value())
+    throw std::runtime_error("kill needs one of --user U or --allocation NODE/ID");
+  nlohmann::json order;
+  Result known;
+  std::string what;
+  if (user) {
+    if (user->empty()) throw std::runtime_error("--user must not be empty");
+    order = {{"user", *user}};
+    what = "user " + *user;
+    known = exec(conn,
+                 (std::string("SELECT count(*), count(DISTINCT s.node) FROM sessions s JOIN node_status n ON n.id = "
+                              "s.node WHERE n.status <> 'down' AND ") +
+                  kUserMatch)
+                     .c_str(),
+                 {*user});
+  } else {
+    const auto slash = allocation->find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == allocation->size())
+      throw std::runtime_error("--allocation takes NODE/ID as `ferryctl sessions` shows it (got '" + *allocation +
+                               "')");
+    const std::string node = allocation->substr(0, slash), id = allocation->substr(slash + 1);
+    order = {{"node", node}, {"allocation", id}};
+    what = "allocation " + *allocation;
+    known = exec(conn, "SELECT count(*), count(DISTINCT node) FROM sessions WHERE node = $1 AND id = $2", {node, id});
+  }
+  const std::string count = PQgetvalue(known.get(), 0, 0), nodes = PQgetvalue(known.get(), 0, 1);
+  // Delivered at once to every node that LISTENs; each closes what it holds of it.
+  exec(conn, "SELECT pg_notify('ferry_kill', $1)", {order.dump()});
+  if (count == "0") std::cout << "no live allocation of " << what << " is listed; every node was told anyway\n";
+  else std::cout << "closing " << count << " allocation(s) of " << what << " on " << nodes << " node(s)\n";
+  return 0;
+}
+
 }  // namespace
 
 FleetCommands::FleetCommands(CLI::App& app) {
@@ -147,12 +227,22 @@ FleetCommands::FleetCommands(CLI::App& app) {
       ->check(CLI::Range(0u, 31536000u));
   undrain_ = app.add_subcommand("undrain", "let a drained node take allocations again");
   undrain_->add_option("node", node_, "node id")->required();
+  sessions_ =
+      app.add_subcommand("sessions", "list live allocations across the fleet (as of each node's last heartbeat)");
+  sessions_->add_option("--user", user_, "only this user's (a TURN REST username's user part counts)");
+  sessions_->add_option("--node", filter_node_, "only this node's");
+  sessions_->add_flag("--json", json_, "a JSON array of objects (id, node, user, client, transport, relayed, ...)");
+  kill_ = app.add_subcommand("kill", "close allocations on whichever node holds them");
+  kill_->add_option("--user", user_, "every allocation of this user");
+  kill_->add_option("--allocation", allocation_, "one allocation, NODE/ID as `ferryctl sessions` shows it");
 }
 
 std::optional<int> FleetCommands::run(PGconn* conn) const {
   if (*nodes_) return cmd_nodes(conn, json_);
   if (*drain_) return cmd_set_state(conn, node_, true, deadline_);
   if (*undrain_) return cmd_set_state(conn, node_, false, std::nullopt);
+  if (*sessions_) return cmd_sessions(conn, user_, filter_node_, json_);
+  if (*kill_) return cmd_kill(conn, user_, allocation_);
   return std::nullopt;
 }
 

@@ -5,6 +5,10 @@
 //   ferryctl drain NODE [--deadline SECONDS]     the node refuses new Allocates (300 to a live
 //                                                node, or 508); after SECONDS its allocations close
 //   ferryctl undrain NODE                        the node takes allocations again
+//   ferryctl sessions [--user U] [--node N] [--json]   live allocations, as of each node's last
+//                                                heartbeat
+//   ferryctl kill --user U | --allocation NODE/ID     closes them wherever they are (NOTIFY
+//                                                ferry_kill: at once, not at a heartbeat)
 //
 // A drain is a row update (desired_state); its trigger NOTIFYs the node, which also reads it back
 // with every heartbeat. Errors throw std::runtime_error with a one-line message.
@@ -31,6 +35,9 @@ class FleetCommands {
   CLI::App* nodes_ = nullptr;
   CLI::App* drain_ = nullptr;
   CLI::App* undrain_ = nullptr;
+  CLI::App* sessions_ = nullptr;
+  CLI::App* kill_ = nullptr;
+  std::optional<std::string> user_, filter_node_, allocation_;
   bool json_ = false;
   std::string node_;
   std::optional<uint32_t> deadline_;

@@ -12,6 +12,7 @@
 //   ferryctl token USER --ttl SECONDS [--realm R] [--secret-stdin] [--url turn:...]...
 //   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
 //   ferryctl nodes [--json] | drain NODE [--deadline S] | undrain NODE   (the fleet: fleet.h)
+//   ferryctl sessions [--user U] [--node N] [--json] | kill --user U | --allocation NODE/ID
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
