@@ -507,7 +507,7 @@ int cmd_token(const Globals& g, const std::string& realm, const std::string& use
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferryctl: manage ferry's TURN users and shared secrets in PostgreSQL"};
+  CLI::App app{"ferryctl: manage ferry's TURN users, shared secrets and fleet in PostgreSQL"};
   app.require_subcommand(1);
   Globals g;
   app.add_option("--database", g.database,

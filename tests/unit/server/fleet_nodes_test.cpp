@@ -12,6 +12,7 @@
 #include "server/config/config.h"
 #include "server/config/node_id.h"
 #include "server/ops/drain_state.h"
+#include "server/ops/fleet_sessions.h"
 #include "server/ops/ice_servers.h"
 #include "server/ops/metrics.h"
 #include "server/ops/ops_api.h"
@@ -222,6 +223,69 @@ TEST(FleetIce, ListsUpToMaxNodesWithOneCredential) {
   api.set_fleet({});  // the database went away: back to this node's own URLs
   j = nlohmann::json::parse(api.handle(req).body);
   EXPECT_EQ(j["iceServers"].size(), 1u);
+}
+
+// ---- sessions and kill orders ----------------------------------------------------------------
+
+SessionInfo session(std::string user, std::string client, std::vector<std::string> relayed) {
+  SessionInfo s;
+  s.username = std::move(user);
+  s.tuple.client = address(client);
+  s.tuple.server = address("10.0.0.1:3478");
+  s.tuple.transport = turn::Transport::Tcp;
+  for (const auto& r : relayed) s.relayed.push_back(address(r));
+  s.permissions = 2;
+  s.expires_in = 300;
+  return s;
+}
+
+TEST(FleetSessions, RowsNameEachAllocationByItsRelayedAddress) {
+  auto j = nlohmann::json::parse(
+      session_rows_json({session("alice", "192.0.2.7:5555", {"203.0.113.1:50000", "[2001:db8::1]:50002"}),
+                         session("bob", "192.0.2.8:6666", {})}));  // not yet allocated: left out
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["id"], "203.0.113.1:50000");
+  EXPECT_EQ(j[0]["user"], "alice");
+  EXPECT_EQ(j[0]["client"], "192.0.2.7:5555");
+  EXPECT_EQ(j[0]["transport"], "tcp");
+  EXPECT_EQ(j[0]["relayed"], "203.0.113.1:50000 [2001:db8::1]:50002");
+  EXPECT_EQ(j[0]["permissions"], 2);
+  EXPECT_EQ(j[0]["expires_in"], 300);
+}
+
+TEST(FleetSessions, RowsAreBoundedAndSurviveOddUsernames) {
+  std::vector<SessionInfo> many;
+  for (int i = 0; i < 5; ++i)
+    many.push_back(session("u", "192.0.2.7:5555", {"203.0.113.1:" + std::to_string(50000 + i)}));
+  many[0].username = std::string("ÿþ", 2);  // not UTF-8: replaced, never a throw
+  size_t left_out = 0;
+  auto j = nlohmann::json::parse(session_rows_json(many, 3, &left_out));
+  EXPECT_EQ(j.size(), 3u);
+  EXPECT_EQ(left_out, 2u);
+}
+
+TEST(FleetSessions, UserMatchesWholeNameOrRestUserPart) {
+  EXPECT_TRUE(session_user_matches("alice", "alice"));
+  EXPECT_TRUE(session_user_matches("1735689600:alice", "alice"));
+  EXPECT_TRUE(session_user_matches("1735689600:alice", "1735689600:alice"));
+  EXPECT_FALSE(session_user_matches("alice2", "alice"));
+  EXPECT_FALSE(session_user_matches("1735689600:alice", "1735689600"));
+  EXPECT_FALSE(session_user_matches("bob", "alice"));
+}
+
+TEST(FleetSessions, KillOrders) {
+  auto k = parse_kill_order(R"({"user":"alice"})");
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->user, "alice");
+  k = parse_kill_order(R"({"node":"edge-1","allocation":"203.0.113.1:50000"})");
+  ASSERT_TRUE(k);
+  EXPECT_FALSE(k->user);
+  EXPECT_EQ(k->node, "edge-1");
+  EXPECT_EQ(k->allocation, address("203.0.113.1:50000"));
+  for (const char* bad : {"", "nonsense", "[]", R"({"user":""})", R"({"user":3})", R"({"node":"n"})",
+                          R"({"node":"","allocation":"1.2.3.4:5"})", R"({"node":"n","allocation":"1.2.3.4"})",
+                          R"({"node":"n","allocation":"not an address"})"})
+    EXPECT_FALSE(parse_kill_order(bad)) << bad;
 }
 
 }  // namespace
