@@ -96,7 +96,11 @@ void NodeRegistry::start() {
       beat();
     }
       },
-      [](bool) {});
+      // NOTIFYs sent while the LISTEN connection was down are lost: look at the row now instead
+      // of at the next heartbeat.
+      [this, alive](bool up) {
+    if (up && !alive.expired() && !stopped_ && !in_flight_) beat();
+  });
   timer_.init(loop_, this, uv_timer_init);
   const uint64_t ms = static_cast<uint64_t>(settings_.heartbeat_interval.count()) * 1000;
   uv_timer_start(

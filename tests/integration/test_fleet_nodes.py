@@ -183,7 +183,7 @@ def run(args, pg):
         suffix = f"-{servers['derived'].config.port}"
         n3 = host[:64 - len(suffix)] + suffix
         servers = {"n1": servers["n1"], "n2": servers["n2"], n3: servers["derived"]}
-        run_with_servers(ctl, servers, echo)
+        run_with_servers(ctl, pg, servers, echo)
     finally:
         echo.close()
         for nid, s in servers.items():
@@ -192,7 +192,7 @@ def run(args, pg):
             s.stop()
 
 
-def run_with_servers(ctl, servers, echo):
+def run_with_servers(ctl, pg, servers, echo):
     ids = list(servers)
     n1, n2, n3 = (servers[i] for i in ids)
     port_of = {i: servers[i].config.port for i in ids}
@@ -253,7 +253,34 @@ def run_with_servers(ctl, servers, echo):
     finally:
         old.close()
     run_sessions(ctl, servers, ids, port_of)
+    run_outage(ctl, pg, servers, ids, port_of)
     run_down(ctl, servers, ids, port_of)
+
+
+def run_outage(ctl, pg, servers, ids, port_of):
+    """PostgreSQL stopped and started again: the nodes keep relaying, hand out their own URLs
+    meanwhile, and rejoin the registry by themselves."""
+    n1 = servers["n1"]
+    c = TurnUdpClient(("127.0.0.1", port_of["n1"]), harness.DEFAULT_USER, harness.DEFAULT_PASSWORD)
+    try:
+        c.allocate(lifetime=600)
+        pg.stop()
+        alone, took = wait_for("n1 alone in its ICE list", lambda: ice_ports(ice(n1)) == [port_of["n1"]],
+                               3 * HEARTBEAT + 5)
+        check("database down: /v1/ice-servers falls back to the node's own URLs", alone is not None, str(took))
+        check("database down: the allocation still refreshes", c.refresh(600) == 600)
+        check("database down: every ferry still runs", all(s.alive() for s in servers.values()))
+        pg.start()
+        back, took = wait_for("three active again",
+                              lambda: all(n["state"] == "active" for n in ctl.nodes().values()) and
+                              len(ctl.nodes()) == 3 and sorted(ice_ports(ice(n1))) == sorted(port_of.values()), 40)
+        check("database back: the nodes rejoin the registry and the ICE list by themselves", back is not None,
+              str(took))
+        if back is not None:
+            harness.log(f"after the database restart the fleet was whole again in {took:.1f} s")
+        c.refresh(0)
+    finally:
+        c.close()
 
 
 def until_closed(client: TurnUdpClient, limit: float) -> float | None:
