@@ -130,7 +130,7 @@ void apply_drain(ShutdownState& st) {
   st.applied = want;
 }
 
-uint64_t relayed_bytes(WorkerPool& pool) {
+uint64_t total_relayed_bytes(WorkerPool& pool) {
   uint64_t n = 0;
   for (size_t i = 0; i < pool.size(); ++i)
     for (const auto& c : pool.worker(i).core().stats().relayed_bytes) n += c.get();
@@ -149,7 +149,7 @@ NodeReport node_report(ShutdownState& st) {
   r.draining = st.drain->draining();
   r.allocations = st.pool->active_allocations();
   const uint64_t now = monotonic_ms(*st.clock);
-  const uint64_t bytes = relayed_bytes(*st.pool);
+  const uint64_t bytes = total_relayed_bytes(*st.pool);
   const double cpu = cpu_seconds();
   if (st.last_report_ms != 0 && now > st.last_report_ms) {
     const double secs = static_cast<double>(now - st.last_report_ms) / 1000.0;
@@ -195,7 +195,7 @@ void on_directive(ShutdownState& st, const NodeDirective& d) {
       static_cast<uint64_t>(*d.deadline_in * 1000.0), 0);
 }
 
-void on_fleet(ShutdownState& st, const std::vector<FleetNode>& nodes) {
+void apply_fleet(ShutdownState& st, const std::vector<FleetNode>& nodes) {
   st.drain->set_fleet_alternate(choose_alternate(nodes, st.node_id));
   apply_drain(st);
   std::vector<std::vector<std::string>> urls;
@@ -295,7 +295,7 @@ void start_registry(ShutdownState& st, uv_loop_t* loop) {
   NodeRegistry::Hooks hooks;
   hooks.report = [&st] { return node_report(st); };
   hooks.directive = [&st](const NodeDirective& d) { on_directive(st, d); };
-  hooks.fleet = [&st](const std::vector<FleetNode>& nodes) { on_fleet(st, nodes); };
+  hooks.fleet = [&st](const std::vector<FleetNode>& nodes) { apply_fleet(st, nodes); };
   hooks.sessions = [&st] { return take_sessions(st); };
   hooks.kill = [&st](std::string_view payload) { on_kill(st, payload); };
   st.registry = std::make_unique<NodeRegistry>(loop, std::move(rs), std::move(hooks));
