@@ -8,7 +8,9 @@
 #include <stdexcept>
 #include <vector>
 
-namespace ferry::ctl {
+#include "db/pg_connection.h"
+
+namespace ferry::ferryctl {
 
 namespace {
 
@@ -17,12 +19,7 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
-std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  for (char& c : s)
-    if (c == '\n') c = ' ';
-  return s;
-}
+using db::one_line;
 
 Result exec(PGconn* conn, const char* sql, const std::vector<std::optional<std::string>>& params = {}) {
   std::vector<const char*> v;
@@ -246,4 +243,4 @@ std::optional<int> FleetCommands::run(PGconn* conn) const {
   return std::nullopt;
 }
 
-}  // namespace ferry::ctl
+}  // namespace ferry::ferryctl

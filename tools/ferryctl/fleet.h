@@ -21,7 +21,7 @@
 #include <optional>
 #include <string>
 
-namespace ferry::ctl {
+namespace ferry::ferryctl {
 
 class FleetCommands {
  public:
@@ -43,4 +43,4 @@ class FleetCommands {
   std::optional<uint32_t> deadline_;
 };
 
-}  // namespace ferry::ctl
+}  // namespace ferry::ferryctl

@@ -582,7 +582,7 @@ int main(int argc, char** argv) {
   k_revoke->add_option("name", key_name)->required();
 
   ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
-  const ferry::ctl::FleetCommands fleet(app);
+  const ferry::ferryctl::FleetCommands fleet(app);
 
   try {
     app.parse(argc, argv);
