@@ -311,6 +311,21 @@ void ServerCore::set_draining(bool draining, std::optional<TransportAddress> alt
   alternate_server_ = draining ? alternate : std::nullopt;
 }
 
+size_t ServerCore::close_all() {
+  return close_if([](const Allocation&) { return true; });
+}
+
+size_t ServerCore::close_if(const std::function<bool(const Allocation&)>& pred) {
+  std::vector<Allocation*> victims;
+  for (auto& [tuple, a] : allocations_)
+    if (pred(*a)) victims.push_back(a.get());
+  for (Allocation* a : victims) {
+    stats_.allocations_deleted.add();
+    destroy(*a);
+  }
+  return victims.size();
+}
+
 size_t ServerCore::close_user(std::string_view username) {
   std::vector<Allocation*> victims;
   for (auto& [tuple, a] : allocations_) {

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -113,6 +114,10 @@ class ServerCore {
   void tick(uint32_t part = 0, uint32_t parts = 1);
   // Ends the allocations of a user (revocation). Returns how many were closed.
   size_t close_user(std::string_view username);
+  // Ends every allocation (a fleet drain's deadline). Returns how many were closed.
+  size_t close_all();
+  // Ends the allocations `pred(const Allocation&)` picks (`ferryctl kill`). Returns how many.
+  size_t close_if(const std::function<bool(const Allocation&)>& pred);
   // Looks up the user of every allocation again and closes the allocations whose key the store no
   // longer vouches for: user deleted or disabled, password changed, shared secret revoked. A user
   // the store cannot answer for now (database down) keeps its allocations. Answers may come later;
@@ -131,6 +136,12 @@ class ServerCore {
 
   size_t allocation_count() const { return allocations_.size(); }
   const Allocation* find_allocation(const FiveTuple& t) const;
+  // Calls f(const Allocation&) for every live allocation, in no order (interim usage records,
+  // per-user metrics). Control path: a walk of the table.
+  template <class F>
+  void for_each_allocation(F&& f) const {
+    for (const auto& [tuple, a] : allocations_) f(*a);
+  }
   const ServerStats& stats() const { return stats_; }
   const ServerCoreConfig& config() const { return config_; }
   size_t open_relay_count() const;

@@ -152,6 +152,7 @@ struct HttpConfig {
   std::vector<std::string> ice_urls;
   uint32_t credential_ttl{};      // seconds, when the request names no ?ttl=
   uint32_t max_credential_ttl{};  // seconds, the most a ?ttl= gets
+  uint32_t ice_nodes{};           // with a database: URLs of up to this many live active nodes
 };
 
 // SIGTERM: stop taking allocations, let the existing ones run, exit when they are gone.
@@ -190,6 +191,13 @@ struct DatabaseConfig {
   uint32_t secrets_refresh{};     // seconds between reloads of shared secrets (their expiry)
 };
 
+// This instance in a fleet (several ferry on one database): the id its row in the node registry
+// has, and how often it upserts that row (db/migrations/0003_nodes.sql).
+struct NodeConfig {
+  std::string id; /* "" = derived */
+  uint32_t heartbeat_interval{};
+};
+
 struct Config {
   std::string realm{};
   std::string software{};
@@ -205,6 +213,7 @@ struct Config {
   DrainConfig drain;
   DatabaseConfig database;
   NatDiscoveryConfig nat_discovery;
+  NodeConfig node;
 
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
   std::map<std::string, std::string> origins;

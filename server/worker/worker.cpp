@@ -158,6 +158,43 @@ void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> a
   post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }
 
+void Worker::collect_sessions(std::function<void(std::vector<SessionInfo>)> deliver) {
+  post([this, deliver = std::move(deliver)] {
+    std::vector<SessionInfo> out;
+    out.reserve(core_->allocation_count());
+    const Instant now = clock_.now();
+    core_->for_each_allocation([&](const turn::Allocation& a) {
+      SessionInfo s;
+      s.username = a.username;
+      s.tuple = a.tuple;
+      if (a.v4) s.relayed.push_back(a.v4->advertised);
+      if (a.v6) s.relayed.push_back(a.v6->advertised);
+      s.permissions = static_cast<uint32_t>(a.permissions.size());
+      s.expires_in = std::chrono::duration_cast<std::chrono::seconds>(a.expires - now).count();
+      out.push_back(std::move(s));
+    });
+    deliver(std::move(out));
+  });
+}
+
+void Worker::close_user_sessions(std::string user) {
+  post([this, user = std::move(user)] {
+    core_->close_if([&](const turn::Allocation& a) { return session_user_matches(a.username, user); });
+  });
+}
+
+void Worker::close_relayed(stun::TransportAddress relayed) {
+  post([this, relayed] {
+    core_->close_if([&](const turn::Allocation& a) {
+      return (a.v4 && a.v4->advertised == relayed) || (a.v6 && a.v6->advertised == relayed);
+    });
+  });
+}
+
+void Worker::close_all_allocations() {
+  post([this] { core_->close_all(); });
+}
+
 void Worker::stop() {
   if (!stop_requested_.exchange(true)) uv_async_send(stop_.get());
 }

@@ -20,6 +20,7 @@
 #include "server/worker/database_stats.h"
 #include "server/relay/relay_sockets.h"
 #include "server/net/send_batch.h"
+#include "server/worker/session_info.h"
 #include "server/worker/shell_stats.h"
 #include "server/net/tcp_listener.h"
 #include "server/relay/tcp_relays.h"
@@ -69,6 +70,14 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void post(std::function<void()> task);
   // From any thread: ServerCore::set_draining on the loop thread.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // From any thread: ServerCore::close_all on the loop thread (a fleet drain's deadline).
+  void close_all_allocations();
+  // From any thread: `deliver` runs on the loop thread with this worker's live allocations.
+  void collect_sessions(std::function<void(std::vector<SessionInfo>)> deliver);
+  // From any thread: closes the allocations of `user` (session_user_matches) on the loop thread.
+  void close_user_sessions(std::string user);
+  // From any thread: closes the allocation with this relayed address, if this worker has it.
+  void close_relayed(stun::TransportAddress relayed);
   // From any thread: ServerCore::set_limits on the loop thread (a reload).
   void set_limits(const turn::ServerCoreConfig& limits);
 

@@ -86,6 +86,22 @@ void WorkerPool::set_draining(bool draining, std::optional<stun::TransportAddres
   for (auto& w : workers_) w->set_draining(draining, alternate);
 }
 
+void WorkerPool::collect_sessions(const std::function<void(std::vector<SessionInfo>)>& deliver) {
+  for (auto& w : workers_) w->collect_sessions(deliver);
+}
+
+void WorkerPool::close_user_sessions(const std::string& user) {
+  for (auto& w : workers_) w->close_user_sessions(user);
+}
+
+void WorkerPool::close_relayed(const stun::TransportAddress& relayed) {
+  for (auto& w : workers_) w->close_relayed(relayed);
+}
+
+void WorkerPool::close_all_allocations() {
+  for (auto& w : workers_) w->close_all_allocations();
+}
+
 int64_t WorkerPool::active_allocations() const {
   int64_t n = 0;
   for (const auto& w : workers_) n += w->core().stats().active_allocations();

@@ -11,6 +11,8 @@
 //   ferryctl secret revoke ID
 //   ferryctl token USER --ttl SECONDS [--realm R] [--secret-stdin] [--url turn:...]...
 //   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
+//   ferryctl nodes [--json] | drain NODE [--deadline S] | undrain NODE   (the fleet: fleet.h)
+//   ferryctl sessions [--user U] [--node N] [--json] | kill --user U | --allocation NODE/ID
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
@@ -44,6 +46,7 @@
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
+#include "tools/ferryctl/fleet.h"
 #include "tools/ferryctl/probe.h"
 
 namespace {
@@ -504,7 +507,7 @@ int cmd_token(const Globals& g, const std::string& realm, const std::string& use
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferryctl: manage ferry's TURN users and shared secrets in PostgreSQL"};
+  CLI::App app{"ferryctl: manage ferry's TURN users, shared secrets and fleet in PostgreSQL"};
   app.require_subcommand(1);
   Globals g;
   app.add_option("--database", g.database,
@@ -579,6 +582,7 @@ int main(int argc, char** argv) {
   k_revoke->add_option("name", key_name)->required();
 
   ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
+  const ferry::ferryctl::FleetCommands fleet(app);
 
   try {
     app.parse(argc, argv);
@@ -593,6 +597,7 @@ int main(int argc, char** argv) {
     }
     if (*token) return cmd_token(g, realm, token_user, ttl, token_secret_stdin, urls);
     Db conn(database_url(g));
+    if (auto rc = fleet.run(conn.get())) return *rc;
     if (*db_migrate) return cmd_db_migrate(conn);
     if (*db_status) return cmd_db_status(conn);
     if (*u_add) return cmd_user_add(conn, realm, ua);
