@@ -122,7 +122,7 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
   // The store may answer now (static users, cache) or later (database). Only in the latter case is
   // the request copied, to be parsed again when the answer comes.
   auto pending = std::make_shared<std::vector<uint8_t>>();
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto immediate =
       credentials_.lookup(username, config_.realm, [this, alive, pending, from, username](auth::LookupResult r) {
         if (alive.expired() || pending->empty()) return;

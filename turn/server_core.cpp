@@ -72,7 +72,7 @@ bool ServerCore::unauthenticated_answer_allowed(const FiveTuple& to) {
 }
 
 ServerCore::~ServerCore() {
-  *alive_ = false;
+  alive_.end();
   for (auto& [id, c] : tcp_connections_) io_.close_peer_connection(id);
   for (auto& [tuple, a] : allocations_) {
     if (a->v4) close_leg(*a->v4);
@@ -344,7 +344,7 @@ size_t ServerCore::revalidate_users() {
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
   size_t closed = 0;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   for (const auto& username : users) {
     auto immediate = credentials_.lookup(username, config_.realm, [this, alive, username](auth::LookupResult r) {
       if (!alive.expired()) close_unvouched(username, r);

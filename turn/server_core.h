@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/lifetime.h"
 #include "auth/credential_store.h"
 #include "auth/nonce.h"
 #include "stun/message.h"
@@ -245,7 +246,7 @@ class ServerCore {
   // fixed table (no allocation per source; sources that collide share a bucket).
   static constexpr size_t kUnauthBuckets = 4096;
   std::vector<TokenBucket> unauth_buckets_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
+  ferry::Lifetime alive_;  // guards async credential callbacks
   uint64_t indication_counter_ = 0;
   std::unordered_map<ConnectionId, TcpConnection> tcp_connections_;  // RFC 6062 peer data connections
   uint64_t connection_id_counter_ = 0;

@@ -74,13 +74,13 @@ NodeRegistry::NodeRegistry(uv_loop_t* loop, NodeRegistrySettings settings, Hooks
 }
 
 NodeRegistry::~NodeRegistry() {
-  *alive_ = false;
+  alive_.end();
   stop();
 }
 
 void NodeRegistry::start() {
   pool_->start();
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   pool_->listen(
       {kChannel, kKillChannel},
       [this, alive](std::string_view channel, std::string_view payload) {
@@ -135,7 +135,7 @@ void NodeRegistry::beat() {
               std::to_string(rep.allocations),
               fixed(rep.relayed_bps),
               fixed(rep.cpu)};
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   in_flight_ = true;
   auto submitted = pool_->query(std::move(q), [this, alive](db::QueryResult r) {
     if (!alive.expired()) on_upsert(std::move(r));
@@ -177,7 +177,7 @@ void NodeRegistry::on_upsert(db::QueryResult r) {
   sq.sql = kSessions;
   sq.params = {settings_.id, std::move(*sessions)};
   sq.retry_on_connection_loss = false;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto submitted = pool_->query(std::move(sq), [this, alive](db::QueryResult sr) {
     if (alive.expired()) return;
     if (!sr.ok() && !warned_sessions_) {
@@ -195,7 +195,7 @@ void NodeRegistry::read_fleet() {
   db::Query q;
   q.name = "ferry_node_fleet";
   q.sql = kFleet;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto submitted = pool_->query(std::move(q), [this, alive](db::QueryResult fr) {
     if (!alive.expired()) on_fleet(std::move(fr));
   });

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/lifetime.h"
 #include "db/pg_connection.h"
 #include "server/net/uv_handle.h"
 #include "server/ops/fleet_nodes.h"
@@ -87,7 +88,7 @@ class NodeRegistry {
   bool warned_ = false;
   bool warned_sessions_ = false;
   bool stopped_ = false;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 }  // namespace ferry::server

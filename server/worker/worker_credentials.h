@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "base/lifetime.h"
 #include "auth/chained_store.h"
 #include "auth/shared_secret.h"
 #include "auth/static_users.h"
@@ -85,7 +86,7 @@ class WorkerCredentials {
   std::chrono::seconds secrets_refresh_{60};
   size_t pool_size_ = 0;
   turn::ServerCore* core_ = nullptr;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 }  // namespace ferry::server
