@@ -14,7 +14,7 @@
 #          haproxy (PROXY protocol test), postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
 #          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
 #   bench  run + coturn and Go with Pion's TURN sources (bench/compare drives both with the same
-#          load as ferry)
+#          load as ferry), valgrind (bench/instructions counts instructions per packet)
 #
 # With no argument it installs `run` only: the lean set a first run needs. scripts/test.sh
 # asks for `test bench` itself.
@@ -58,6 +58,8 @@ BENCH_PACKAGES=(
   coturn procps
   # and Pion's TURN server (bench/pion/main.go, built offline in GOPATH mode against Debian's sources)
   golang-go golang-github-pion-turn.v2-dev
+  # bench/instructions counts ferry's instructions per packet under callgrind
+  valgrind
 )
 
 usage() {
