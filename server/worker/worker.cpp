@@ -22,6 +22,8 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->close_handles(); });
   posted_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->run_posted(); });
   credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
+  usage_ = std::make_unique<WorkerUsage>(&loop_, clock_, credentials_->database_pool(), settings_.usage,
+                                         settings_.core.realm);
   tick_.init(&loop_, this, uv_timer_init);
   stats_.heartbeat_ms.set(steady_ms(clock_));
 
@@ -44,6 +46,7 @@ Worker::~Worker() {
   // on its way out then find empty slots.
   if (!handles_closed_) close_handles();
   core_.reset();
+  usage_.reset();        // before the database pool it writes through
   credentials_.reset();  // closes its database handles; the loop run below frees them
   relays_.reset();
   dtls_.reset();
@@ -104,6 +107,7 @@ std::optional<std::string> Worker::bind() {
 void Worker::run() {
   if (!handles_closed_) {
     credentials_->start(*core_);
+    usage_->start();
     if (auto* pool = credentials_->database_pool()) {
       pool->set_query_hook([&s = database_stats_](const db::QueryStats& q) { s.observe(q); });
     }
@@ -127,6 +131,7 @@ void Worker::on_tick() {
   stats_.proxy_untrusted.set(static_cast<int64_t>(connection_stats_.proxy_untrusted.get()));
   stats_.proxy_bad_header.set(static_cast<int64_t>(connection_stats_.proxy_bad_header.get()));
   stats_.heartbeat_ms.set(steady_ms(clock_));
+  usage_->on_second(*core_);
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();
     database_stats_.set_connections(
@@ -202,6 +207,7 @@ void Worker::stop() {
 void Worker::close_handles() {
   if (handles_closed_) return;
   handles_closed_ = true;
+  usage_->stop();
   credentials_->stop();
   for (UdpSocket* s : udp_listeners_) s->close();
   udp_listeners_.clear();
@@ -291,6 +297,8 @@ void Worker::close_peer_connection(turn::ConnectionId id) { tcp_relays_->close(i
 void Worker::allocation_closed(const turn::FiveTuple& client) {
   if (turn::is_stream(client.transport)) tcp_->close_connection(client);
 }
+
+void Worker::allocation_ended(const turn::Allocation& a) { usage_->allocation_ended(a); }
 
 void Worker::on_closed(const turn::FiveTuple& client) { core_->on_client_closed(client); }
 

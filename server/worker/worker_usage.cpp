@@ -1,0 +1,120 @@
+#include "server/worker/worker_usage.h"
+
+#include <algorithm>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace ferry::server {
+
+namespace {
+
+db::LogFn spdlog_logger() {
+  return [](db::LogLevel level, std::string_view msg) {
+    switch (level) {
+      case db::LogLevel::Debug: spdlog::debug("usage: {}", msg); break;
+      case db::LogLevel::Info: spdlog::info("usage: {}", msg); break;
+      case db::LogLevel::Warn: spdlog::warn("usage: {}", msg); break;
+      case db::LogLevel::Error: spdlog::error("usage: {}", msg); break;
+    }
+  };
+}
+
+int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+WorkerUsage::WorkerUsage(uv_loop_t* loop, const Clock& clock, db::PgPool* pool, UsageSettings settings,
+                         std::string realm)
+    : clock_(clock), settings_(std::move(settings)), realm_(std::move(realm)) {
+  if (pool != nullptr) {
+    db::UsageWriterOptions o;
+    o.capacity = settings_.queue_size;
+    o.flush_interval = settings_.flush_interval;
+    o.log = spdlog_logger();
+    writer_ = std::make_unique<db::UsageWriter>(loop, *pool, std::move(o));
+  }
+  last_interim_ = clock_.now();
+}
+
+void WorkerUsage::start() {
+  last_interim_ = clock_.now();
+  if (writer_) writer_->start();
+}
+
+void WorkerUsage::stop() {
+  if (writer_) writer_->stop();
+}
+
+std::string WorkerUsage::allocation_id(const turn::Allocation& a) const {
+  return settings_.node_id + "/" + settings_.boot_id + "/" + std::to_string(settings_.worker) + "/" +
+         std::to_string(a.usage.serial);
+}
+
+db::UsageRecord WorkerUsage::record_of(const turn::Allocation& a, bool final) const {
+  using turn::Direction;
+  using turn::idx;
+  db::UsageRecord r;
+  r.allocation_id = allocation_id(a);
+  r.username = a.username;
+  r.realm = realm_;
+  r.node = settings_.node_id;
+  r.transport = turn::to_string(a.tuple.transport);
+  r.client = a.tuple.client.to_string();
+  // Wall-clock times from the steady clock's age of the allocation: a clock step does not skew it.
+  const int64_t now_ms = unix_ms_now();
+  const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - a.usage.started).count();
+  r.started_unix_ms = now_ms - age;
+  r.ended_unix_ms = now_ms;
+  r.final = final;
+  r.bytes_in = a.usage.bytes[idx(Direction::ClientToPeer)];
+  r.bytes_out = a.usage.bytes[idx(Direction::PeerToClient)];
+  r.packets_in = a.usage.packets[idx(Direction::ClientToPeer)];
+  r.packets_out = a.usage.packets[idx(Direction::PeerToClient)];
+  r.peers = a.usage.peers();
+  r.peer_list.reserve(a.usage.peer_list.size());
+  for (const auto& p : a.usage.peer_list) r.peer_list.push_back(p.ip_string());
+  return r;
+}
+
+void WorkerUsage::allocation_ended(const turn::Allocation& a) {
+  duration_.observe(std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - a.usage.started));
+  if (writer_) writer_->push(record_of(a, /*final=*/true));
+}
+
+void WorkerUsage::on_second(const turn::ServerCore& core) {
+  const Instant now = clock_.now();
+  if (writer_ && now - last_interim_ >= settings_.interval) {
+    last_interim_ = now;
+    // Totals so far of every allocation older than an interval; younger ones wait for the next
+    // round (or their end). The queue replaces a record still waiting for the same allocation.
+    core.for_each_allocation([&](const turn::Allocation& a) {
+      if (now - a.usage.started >= settings_.interval) writer_->push(record_of(a, /*final=*/false));
+    });
+  }
+  if (settings_.top_users == 0) return;
+  per_user_.clear();
+  core.for_each_allocation([&](const turn::Allocation& a) {
+    Sum& s = per_user_[a.username];
+    s.bytes += a.usage.bytes[0] + a.usage.bytes[1];
+    ++s.allocations;
+  });
+  // Only the k heaviest become strings.
+  std::vector<std::pair<std::string_view, Sum>> all(per_user_.begin(), per_user_.end());
+  per_user_.clear();  // its keys view the allocations: not kept past this walk
+  const size_t k = std::min(settings_.top_users, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
+                    [](const auto& x, const auto& y) {
+    return x.second.bytes != y.second.bytes ? x.second.bytes > y.second.bytes : x.first < y.first;
+  });
+  std::vector<UserUsage> top;
+  top.reserve(k);
+  for (size_t i = 0; i < k; ++i)
+    top.push_back({std::string(all[i].first), all[i].second.bytes, all[i].second.allocations});
+  top_.publish(std::move(top));
+}
+
+}  // namespace ferry::server
