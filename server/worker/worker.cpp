@@ -10,6 +10,8 @@ constexpr uint64_t kTickMs = 1000 / kTickParts;
 // Socket buffers of a UDP listener: every client of the worker shares it, so a burst of 128
 // 1000-byte datagrams must fit (the default 208 KiB holds about 90). coturn uses the same size.
 constexpr int kListenerBufferBytes = 4 * 1024 * 1024;
+// How long a stopping worker waits for its last usage records to reach the database.
+constexpr std::chrono::milliseconds kUsageFlushBudget{2000};
 
 std::string describe(const ListenerConfig& l) {
   return std::string(to_string(l.transport)) + " " + l.address.to_string();
@@ -19,7 +21,7 @@ std::string describe(const ListenerConfig& l) {
 Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) : settings_(std::move(settings)) {
   uv_loop_init(&loop_);
   using Async = UvHandle<uv_async_t>;
-  stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->close_handles(); });
+  stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->on_stop(); });
   posted_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->run_posted(); });
   credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
   usage_ = std::make_unique<WorkerUsage>(&loop_, clock_, credentials_->database_pool(), settings_.usage,
@@ -202,6 +204,15 @@ void Worker::close_all_allocations() {
 
 void Worker::stop() {
   if (!stop_requested_.exchange(true)) uv_async_send(stop_.get());
+}
+
+void Worker::on_stop() {
+  if (handles_closed_ || stopping_) return;
+  stopping_ = true;
+  // The allocations still open end with the process: their usage records become final, and the
+  // loop keeps running (a little) until they are written.
+  usage_->finish(*core_);
+  if (!usage_->drain(kUsageFlushBudget, [this] { close_handles(); })) close_handles();
 }
 
 void Worker::close_handles() {

@@ -60,7 +60,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
 
   // Runs the loop on the calling thread until stop().
   void run();
-  // From any thread: closes every socket and makes run() return.
+  // From any thread: closes every socket and makes run() return. With a database, the usage
+  // records of the allocations still open are made final and written first (at most 2 s).
   void stop();
   // From any thread: new static users and secrets, applied on the loop thread.
   void reload_credentials(std::shared_ptr<const CredentialSettings> settings) {
@@ -124,6 +125,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void on_closed(const turn::FiveTuple& client) override;
   bool holds_allocation(const turn::FiveTuple& client) const override;
 
+  void on_stop();        // on the loop thread: final usage records, then close_handles()
   void close_handles();  // on the loop thread
   void run_posted();     // on the loop thread
   void on_tick();
@@ -139,6 +141,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   UvHandle<uv_timer_t> tick_;
   uint32_t tick_count_ = 0;
   bool handles_closed_ = false;
+  bool stopping_ = false;  // on_stop() ran: waiting for the usage records, then closing
   std::atomic<bool> stop_requested_{false};
 
   WorkerSettings settings_;

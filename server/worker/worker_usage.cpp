@@ -1,6 +1,7 @@
 #include "server/worker/worker_usage.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -29,7 +30,7 @@ int64_t unix_ms_now() {
 
 WorkerUsage::WorkerUsage(uv_loop_t* loop, const Clock& clock, db::PgPool* pool, UsageSettings settings,
                          std::string realm)
-    : clock_(clock), settings_(std::move(settings)), realm_(std::move(realm)) {
+    : clock_(clock), settings_(std::move(settings)), realm_(std::move(realm)), pool_(pool), loop_(loop) {
   if (pool != nullptr) {
     db::UsageWriterOptions o;
     o.capacity = settings_.queue_size;
@@ -47,6 +48,42 @@ void WorkerUsage::start() {
 
 void WorkerUsage::stop() {
   if (writer_) writer_->stop();
+  if (drain_timer_ != nullptr) {
+    drain_timer_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(drain_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    drain_timer_ = nullptr;
+  }
+}
+
+void WorkerUsage::finish(const turn::ServerCore& core) {
+  if (!writer_) return;
+  core.for_each_allocation([&](const turn::Allocation& a) { writer_->push(record_of(a, /*final=*/true)); });
+}
+
+bool WorkerUsage::drain(std::chrono::milliseconds budget, std::function<void()> done) {
+  if (!writer_ || writer_->queue().empty() || pool_ == nullptr || !pool_->available() || drain_timer_ != nullptr)
+    return false;
+  drain_done_ = std::move(done);
+  drain_deadline_ = std::chrono::steady_clock::now() + budget;
+  drain_timer_ = new uv_timer_t{};
+  uv_timer_init(loop_, drain_timer_);
+  drain_timer_->data = this;
+  writer_->flush();
+  uv_timer_start(
+      drain_timer_,
+      [](uv_timer_t* t) {
+    auto* self = static_cast<WorkerUsage*>(t->data);
+    if (self == nullptr) return;
+    self->writer_->flush();
+    if (!self->writer_->queue().empty() && std::chrono::steady_clock::now() < self->drain_deadline_) return;
+    if (!self->writer_->queue().empty())
+      spdlog::warn("usage: {} records not written at exit", self->writer_->queue().size());
+    auto done = std::move(self->drain_done_);
+    done();  // may stop() this object's timers: nothing of `self` is touched after it
+      },
+      20, 20);
+  return true;
 }
 
 std::string WorkerUsage::allocation_id(const turn::Allocation& a) const {

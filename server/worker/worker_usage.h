@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -41,7 +42,14 @@ class WorkerUsage {
   WorkerUsage(uv_loop_t* loop, const Clock& clock, db::PgPool* pool, UsageSettings settings, std::string realm);
 
   void start();  // on the loop thread
-  void stop();   // closes the writer's timer; records not yet written are lost
+  void stop();   // closes the timers; records not yet written are lost
+
+  // Shutdown: the allocations still open end with the process, so their records become final.
+  void finish(const turn::ServerCore& core);
+  // Shutdown: keeps writing until the queue is empty or `budget` has passed, then calls `done`
+  // (on the loop). false, and `done` is not called: nothing to wait for (no database, nothing
+  // queued, or the database is down).
+  bool drain(std::chrono::milliseconds budget, std::function<void()> done);
 
   // Io::allocation_ended.
   void allocation_ended(const turn::Allocation& a);
@@ -60,7 +68,12 @@ class WorkerUsage {
   const Clock& clock_;
   UsageSettings settings_;
   std::string realm_;
+  db::PgPool* pool_;
   std::unique_ptr<db::UsageWriter> writer_;
+  uv_loop_t* loop_;
+  uv_timer_t* drain_timer_ = nullptr;  // freed by its close callback
+  std::function<void()> drain_done_;
+  std::chrono::steady_clock::time_point drain_deadline_{};
   DurationHistogram duration_;
   TopUsers top_;
   Instant last_interim_{};

@@ -14,7 +14,8 @@ our raw TURN client (turn_udp_client.py) and a UDP peer socket on loopback:
   * PostgreSQL stopped: an allocation ends meanwhile, its record stays buffered
     (ferry_usage_records_queued, ferry_usage_batches_failed_total); PostgreSQL started again: the
     record arrives with exact sums; a second ferry with usage.queue_size 2 drops (and counts in
-    ferry_usage_records_dropped_total) what does not fit, and writes what did.
+    ferry_usage_records_dropped_total) what does not fit, and writes what did;
+  * ferry stopped (SIGTERM) with an allocation open: its record is final, with exact sums.
 Prints a MEASURE line for how long the buffered record took to arrive after PostgreSQL came back.
 """
 
@@ -277,6 +278,18 @@ def run_with_server(ctl: Ctl, pg, peer: socket.socket, a: harness.Server, args, 
           bool(dave) and dave["allocations"] == 2 and dave["bytes_in"] == 200, json.dumps(dave))
     queued = wait_for(lambda: metric(metrics(hp), "ferry_usage_records_queued") == 0, 5.0)
     check("nothing left buffered", queued)
+
+    # --- ferry stops with an allocation open: its record becomes final before the exit ------------
+    open_one = Session(("127.0.0.1", b.config.port), "user0", peer)
+    open_one.client_to_peer([1234])
+    open_one.peer_to_client([321])
+    b.stop()
+    servers.remove(b)
+    row = ctl.usage("--user", "user0").get("user0")  # user0's first allocation plus this one
+    check("an allocation open when ferry stops gets a final record with exact sums",
+          bool(row) and row["allocations"] == 2 and row["bytes_in"] == sessions[0].sent_in + 1234
+          and row["bytes_out"] == sessions[0].sent_out + 321 and row["live"] == 0, json.dumps(row))
+    open_one.client.close()
 
 
 def main() -> int:
