@@ -6,11 +6,11 @@ namespace ferry::db {
 
 namespace {
 
-constexpr int kColumns = 15;
+constexpr int kUsageColumns = 15;
 
 // A text[] literal. Peer entries are IP addresses (digits, hex letters, '.', ':'), but quote and
 // escape anyway so nothing in a value can change the array's shape.
-std::string text_array(const std::vector<std::string>& items) {
+std::string usage_text_array(const std::vector<std::string>& items) {
   std::string out = "{";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += ',';
@@ -35,14 +35,14 @@ Query usage_upsert_query(std::span<const UsageRecord> batch) {
       "INSERT INTO usage_records (allocation_id, username, realm, node, transport, client, started_at, ended_at, "
       "final, bytes_in, bytes_out, packets_in, packets_out, peers, peer_list) VALUES ";
   // Placeholders $1.. with their casts, row by row (appended piecewise: no temporaries).
-  static constexpr const char* kRow[kColumns] = {"",         "",         "",         "",          "",
-                                                 "",         "::bigint", "::bigint", "::boolean", "::bigint",
-                                                 "::bigint", "::bigint", "::bigint", "::integer", "::text[]"};
+  static constexpr const char* kRow[kUsageColumns] = {"",         "",         "",         "",          "",
+                                                      "",         "::bigint", "::bigint", "::boolean", "::bigint",
+                                                      "::bigint", "::bigint", "::bigint", "::integer", "::text[]"};
   int p = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const UsageRecord& r = batch[i];
     sql.append(i ? ", (" : "(");
-    for (int c = 0; c < kColumns; ++c) {
+    for (int c = 0; c < kUsageColumns; ++c) {
       if (c) sql.append(", ");
       const bool time = c == 6 || c == 7;  // unix milliseconds
       if (time) sql.append("to_timestamp(");
@@ -50,11 +50,12 @@ Query usage_upsert_query(std::span<const UsageRecord> batch) {
       if (time) sql.append(" / 1000.0)");
     }
     sql.append(")");
-    q.params.insert(q.params.end(), {r.allocation_id, r.username, r.realm, r.node, r.transport, r.client,
-                                     std::to_string(r.started_unix_ms), std::to_string(r.ended_unix_ms),
-                                     std::string(r.final ? "true" : "false"), std::to_string(r.bytes_in),
-                                     std::to_string(r.bytes_out), std::to_string(r.packets_in),
-                                     std::to_string(r.packets_out), std::to_string(r.peers), text_array(r.peer_list)});
+    q.params.insert(
+        q.params.end(),
+        {r.allocation_id, r.username, r.realm, r.node, r.transport, r.client, std::to_string(r.started_unix_ms),
+         std::to_string(r.ended_unix_ms), std::string(r.final ? "true" : "false"), std::to_string(r.bytes_in),
+         std::to_string(r.bytes_out), std::to_string(r.packets_in), std::to_string(r.packets_out),
+         std::to_string(r.peers), usage_text_array(r.peer_list)});
   }
   sql +=
       " ON CONFLICT (allocation_id) DO UPDATE SET "

@@ -10,7 +10,7 @@ namespace ferry::server {
 
 namespace {
 
-db::LogFn spdlog_logger() {
+db::LogFn usage_logger() {
   return [](db::LogLevel level, std::string_view msg) {
     switch (level) {
       case db::LogLevel::Debug: spdlog::debug("usage: {}", msg); break;
@@ -35,7 +35,7 @@ WorkerUsage::WorkerUsage(uv_loop_t* loop, const Clock& clock, db::PgPool* pool, 
     db::UsageWriterOptions o;
     o.capacity = settings_.queue_size;
     o.flush_interval = settings_.flush_interval;
-    o.log = spdlog_logger();
+    o.log = usage_logger();
     writer_ = std::make_unique<db::UsageWriter>(loop, *pool, std::move(o));
   }
   last_interim_ = clock_.now();

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/secret_mask.h"
+#include "db/pg_connection.h"
 
 namespace ferryctl {
 
@@ -25,21 +26,16 @@ struct UsageArgs {
   bool json = false;
 };
 
-struct Error {
+struct UsageError {
   std::string message;
 };
 
-std::string one_line(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
-}
+using ferry::db::one_line;
 
-struct ResultDeleter {
+struct UsageResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
 };
-struct ConnDeleter {
+struct UsageConnDeleter {
   void operator()(PGconn* c) const { PQfinish(c); }
 };
 
@@ -71,14 +67,15 @@ int run_usage(const std::string& database_flag, const UsageArgs& a) {
   std::string url = database_flag;
   if (url.empty())
     if (const char* e = std::getenv("FERRY_DATABASE_URL"); e && *e) url = e;
-  if (url.empty()) throw Error{"no database given: use --database URL or set FERRY_DATABASE_URL"};
+  if (url.empty()) throw UsageError{"no database given: use --database URL or set FERRY_DATABASE_URL"};
 
   const char* keys[] = {"fallback_application_name", "connect_timeout", "dbname", nullptr};
   const char* vals[] = {"ferryctl", "10", url.c_str(), nullptr};
-  std::unique_ptr<PGconn, ConnDeleter> conn(PQconnectdbParams(keys, vals, 1));
-  if (!conn) throw Error{"cannot connect to the database: out of memory"};
+  std::unique_ptr<PGconn, UsageConnDeleter> conn(PQconnectdbParams(keys, vals, 1));
+  if (!conn) throw UsageError{"cannot connect to the database: out of memory"};
   if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw Error{"cannot connect to the database: " + ferry::scrub_conninfo(one_line(PQerrorMessage(conn.get())), url)};
+    throw UsageError{"cannot connect to the database: " +
+                     ferry::scrub_conninfo(one_line(PQerrorMessage(conn.get())), url)};
   PQsetNoticeProcessor(
       conn.get(), [](void*, const char*) {}, nullptr);
 
@@ -95,16 +92,17 @@ int run_usage(const std::string& database_flag, const UsageArgs& a) {
       "GROUP BY username ORDER BY username";
   const char* params[] = {a.user ? a.user->c_str() : nullptr, since.timestamp ? since.timestamp->c_str() : nullptr,
                           since.seconds_ago ? since.seconds_ago->c_str() : nullptr};
-  std::unique_ptr<PGresult, ResultDeleter> r(PQexecParams(conn.get(), sql, 3, nullptr, params, nullptr, nullptr, 0));
+  std::unique_ptr<PGresult, UsageResultDeleter> r(
+      PQexecParams(conn.get(), sql, 3, nullptr, params, nullptr, nullptr, 0));
   if (!r || PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
     const char* state = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
     const std::string code = state ? state : "";
     const std::string msg = one_line(r ? PQresultErrorMessage(r.get()) : PQerrorMessage(conn.get()));
-    if (code == "42P01") throw Error{"database error: " + msg + " (run `ferryctl db migrate` first)"};
+    if (code == "42P01") throw UsageError{"database error: " + msg + " (run `ferryctl db migrate` first)"};
     if (code.rfind("22", 0) == 0 && since.timestamp)
-      throw Error{"invalid --since '" + a.since + "': use a duration (90s, 15m, 12h, 30d) or a timestamp (" + msg +
-                  ")"};
-    throw Error{"database error: " + msg};
+      throw UsageError{"invalid --since '" + a.since + "': use a duration (90s, 15m, 12h, 30d) or a timestamp (" + msg +
+                       ")"};
+    throw UsageError{"database error: " + msg};
   }
 
   auto num = [&](int row, int col) { return std::strtoull(PQgetvalue(r.get(), row, col), nullptr, 10); };
@@ -154,7 +152,7 @@ void add_usage_command(CLI::App& app, const std::string& database_flag) {
     int rc = 1;
     try {
       rc = run_usage(database_flag, *args);
-    } catch (const Error& e) { std::cerr << "ferryctl: " << e.message << "\n"; } catch (const std::exception& e) {
+    } catch (const UsageError& e) { std::cerr << "ferryctl: " << e.message << "\n"; } catch (const std::exception& e) {
       std::cerr << "ferryctl: " << e.what() << "\n";
     }
     std::cout.flush();
