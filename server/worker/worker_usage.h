@@ -1,5 +1,6 @@
 // The usage of one worker's allocations (issue 15): a usage record for each allocation that ends
-// and, every `interval`, for each one older than that; the allocation-duration histogram; and the
+// and, once per `interval`, for each one older than that (spread over the seconds of the
+// interval); the allocation-duration histogram; and the
 // worker's heaviest users for /metrics. All on the worker's loop, off the data path: the core
 // counts bytes and packets per allocation beside its own counters, and this reads them when an
 // allocation ends or when the tick walks the live ones. Records go into the UsageWriter's bounded
@@ -76,7 +77,7 @@ class WorkerUsage {
   std::chrono::steady_clock::time_point drain_deadline_{};
   DurationHistogram duration_;
   TopUsers top_;
-  Instant last_interim_{};
+  uint64_t seconds_ = 0;  // on_second calls so far: picks the slot of interim records
   struct Sum {
     uint64_t bytes = 0;
     uint64_t allocations = 0;

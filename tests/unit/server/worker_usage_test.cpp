@@ -127,5 +127,40 @@ TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
   EXPECT_TRUE(u.top_users().snapshot().empty());
 }
 
+TEST_F(WorkerUsageTest, InterimRecordsAreSpreadOverTheInterval) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  {
+    db::PgPoolOptions po;
+    po.conninfo = "postgresql://postgres@127.0.0.1:1/postgres";  // never started: records only queue
+    po.log = [](db::LogLevel, std::string_view) {};
+    db::PgPool pool(&loop, po);
+    UsageSettings s = settings();
+    s.interval = 4s;
+    WorkerUsage u(&loop, clock, &pool, s, "ferry");
+    ASSERT_NE(u.writer_stats(), nullptr);
+    for (int n = 1; n <= 8; ++n) relay(n % 2 ? "alice" : "bob", n, 10, 0);
+    u.on_second(server());
+    EXPECT_EQ(u.writer_stats()->queued.get(), 0) << "younger than an interval: no interim record yet";
+    clock.advance(5s);
+    std::vector<int64_t> queued;
+    for (int i = 0; i < 4; ++i) {
+      u.on_second(server());
+      queued.push_back(u.writer_stats()->queued.get());
+    }
+    // A quarter of the allocations each second (serials 1..8 over 4 slots), all of them once.
+    EXPECT_EQ(queued, (std::vector<int64_t>{2, 4, 6, 8}));
+    u.on_second(server());  // the next round replaces the records still waiting
+    EXPECT_EQ(u.writer_stats()->queued.get(), 8);
+    const turn::Allocation* a = server().find_allocation(tuple(1));
+    ASSERT_NE(a, nullptr);
+    u.allocation_ended(*a);  // the final record replaces the waiting interim one
+    EXPECT_EQ(u.writer_stats()->queued.get(), 8);
+    u.stop();
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+}
+
 }  // namespace
 }  // namespace ferry::server
