@@ -585,7 +585,7 @@ int main(int argc, char** argv) {
 
   ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
   const ferry::ferryctl::FleetCommands fleet(app);
-  ferryctl::add_usage_command(app, g.database);
+  ferry::ferryctl::add_usage_command(app, g.database);
 
   try {
     app.parse(argc, argv);

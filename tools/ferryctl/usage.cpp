@@ -16,7 +16,7 @@
 #include "base/secret_mask.h"
 #include "db/pg_connection.h"
 
-namespace ferryctl {
+namespace ferry::ferryctl {
 
 namespace {
 
@@ -30,7 +30,7 @@ struct UsageError {
   std::string message;
 };
 
-using ferry::db::one_line;
+using db::one_line;
 
 struct UsageResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -74,8 +74,7 @@ int run_usage(const std::string& database_flag, const UsageArgs& a) {
   std::unique_ptr<PGconn, UsageConnDeleter> conn(PQconnectdbParams(keys, vals, 1));
   if (!conn) throw UsageError{"cannot connect to the database: out of memory"};
   if (PQstatus(conn.get()) != CONNECTION_OK)
-    throw UsageError{"cannot connect to the database: " +
-                     ferry::scrub_conninfo(one_line(PQerrorMessage(conn.get())), url)};
+    throw UsageError{"cannot connect to the database: " + scrub_conninfo(one_line(PQerrorMessage(conn.get())), url)};
   PQsetNoticeProcessor(
       conn.get(), [](void*, const char*) {}, nullptr);
 
@@ -156,9 +155,8 @@ void add_usage_command(CLI::App& app, const std::string& database_flag) {
       std::cerr << "ferryctl: " << e.what() << "\n";
     }
     std::cout.flush();
-    std::fflush(stdout);
-    std::exit(rc);
+    throw CLI::RuntimeError(rc);
   });
 }
 
-}  // namespace ferryctl
+}  // namespace ferry::ferryctl

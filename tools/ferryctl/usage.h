@@ -6,11 +6,12 @@
 
 #include <CLI/CLI.hpp>
 
-namespace ferryctl {
+namespace ferry::ferryctl {
 
 // Adds the `usage` subcommand to `app`. It runs from its own callback once the command line is
-// parsed and exits the process with its status. `database_flag` is the value of ferryctl's
+// parsed and ends the parse with CLI::RuntimeError carrying its exit status (0 included), as
+// `probe` does, so main() needs nothing else. `database_flag` is the value of ferryctl's
 // --database (read when the command runs); empty: $FERRY_DATABASE_URL.
 void add_usage_command(CLI::App& app, const std::string& database_flag);
 
-}  // namespace ferryctl
+}  // namespace ferry::ferryctl
