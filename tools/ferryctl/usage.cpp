@@ -18,7 +18,9 @@
 
 namespace ferry::ferryctl {
 
-namespace {
+// Named, not anonymous: ferryctl's other commands share ferry::ferryctl (and a unity build puts
+// their files in one translation unit).
+namespace usage_command {
 
 struct UsageArgs {
   std::optional<std::string> user;
@@ -132,10 +134,10 @@ int run_usage(const std::string& database_flag, const UsageArgs& a) {
   return 0;
 }
 
-}  // namespace
+}  // namespace usage_command
 
 void add_usage_command(CLI::App& app, const std::string& database_flag) {
-  auto args = std::make_shared<UsageArgs>();
+  auto args = std::make_shared<usage_command::UsageArgs>();
   auto* cmd = app.add_subcommand(
       "usage",
       "sum the usage records of ended and live allocations per user (bytes_in: from clients to peers, "
@@ -150,10 +152,10 @@ void add_usage_command(CLI::App& app, const std::string& database_flag) {
   cmd->callback([args, &database_flag] {
     int rc = 1;
     try {
-      rc = run_usage(database_flag, *args);
-    } catch (const UsageError& e) { std::cerr << "ferryctl: " << e.message << "\n"; } catch (const std::exception& e) {
-      std::cerr << "ferryctl: " << e.what() << "\n";
-    }
+      rc = usage_command::run_usage(database_flag, *args);
+    } catch (const usage_command::UsageError& e) {
+      std::cerr << "ferryctl: " << e.message << "\n";
+    } catch (const std::exception& e) { std::cerr << "ferryctl: " << e.what() << "\n"; }
     std::cout.flush();
     throw CLI::RuntimeError(rc);
   });
