@@ -1,11 +1,9 @@
-// The node.* and usage.* keys (issue 15) and the node id a fleet knows this instance by.
+// The usage.* keys (issue 15), beside the node.* keys they go with (node_id and the registry are
+// tested in fleet_nodes_test.cpp).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include "server/config/config.h"
-#include "server/config/node_id.h"
 
 namespace ferry::server {
 namespace {
@@ -36,25 +34,12 @@ TEST(NodeUsageConfig, BadValuesNameTheKey) {
   auto r = load_config_string("node: {id: \"two words\"}\n", "ferry.yaml");
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message, HasSubstr("node.id"));
-  EXPECT_THAT(r.error().message, HasSubstr("spaces"));
   r = load_config_string("usage: {queue_size: 0}\n", "ferry.yaml");
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message, HasSubstr("usage.queue_size"));
   r = load_config_string("usage: {top_users: 1000}\n", "ferry.yaml");
   ASSERT_FALSE(r);
   EXPECT_THAT(r.error().message, HasSubstr("usage.top_users"));
-}
-
-TEST(NodeId, ConfiguredOrHostnameAndFirstListenerPort) {
-  Config c;
-  c.node.id = "relay-7";
-  EXPECT_EQ(resolved_node_id(c), "relay-7");
-  c.node.id.clear();
-  char host[256] = {};
-  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
-  ASSERT_FALSE(c.listeners.empty());
-  EXPECT_EQ(resolved_node_id(c), std::string(host) + "-" + std::to_string(c.listeners.front().address.port));
-  EXPECT_EQ(resolved_node_id(c), resolved_node_id(c));  // stable
 }
 
 }  // namespace
