@@ -2,6 +2,8 @@
 // two for a dual allocation, §7.2), its permissions and channels, and its expiry.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +29,23 @@ struct RelayLeg {
   RelayPortPool* pool = nullptr;      // to return the port
 };
 
+// What one allocation used, for usage records and per-user metrics. Written by the core on its loop
+// (the byte and packet counts beside ServerStats' own on the data path: two plain additions),
+// read by the shell on the same loop when the allocation ends (Io::allocation_ended) or when it
+// walks the live ones (ServerCore::for_each_allocation).
+struct AllocationUsage {
+  // Distinct peer IPs kept by value up to this many; more are only counted.
+  static constexpr size_t kPeerList = 16;
+
+  uint64_t serial = 0;  // unique among this core's allocations, from 1
+  Instant started{};
+  std::array<uint64_t, 2> bytes{};                // payload bytes, by turn::Direction (client_to_peer, peer_to_client)
+  std::array<uint64_t, 2> packets{};              // the same, in packets
+  std::vector<stun::TransportAddress> peer_list;  // distinct peer IPs given a permission (port 0)
+  uint32_t more_peers = 0;                        // permissions installed beyond a full peer_list
+  uint32_t peers() const { return static_cast<uint32_t>(peer_list.size()) + more_peers; }
+};
+
 struct Allocation {
   Allocation(size_t max_permissions, size_t max_channels) : permissions(max_permissions), channels(max_channels) {}
 
@@ -50,6 +69,7 @@ struct Allocation {
   // peer data connections (no Send, no ChannelData), and these are its connections' ids.
   bool tcp = false;
   std::vector<ConnectionId> tcp_connections;
+  AllocationUsage usage;
 
   const RelayLeg* leg_for(stun::Family f) const {
     const auto& leg = f == stun::Family::V4 ? v4 : v6;

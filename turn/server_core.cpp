@@ -223,6 +223,7 @@ void ServerCore::destroy(Allocation& a, bool connection_gone) {
   if (a.v4) close_leg(*a.v4);
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
+  io_.allocation_ended(a);
   allocations_.erase(tuple);  // `a` is gone after this
   // A stream's allocation and its connection end together (RFC 8656 §3.1): tell the shell, unless
   // the connection is what ended.

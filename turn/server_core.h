@@ -209,11 +209,17 @@ class ServerCore {
   void handle_create_permission(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void handle_channel_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   bool peer_allowed(const stun::TransportAddress& peer) const;
+  void note_peer(Allocation& a, const stun::TransportAddress& peer);  // a permission installed: usage.peer_list
 
   // data.cpp (RFC 8656 §10, §12): the per-packet path, which allocates nothing
   void handle_send(const FiveTuple& from, const stun::MessageView& msg);
   void handle_channel_data(const FiveTuple& from, stun::Bytes packet);
   void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
+  void count_relayed(Allocation& a, Direction d, uint64_t bytes) {  // the server's and a's counters
+    stats_.relayed(d, bytes);
+    ++a.usage.packets[idx(d)];
+    a.usage.bytes[idx(d)] += bytes;
+  }
 
   // tcp_relay.cpp (RFC 6062)
   uint16_t check_tcp_allocate(const FiveTuple& from, const stun::MessageView& msg) const;
@@ -250,6 +256,7 @@ class ServerCore {
   uint64_t indication_counter_ = 0;
   std::unordered_map<ConnectionId, TcpConnection> tcp_connections_;  // RFC 6062 peer data connections
   uint64_t connection_id_counter_ = 0;
+  uint64_t allocation_serial_ = 0;  // AllocationUsage::serial of the last allocation made
   bool draining_ = false;
   std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;

@@ -198,6 +198,14 @@ struct NodeConfig {
   uint32_t heartbeat_interval{};
 };
 
+// Usage records (table usage_records, written when a database is configured) and the per-user
+// metrics on /metrics.
+struct UsageConfig {
+  uint32_t interval{};    // seconds between interim records of a live allocation
+  uint32_t queue_size{};  // records buffered per worker (database slow or down); beyond: dropped
+  uint32_t top_users{};   // users on /metrics by relayed bytes (label cardinality bound); 0 = none
+};
+
 struct Config {
   std::string realm{};
   std::string software{};
@@ -214,6 +222,7 @@ struct Config {
   DatabaseConfig database;
   NatDiscoveryConfig nat_discovery;
   NodeConfig node;
+  UsageConfig usage;
 
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
   std::map<std::string, std::string> origins;

@@ -374,6 +374,16 @@ std::vector<ConfigKey> build_schema() {
       }));
   t.push_back(uint_key("nat_discovery.other_port", 0, 65535, "0", kRestart, "RFC 5780: the second port (P2); 0 = off.",
                        FIELD(nat_discovery.other_port)));
+
+  t.push_back(uint_key("usage.interval", 1, 86400, "60", kRestart,
+                       "Seconds between interim usage records of a live allocation (with a database).",
+                       FIELD(usage.interval)));
+  t.push_back(uint_key("usage.queue_size", 1, 1000000, "10000", kRestart,
+                       "Usage records buffered per worker while the database is slow or down; beyond, dropped.",
+                       FIELD(usage.queue_size)));
+  t.push_back(uint_key("usage.top_users", 0, 100, "10", kRestart,
+                       "Users shown on /metrics by relayed bytes (bounds the label count); 0 = none.",
+                       FIELD(usage.top_users)));
   return t;
 }
 #undef FIELD

@@ -33,7 +33,7 @@ std::vector<WorkerStatsView> views(WorkerPool& pool) {
   std::vector<WorkerStatsView> out;
   for (size_t i = 0; i < pool.size(); ++i) {
     const Worker& w = pool.worker(i);
-    out.push_back({&w.core().stats(), &w.stats(), &w.database_stats()});
+    out.push_back({&w.core().stats(), &w.stats(), &w.database_stats(), &w.usage()});
   }
   return out;
 }
@@ -43,7 +43,8 @@ Operations::Operations(const Config& config, WorkerPool& pool)
     : config_(config),
       pool_(pool),
       keys_(config.http.api_keys, config.http.api_requests_per_second, clock_),
-      metrics_(std::make_unique<MetricsCollector>(views(pool), FERRY_VERSION, &health_.draining_flag())),
+      metrics_(std::make_unique<MetricsCollector>(views(pool), FERRY_VERSION, &health_.draining_flag(),
+                                                  config.usage.top_users)),
       api_(metrics_.get(), health_, keys_, ice_settings(config, pool.listeners()), clock_),
       http_(api_) {
   std::vector<const ShellStats*> shells;

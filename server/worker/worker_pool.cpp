@@ -57,6 +57,7 @@ std::optional<std::string> WorkerPool::start() {
     // The per-IP limit holds per worker as is: listeners steer each source IP to one worker.
     const uint32_t connections = settings_.base.tcp.max_connections;
     if (connections != 0) s.tcp.max_connections = static_cast<uint32_t>((connections + n - 1) / n);
+    s.usage.worker = static_cast<uint32_t>(i);
     s.core.seed = total.seed ^ (0x9E3779B97F4A7C15ull * (i + 1));  // distinct port choices per worker
     auto w = std::make_unique<Worker>(std::move(s), settings_.credentials);
     if (auto err = w->bind()) {

@@ -13,6 +13,7 @@
 //   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
 //   ferryctl nodes [--json] | drain NODE [--deadline S] | undrain NODE   (the fleet: fleet.h)
 //   ferryctl sessions [--user U] [--node N] [--json] | kill --user U | --allocation NODE/ID
+//   ferryctl usage [--user U] [--since T] [--json]     (tools/ferryctl/usage.cpp)
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
@@ -48,6 +49,7 @@
 #include "stun/integrity.h"
 #include "tools/ferryctl/fleet.h"
 #include "tools/ferryctl/probe.h"
+#include "tools/ferryctl/usage.h"
 
 namespace {
 
@@ -583,6 +585,7 @@ int main(int argc, char** argv) {
 
   ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
   const ferry::ferryctl::FleetCommands fleet(app);
+  ferry::ferryctl::add_usage_command(app, g.database);
 
   try {
     app.parse(argc, argv);
