@@ -80,7 +80,7 @@ UsageWriter::UsageWriter(uv_loop_t* loop, PgPool& pool, UsageWriterOptions opts)
 }
 
 UsageWriter::~UsageWriter() {
-  *alive_ = false;
+  alive_.end();
   stop();
 }
 
@@ -121,7 +121,7 @@ void UsageWriter::flush() {
   if (failing_ && std::chrono::steady_clock::now() < retry_after_) return;
   auto batch = queue_.take(opts_.batch_size);
   const size_t rows = batch.size();
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   sending_ = true;
   const auto submit = pool_.query(usage_upsert_query(batch), [this, alive, rows](QueryResult r) {
     if (alive.expired()) return;

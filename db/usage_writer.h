@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "base/lifetime.h"
 #include "base/counter.h"
 #include "db/pg_connection.h"
 #include "db/usage_queue.h"
@@ -73,7 +74,7 @@ class UsageWriter {
   bool failing_ = false;  // an outage is being logged: once when it starts, once when it ends
   std::chrono::steady_clock::time_point retry_after_{};
   UsageStats stats_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 }  // namespace ferry::db
