@@ -248,12 +248,12 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
     send_error(from, msg, code::BadRequest, &auth);
     return;
   }
-  // Quotas: the user's (486), then the server's (508).
+  // Quotas: the user's (486), counting the rest of the fleet as last seen, then the server's (508).
   auto user_count = per_user_.find(auth.username);
   const size_t used = user_count == per_user_.end() ? 0 : user_count->second;
   const size_t cred_quota =
       auth.quota.max_allocations != 0 ? auth.quota.max_allocations : config_.max_allocations_per_user;
-  if (cred_quota != 0 && used >= cred_quota) {
+  if (user_quota_reached(used, remote_per_user_.empty() ? 0 : count_for(remote_per_user_, auth.username), cred_quota)) {
     send_error(from, msg, code::AllocationQuotaReached, &auth);
     return;
   }

@@ -27,6 +27,7 @@
 #include "turn/relay_port_pool.h"
 #include "turn/server_stats.h"
 #include "turn/tcp_connection.h"
+#include "turn/user_quota.h"
 
 namespace ferry::turn {
 
@@ -133,6 +134,9 @@ class ServerCore {
   // allocations are offered, strict_expiry) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
+  // What the other nodes of the fleet hold per username (their last published sessions); a
+  // per-user quota counts them with this core's own (user_quota.h). Empty: this core alone.
+  void set_remote_user_counts(UserCounts counts) { remote_per_user_ = std::move(counts); }
   bool draining() const { return draining_; }
 
   size_t allocation_count() const { return allocations_.size(); }
@@ -241,6 +245,7 @@ class ServerCore {
   std::vector<std::unique_ptr<RelayPortPool>> pools_;  // one per config_.relays entry
   std::unordered_map<FiveTuple, std::unique_ptr<Allocation>, FiveTupleHash> allocations_;
   std::unordered_map<std::string, size_t> per_user_;
+  UserCounts remote_per_user_;            // the rest of the fleet's, from set_remote_user_counts
   std::vector<Allocation*> relay_owner_;  // indexed by RelayId; null = free slot
   std::vector<RelayId> free_relays_;
   std::unordered_map<uint64_t, std::pair<size_t, uint16_t>> reservations_;  // token -> (pool, port)

@@ -51,6 +51,13 @@ constexpr char kSessions[] =
     "del AS (DELETE FROM sessions WHERE node = $1 AND id NOT IN (SELECT id FROM s)) "
     "SELECT count(*) FROM s";
 
+// The other live nodes' allocations per username, for the fleet-wide quota: bounded, and the
+// largest first, so a cut drops the users with the fewest allocations.
+constexpr char kUserCounts[] =
+    "SELECT s.username, count(*) FROM sessions s JOIN node_status n ON n.id = s.node "
+    "WHERE s.node <> $1 AND n.status <> 'down' AND s.expires_at > now() "
+    "GROUP BY s.username ORDER BY count(*) DESC, s.username LIMIT 100000";
+
 constexpr char kChannel[] = "ferry_nodes";
 constexpr char kKillChannel[] = "ferry_kill";
 
@@ -221,7 +228,34 @@ void NodeRegistry::on_fleet(db::QueryResult r) {
     }
   }
   if (hooks_.fleet) hooks_.fleet(nodes);
-  finish_beat();
+  read_user_counts();
+}
+
+void NodeRegistry::read_user_counts() {
+  if (!hooks_.user_counts) {
+    finish_beat();
+    return;
+  }
+  db::Query q;
+  q.name = "ferry_node_user_counts";
+  q.sql = kUserCounts;
+  q.params = {settings_.id};
+  auto alive = alive_.watch();
+  auto submitted = pool_->query(std::move(q), [this, alive](db::QueryResult r) {
+    if (alive.expired()) return;
+    turn::UserCounts counts;
+    if (r.ok()) {
+      counts.reserve(static_cast<size_t>(r.rows()));
+      for (int i = 0; i < r.rows(); ++i)
+        counts[std::string(r.value(i, 0))] = std::strtoull(std::string(r.value(i, 1)).c_str(), nullptr, 10);
+    }
+    hooks_.user_counts(std::move(counts));
+    finish_beat();
+  });
+  if (submitted != db::PgPool::Submit::Queued) {
+    hooks_.user_counts({});
+    finish_beat();
+  }
 }
 
 void NodeRegistry::finish_beat() {

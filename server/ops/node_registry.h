@@ -8,7 +8,8 @@
 // alternate server and /v1/ice-servers. A NOTIFY on 'ferry_nodes' naming this node brings the
 // next heartbeat forward, so a drain is seen at once rather than within an interval. Between the
 // two, the node's rows in `sessions` are replaced by what `sessions` collected; a NOTIFY on
-// 'ferry_kill' goes to `kill` as it arrives.
+// 'ferry_kill' goes to `kill` as it arrives. Last, the other live nodes' allocations per user
+// (from their `sessions` rows) go to `user_counts`, for the fleet-wide per-user quota.
 #pragma once
 
 #include <uv.h>
@@ -25,6 +26,7 @@
 #include "db/pg_connection.h"
 #include "server/net/uv_handle.h"
 #include "server/ops/fleet_nodes.h"
+#include "turn/user_quota.h"
 
 namespace ferry::server {
 
@@ -60,6 +62,9 @@ class NodeRegistry {
     // nullopt when none was collected since the last heartbeat: then the table is left alone.
     std::function<std::optional<std::string>()> sessions;
     std::function<void(std::string_view payload)> kill;  // a NOTIFY on ferry_kill
+    // The other live nodes' allocations per username, after each fleet read; {} when it failed
+    // (the quota then counts this node alone rather than stale figures).
+    std::function<void(turn::UserCounts)> user_counts;
   };
 
   NodeRegistry(uv_loop_t* loop, NodeRegistrySettings settings, Hooks hooks);
@@ -75,6 +80,7 @@ class NodeRegistry {
   void on_upsert(db::QueryResult r);
   void read_fleet();
   void on_fleet(db::QueryResult r);
+  void read_user_counts();
   void finish_beat();
 
   uv_loop_t* loop_;

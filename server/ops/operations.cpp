@@ -102,6 +102,8 @@ struct ShutdownState {
   std::unique_ptr<NodeRegistry> registry;
   std::shared_ptr<SessionCollector> sessions = std::make_shared<SessionCollector>();
   bool warned_session_cap = false;
+  // Per worker, its allocations per user in the last complete collection (the quota's counts).
+  std::vector<turn::UserCounts> worker_user_counts;
   // For the heartbeat's rates: the totals and the time at the previous heartbeat.
   uint64_t last_bytes = 0;
   double last_cpu_s = 0;
@@ -213,6 +215,9 @@ std::optional<std::string> take_sessions(ShutdownState& st) {
     std::lock_guard lock(st.sessions->mutex);
     if (st.sessions->started && st.sessions->pending > 0) return std::nullopt;  // a slow worker: wait
     if (st.sessions->started) {
+      st.worker_user_counts.assign(st.pool->size(), {});
+      for (const auto& r : st.sessions->rows)
+        if (r.worker < st.worker_user_counts.size()) ++st.worker_user_counts[r.worker][r.username];
       size_t left_out = 0;
       out = session_rows_json(st.sessions->rows, kMaxSessionRows, &left_out);
       if (left_out > 0 && !st.warned_session_cap) {
@@ -299,6 +304,11 @@ void start_registry(ShutdownState& st, uv_loop_t* loop) {
   hooks.fleet = [&st](const std::vector<FleetNode>& nodes) { apply_fleet(st, nodes); };
   hooks.sessions = [&st] { return take_sessions(st); };
   hooks.kill = [&st](std::string_view payload) { on_kill(st, payload); };
+  // The per-user quota across the fleet: worker i counts the other nodes' allocations (the
+  // database's, as of their last heartbeat) and this node's other workers' (this collection).
+  hooks.user_counts = [&st](turn::UserCounts other_nodes) {
+    st.pool->set_remote_user_counts(turn::remote_counts_per_worker(other_nodes, st.worker_user_counts));
+  };
   st.registry = std::make_unique<NodeRegistry>(loop, std::move(rs), std::move(hooks));
   st.registry->start();
   spdlog::info("node registry: this is node {} (heartbeat every {} s)", st.node_id, config.node.heartbeat_interval);

@@ -19,6 +19,7 @@ struct SessionInfo {
   std::vector<stun::TransportAddress> relayed;  // XOR-RELAYED-ADDRESS(es) as advertised, v4 first
   uint32_t permissions = 0;
   int64_t expires_in = 0;  // seconds
+  uint32_t worker = 0;     // which worker of this node holds it (the per-user quota's counts)
 };
 
 // `ferryctl kill --user U`: the whole USERNAME, or the user part of a TURN REST one

@@ -165,6 +165,10 @@ void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> a
   post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }
 
+void Worker::set_remote_user_counts(turn::UserCounts counts) {
+  post([this, counts = std::move(counts)]() mutable { core_->set_remote_user_counts(std::move(counts)); });
+}
+
 void Worker::collect_sessions(std::function<void(std::vector<SessionInfo>)> deliver) {
   post([this, deliver = std::move(deliver)] {
     std::vector<SessionInfo> out;

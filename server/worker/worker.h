@@ -81,6 +81,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void close_user_sessions(std::string user);
   // From any thread: closes the allocation with this relayed address, if this worker has it.
   void close_relayed(stun::TransportAddress relayed);
+  // From any thread: ServerCore::set_remote_user_counts on the loop thread (this worker's own copy).
+  void set_remote_user_counts(turn::UserCounts counts);
   // From any thread: ServerCore::set_limits on the loop thread (a reload).
   void set_limits(const turn::ServerCoreConfig& limits);
 

@@ -88,7 +88,12 @@ void WorkerPool::set_draining(bool draining, std::optional<stun::TransportAddres
 }
 
 void WorkerPool::collect_sessions(const std::function<void(std::vector<SessionInfo>)>& deliver) {
-  for (auto& w : workers_) w->collect_sessions(deliver);
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    workers_[i]->collect_sessions([deliver, i](std::vector<SessionInfo> rows) {
+      for (auto& r : rows) r.worker = static_cast<uint32_t>(i);
+      deliver(std::move(rows));
+    });
+  }
 }
 
 void WorkerPool::close_user_sessions(const std::string& user) {
@@ -97,6 +102,11 @@ void WorkerPool::close_user_sessions(const std::string& user) {
 
 void WorkerPool::close_relayed(const stun::TransportAddress& relayed) {
   for (auto& w : workers_) w->close_relayed(relayed);
+}
+
+void WorkerPool::set_remote_user_counts(std::vector<turn::UserCounts> per_worker) {
+  for (size_t i = 0; i < workers_.size(); ++i)
+    workers_[i]->set_remote_user_counts(i < per_worker.size() ? std::move(per_worker[i]) : turn::UserCounts{});
 }
 
 void WorkerPool::close_all_allocations() {

@@ -63,6 +63,9 @@ class WorkerPool {
   void collect_sessions(const std::function<void(std::vector<SessionInfo>)>& deliver);
   void close_user_sessions(const std::string& user);
   void close_relayed(const stun::TransportAddress& relayed);
+  // From any thread: worker i gets per_worker[i], what the rest of the fleet (other nodes and
+  // this node's other workers) holds per user (turn::remote_counts_per_worker); its own map.
+  void set_remote_user_counts(std::vector<turn::UserCounts> per_worker);
   // Allocations on every worker now (from the cores' gauges; safe from any thread).
   int64_t active_allocations() const;
 

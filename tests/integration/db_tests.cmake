@@ -57,6 +57,21 @@ function(_ferry_db_tests_register)
       FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
   endif()
 
+  # The fleet-wide per-user quota: two ferry on one PostgreSQL, 486 on one node for what the
+  # other holds, freed again, a users-table quota, a race within one heartbeat, a node killed.
+  if(TARGET ferry)
+    add_test(NAME integration.db.fleet_quota
+             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_fleet_quota.py --bin $<TARGET_FILE:ferry>
+                     --ferryctl $<TARGET_FILE:ferryctl>
+             WORKING_DIRECTORY ${_ferry_db_it_dir})
+    set_tests_properties(integration.db.fleet_quota PROPERTIES
+      LABELS "integration;db"
+      TIMEOUT 180
+      RESOURCE_LOCK ferry_integration_server
+      SKIP_RETURN_CODE 77
+      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  endif()
+
   # Usage records and per-user metrics (issue 15): exact sums, a PostgreSQL restart, top-K metrics.
   if(TARGET ferry)
     add_test(NAME integration.db.usage

@@ -40,7 +40,7 @@ const FERRY_BIN = process.env.FERRY_BIN || "";
 const PROMTOOL = process.env.PROMTOOL || "/usr/bin/promtool";
 const DEFAULT_DRAIN_SECONDS = 30; // drain.timeout's default
 // Example values for what the cluster fills in (RFC 5737 documentation addresses).
-const FIELD_VALUES = { "status.podIP": "192.0.2.10", "status.hostIP": "192.0.2.20" };
+const FIELD_VALUES = { "status.podIP": "192.0.2.10", "status.hostIP": "192.0.2.20", "spec.nodeName": "worker-1" };
 
 const haveFerry = FERRY_BIN !== "" && fs.existsSync(FERRY_BIN);
 const havePromtool = fs.existsSync(PROMTOOL);
@@ -430,8 +430,9 @@ function validateCompose(doc) {
   return ok;
 }
 
-// Schema plus the checks the schema cannot express. Returns error strings.
-function composeErrors(raw, baseDir) {
+// Schema plus the checks the schema cannot express. Returns error strings. `required`: the
+// services the file must have; `ferryServices`: those running ferry (grace period, config mount).
+function composeErrors(raw, baseDir, required = ["ferry", "postgres", "prometheus"], ferryServices = ["ferry"]) {
   const errors = [];
   if (!validateCompose(raw)) {
     errors.push(...validateCompose.errors.map((e) => `schema: ${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`));
@@ -443,7 +444,7 @@ function composeErrors(raw, baseDir) {
     return [...errors, e.message];
   }
   const services = doc.services ?? {};
-  for (const name of ["ferry", "postgres", "prometheus"]) if (!services[name]) errors.push(`no ${name} service`);
+  for (const name of required) if (!services[name]) errors.push(`no ${name} service`);
   for (const [name, s] of Object.entries(services)) {
     for (const p of s.ports ?? []) {
       const spec = typeof p === "string" ? p : `${p.published}:${p.target}/${p.protocol ?? "tcp"}`;
@@ -462,11 +463,12 @@ function composeErrors(raw, baseDir) {
       if (!services[dep]) errors.push(`${name}: depends on unknown service ${dep}`);
     }
   }
-  const ferry = services.ferry;
-  if (ferry) {
+  for (const name of ferryServices) {
+    const ferry = services[name];
+    if (!ferry) continue;
     const grace = String(ferry.stop_grace_period ?? "10s").match(/^(\d+)s$/);
-    if (!grace || Number(grace[1]) < DEFAULT_DRAIN_SECONDS + 10) errors.push("ferry: stop_grace_period must cover the drain (>= 40s)");
-    if (!(ferry.volumes ?? []).some((v) => String(v).includes(":/etc/ferry/ferry.yaml"))) errors.push("ferry: no config mounted at /etc/ferry/ferry.yaml");
+    if (!grace || Number(grace[1]) < DEFAULT_DRAIN_SECONDS + 10) errors.push(`${name}: stop_grace_period must cover the drain (>= 40s)`);
+    if (!(ferry.volumes ?? []).some((v) => String(v).includes(":/etc/ferry/ferry.yaml"))) errors.push(`${name}: no config mounted at /etc/ferry/ferry.yaml`);
   }
   return errors;
 }
@@ -508,4 +510,60 @@ test("promtool check config accepts the Compose prometheus.yml", { skip: !havePr
   const { promFile } = composeFerry();
   const r = spawnSync(PROMTOOL, ["check", "config", promFile], { encoding: "utf8", timeout: 20000 });
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+});
+
+// ------------------------------------------------------------------------------------------------
+// examples/fleet/compose.yaml: three ferry nodes on one PostgreSQL
+
+const FLEET_FILE = path.join(ROOT, "examples/fleet/compose.yaml");
+const FLEET_NODES = ["ferry-1", "ferry-2", "ferry-3"];
+
+function fleetDoc() {
+  return interpolate(parseYaml(fs.readFileSync(FLEET_FILE, "utf8")), COMPOSE_VARS);
+}
+const envOf = (s) => Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, String(v)]));
+
+test("examples/fleet/compose.yaml is a valid Compose file with three ferry nodes and PostgreSQL", () => {
+  const raw = parseYaml(fs.readFileSync(FLEET_FILE, "utf8"));
+  assert.deepEqual(composeErrors(raw, path.dirname(FLEET_FILE), ["postgres", "migrate", ...FLEET_NODES], FLEET_NODES), []);
+});
+
+test("the fleet's nodes have distinct ids, listener ports and relay ranges, each published one to one", () => {
+  const doc = fleetDoc();
+  const seen = { id: new Set(), port: new Set(), relay: [] };
+  for (const name of FLEET_NODES) {
+    const s = doc.services[name];
+    const env = envOf(s);
+    assert.equal(env.FERRY_NODE_ID, name, `${name}: FERRY_NODE_ID names the service`);
+    assert.ok(env.FERRY_DATABASE_URL?.includes("@postgres:5432/"), `${name}: uses the compose PostgreSQL`);
+    assert.equal(s.depends_on?.migrate?.condition, "service_completed_successfully", `${name}: starts after the migration`);
+    const ports = [...new Set(env.FERRY_LISTENERS.split(",").map((l) => Number(l.match(/:(\d+)\//)[1])))];
+    assert.equal(ports.length, 1, `${name}: one listener port`);
+    const min = Number(env.FERRY_RELAY_PORT_MIN);
+    const max = Number(env.FERRY_RELAY_PORT_MAX);
+    const published = (s.ports ?? []).map(String);
+    // Advertised URLs and relayed addresses carry the container's ports: published unchanged.
+    for (const proto of ["udp", "tcp"]) assert.ok(published.includes(`${ports[0]}:${ports[0]}/${proto}`), `${name}: ${ports[0]}/${proto} published 1:1`);
+    assert.ok(published.includes(`${min}-${max}:${min}-${max}/udp`), `${name}: relay range ${min}-${max} published 1:1`);
+    assert.ok(!seen.id.has(env.FERRY_NODE_ID) && !seen.port.has(ports[0]), `${name}: id and port unique`);
+    for (const [a, b] of seen.relay) assert.ok(max < a || min > b, `${name}: relay range overlaps ${a}-${b}`);
+    seen.id.add(env.FERRY_NODE_ID);
+    seen.port.add(ports[0]);
+    seen.relay.push([min, max]);
+  }
+});
+
+test("the fleet's ferry.yaml passes ferry --check-config with each node's environment", { skip: !haveFerry && "FERRY_BIN not set" }, async (t) => {
+  const doc = fleetDoc();
+  for (const name of FLEET_NODES) {
+    await t.test(name, () => {
+      const s = doc.services[name];
+      const mount = s.volumes.map(String).find((v) => v.includes(":/etc/ferry/ferry.yaml"));
+      const file = path.resolve(path.dirname(FLEET_FILE), mount.split(":")[0]);
+      const dump = checkConfig(fs.readFileSync(file, "utf8"), envOf(s), `fleet ${name}`);
+      assert.equal(portOf(dumpHttpAddress(dump)), 9641);
+      const grace = Number(String(s.stop_grace_period).replace(/s$/, ""));
+      assert.ok(grace >= dumpDrainSeconds(dump) + 10, `${name}: stop_grace_period ${grace} s < drain + 10 s`);
+    });
+  }
 });
