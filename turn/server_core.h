@@ -185,6 +185,7 @@ class ServerCore {
 
   // request_auth.cpp (RFC 8489 §9.2)
   void authenticate(const FiveTuple& from, const stun::MessageView& msg);
+  void lookup_user(const FiveTuple& from, const stun::MessageView& msg, const std::string& username);
   void continue_authenticated(const FiveTuple& from, const stun::MessageView& msg, const auth::LookupResult& r,
                               const std::string& username);
   void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
