@@ -57,6 +57,19 @@ function(_ferry_db_tests_register)
       FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
   endif()
 
+  # USERHASH for PostgreSQL users (migration 0005): a raw client sends USERHASH instead of USERNAME.
+  if(TARGET ferry AND TARGET ferryctl)
+    add_test(NAME integration.db.userhash
+             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_db_userhash.py --bin $<TARGET_FILE:ferry>
+                     --ferryctl $<TARGET_FILE:ferryctl>
+             WORKING_DIRECTORY ${_ferry_db_it_dir})
+    set_tests_properties(integration.db.userhash PROPERTIES
+      LABELS "integration;db"
+      TIMEOUT 90
+      RESOURCE_LOCK ferry_integration_server
+      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  endif()
+
   # ferry itself on a PostgreSQL store: two instances, ferryctl, revocation, outage (needs coturn's tools).
   find_program(FERRY_IT_UCLIENT turnutils_uclient)
   find_program(FERRY_IT_PEER turnutils_peer)
