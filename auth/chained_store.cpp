@@ -1,5 +1,7 @@
 #include "auth/chained_store.h"
 
+#include <array>
+
 namespace ferry::auth {
 
 namespace {
@@ -75,6 +77,34 @@ std::optional<LookupResult> ChainedStore::lookup(std::string_view username, std:
   walk->realm = std::string(realm);
   walk->done = std::move(done);
   return walk->run();
+}
+
+namespace {
+// Walks `stores` from `from` on; returns the answer when every member asked answered at once.
+CredentialStore::HashLookup resolve_from(std::shared_ptr<const std::vector<std::shared_ptr<CredentialStore>>> stores,
+                                         size_t from, std::array<uint8_t, 32> hash, std::string realm,
+                                         CredentialStore::NameCallback done) {
+  for (size_t i = from; i < stores->size(); ++i) {
+    auto next = [stores, i, hash, realm, done](std::optional<std::string> name) {
+      if (name) {
+        done(std::move(name));
+        return;
+      }
+      auto r = resolve_from(stores, i + 1, hash, realm, done);
+      if (!r.pending) done(std::move(r.username));
+    };
+    auto r = (*stores)[i]->resolve_userhash(hash, realm, next);
+    if (r.pending || r.username) return r;
+  }
+  return {};
+}
+}  // namespace
+
+CredentialStore::HashLookup ChainedStore::resolve_userhash(std::span<const uint8_t, 32> hash, std::string_view realm,
+                                                           NameCallback done) {
+  std::array<uint8_t, 32> h{};
+  std::copy(hash.begin(), hash.end(), h.begin());
+  return resolve_from(stores_, 0, h, std::string(realm), std::move(done));
 }
 
 std::optional<std::string> ChainedStore::username_for_hash(std::span<const uint8_t, 32> hash, std::string_view realm) {

@@ -30,6 +30,9 @@ class ChainedStore final : public CredentialStore {
   std::optional<LookupResult> lookup(std::string_view username, std::string_view realm, Callback done) override;
   // The first member that maps the hash to a name.
   std::optional<std::string> username_for_hash(std::span<const uint8_t, 32> hash, std::string_view realm) override;
+  // Members in order; a member that answers later is waited for and, if it knows no name, the
+  // walk goes on from the next member.
+  HashLookup resolve_userhash(std::span<const uint8_t, 32> hash, std::string_view realm, NameCallback done) override;
 
  private:
   using List = std::vector<std::shared_ptr<CredentialStore>>;

@@ -65,6 +65,19 @@ class CredentialStore {
                                                        std::string_view /*realm*/) {
     return std::nullopt;
   }
+
+  // USERHASH for stores that may have to ask elsewhere (PostgreSQL): answers now (pending false,
+  // `username` set or not) or, pending, calls `done` later on the same event loop with the name or
+  // nullopt. The default is username_for_hash, answered now.
+  struct HashLookup {
+    bool pending = false;
+    std::optional<std::string> username;
+  };
+  using NameCallback = std::function<void(std::optional<std::string>)>;
+  virtual HashLookup resolve_userhash(std::span<const uint8_t, 32> hash, std::string_view realm,
+                                      NameCallback /*done*/) {
+    return {false, username_for_hash(hash, realm)};
+  }
 };
 
 }  // namespace ferry::auth

@@ -4,6 +4,8 @@
 
 #include <charconv>
 
+#include "stun/integrity.h"
+
 namespace ferry::db {
 
 namespace {
@@ -12,6 +14,8 @@ constexpr const char* kLookupName = "ferry_user_lookup";
 constexpr const char* kLookupSql =
     "SELECT key_md5, key_sha256, max_allocations, bandwidth FROM users "
     "WHERE realm = $1 AND name = $2 AND enabled";
+constexpr const char* kHashName = "ferry_userhash_lookup";
+constexpr const char* kHashSql = "SELECT name FROM users WHERE realm = $1 AND userhash = $2::bytea AND enabled";
 constexpr const char* kSecretsName = "ferry_secrets_load";
 constexpr const char* kSecretsSql =
     "SELECT value FROM shared_secrets WHERE realm = $1 AND revoked_at IS NULL "
@@ -49,7 +53,8 @@ PgCredentialStore::PgCredentialStore(PgPool& pool, const Clock& clock, PgCredent
       clock_(clock),
       opts_(std::move(opts)),
       positive_(opts_.max_entries),
-      negative_(opts_.max_negative_entries) {
+      negative_(opts_.max_negative_entries),
+      by_hash_(opts_.max_entries) {
   if (!opts_.log) opts_.log = stderr_logger();
 }
 
@@ -63,6 +68,72 @@ std::string PgCredentialStore::key_of(std::string_view realm, std::string_view u
   k += realm;
   k += username;
   return k;
+}
+
+std::string PgCredentialStore::hash_key_of(std::string_view realm, std::span<const uint8_t, 32> hash) {
+  std::string k = key_of(realm, "");
+  k.append(reinterpret_cast<const char*>(hash.data()), hash.size());
+  return k;
+}
+
+void PgCredentialStore::remember_hash(std::string_view realm, const std::string& username) {
+  const auto h = stun::userhash(username, realm);
+  by_hash_.put(hash_key_of(realm, h), username);
+}
+
+std::optional<std::string> PgCredentialStore::username_for_hash(std::span<const uint8_t, 32> hash,
+                                                                std::string_view realm) {
+  if (std::string* name = by_hash_.get(hash_key_of(realm, hash))) {
+    ++stats_.hash_hits;
+    return *name;
+  }
+  return std::nullopt;
+}
+
+auth::CredentialStore::HashLookup PgCredentialStore::resolve_userhash(std::span<const uint8_t, 32> hash,
+                                                                      std::string_view realm, NameCallback done) {
+  if (auto name = username_for_hash(hash, realm)) return {false, std::move(name)};
+  std::string key = hash_key_of(realm, hash);
+  if (auto it = hash_inflight_.find(key); it != hash_inflight_.end()) {
+    it->second.push_back(std::move(done));  // the same hash asked for already: share the query
+    return {true, std::nullopt};
+  }
+  if (hash_inflight_.size() >= opts_.max_inflight) return {false, std::nullopt};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex = "\\x";
+  for (uint8_t b : hash) {
+    hex += kHex[b >> 4];
+    hex += kHex[b & 15];
+  }
+  Query q;
+  q.name = kHashName;
+  q.sql = kHashSql;
+  q.params = {std::string(realm), std::move(hex)};
+  std::weak_ptr<bool> alive = alive_;
+  std::string r(realm);
+  hash_inflight_[key].push_back(std::move(done));
+  auto s = pool_.query(std::move(q), [this, alive, key, r](QueryResult res) {
+    if (alive.expired()) return;
+    auto it = hash_inflight_.find(key);
+    if (it == hash_inflight_.end()) return;
+    std::vector<NameCallback> waiters = std::move(it->second);
+    hash_inflight_.erase(it);
+    std::optional<std::string> name;
+    if (res.ok() && res.rows() == 1) {
+      name = std::string(res.value(0, 0));
+      remember_hash(r, *name);
+    }
+    for (auto& w : waiters) {
+      if (w) w(name);
+      if (alive.expired()) return;
+    }
+  });
+  if (s != PgPool::Submit::Queued) {
+    hash_inflight_.erase(key);
+    return {false, std::nullopt};
+  }
+  ++stats_.hash_queries;
+  return {true, std::nullopt};
 }
 
 void PgCredentialStore::start_listening() {
@@ -197,6 +268,7 @@ void PgCredentialStore::on_result(const std::string& key, QueryResult r) {
         negative_.put(key, now + opts_.negative_ttl);
       } else {
         c.username = f.username;
+        remember_hash(f.realm, f.username);
         c.key_md5 = *md5;
         c.key_sha256 = sha;
         positive_.put(key, Positive{c, now + opts_.positive_ttl});
@@ -226,12 +298,14 @@ void PgCredentialStore::invalidate(std::string_view realm, std::string_view user
   std::string key = key_of(realm, username);
   positive_.erase(key);
   negative_.erase(key);
+  by_hash_.erase(hash_key_of(realm, stun::userhash(username, realm)));
   if (auto it = inflight_.find(key); it != inflight_.end()) it->second.dirty = true;
 }
 
 void PgCredentialStore::clear() {
   positive_.clear();
   negative_.clear();
+  by_hash_.clear();
   for (auto& [k, f] : inflight_) f.dirty = true;
 }
 

@@ -12,6 +12,9 @@
 //    renamed), the revocation callback runs so the server can close that user's allocations.
 //    Whenever the LISTEN connection is (re)established the cache is dropped (notifications sent
 //    while it was down are lost) and the resync callback runs.
+//  * USERHASH (RFC 8489 §14.4): users.userhash (db/migrations/0005_userhash.sql) maps a hash to a
+//    name with one indexed query; names found, by hash or by name, are remembered hash -> name in
+//    an LRU of their own, dropped with the user's other entries on its NOTIFY.
 #pragma once
 
 #include <chrono>
@@ -64,6 +67,11 @@ class PgCredentialStore final : public auth::CredentialStore {
   void set_secrets_changed_callback(std::function<void(bool revoke)> fn) { on_secrets_changed_ = std::move(fn); }
 
   std::optional<auth::LookupResult> lookup(std::string_view username, std::string_view realm, Callback done) override;
+  // From the hash cache only (answers now or not at all).
+  std::optional<std::string> username_for_hash(std::span<const uint8_t, 32> hash, std::string_view realm) override;
+  // The hash cache, else one query by users.userhash (answered later; nullopt when unknown,
+  // disabled or the database cannot answer).
+  HashLookup resolve_userhash(std::span<const uint8_t, 32> hash, std::string_view realm, NameCallback done) override;
 
   // The realm's usable shared secrets, newest first; nullopt when the database cannot answer.
   // `done` is called later from the loop (or at once with nullopt when the pool refuses).
@@ -75,6 +83,7 @@ class PgCredentialStore final : public auth::CredentialStore {
   struct Stats {
     uint64_t hits = 0, stale_hits = 0, negative_hits = 0, misses = 0, coalesced = 0;
     uint64_t queries = 0, unavailable = 0, notifications = 0, revocations = 0, resyncs = 0;
+    uint64_t hash_hits = 0, hash_queries = 0;
   };
   const Stats& stats() const { return stats_; }
   size_t cached_users() const { return positive_.size(); }
@@ -134,6 +143,8 @@ class PgCredentialStore final : public auth::CredentialStore {
   };
 
   static std::string key_of(std::string_view realm, std::string_view username);
+  static std::string hash_key_of(std::string_view realm, std::span<const uint8_t, 32> hash);
+  void remember_hash(std::string_view realm, const std::string& username);
   bool submit(const std::string& key);
   void on_result(const std::string& key, QueryResult r);
   void on_notify(std::string_view payload);
@@ -147,6 +158,8 @@ class PgCredentialStore final : public auth::CredentialStore {
   Lru<Positive> positive_;
   Lru<Instant> negative_;
   std::unordered_map<std::string, Inflight> inflight_;
+  Lru<std::string> by_hash_;                                                  // hash_key_of -> username
+  std::unordered_map<std::string, std::vector<NameCallback>> hash_inflight_;  // by hash_key_of
   RevokeFn on_revoke_;
   std::function<void()> on_resync_;
   std::function<void(bool)> on_secrets_changed_;

@@ -145,4 +145,9 @@ Result<std::span<const uint8_t, 32>> decode_userhash(Bytes value) {
   return std::span<const uint8_t, 32>(value.data(), 32);
 }
 
+Result<Bytes> decode_mobility_ticket(Bytes value) {
+  if (value.size() > kMaxMobilityTicketBytes) return Error::BadAttribute;
+  return value;
+}
+
 }  // namespace ferry::stun

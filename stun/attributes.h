@@ -108,6 +108,11 @@ Status for_each_unknown_attribute(Bytes value, F&& f) {
   return Ok{};
 }
 
+// MOBILITY-TICKET (RFC 8016 §3.1): opaque to the client, empty in the Allocate that asks for one.
+// Only the size is checked here (at most kMaxMobilityTicketBytes); what is inside is the server's.
+inline constexpr size_t kMaxMobilityTicketBytes = 64;
+Result<Bytes> decode_mobility_ticket(Bytes value);
+
 // USERHASH (§14.4): 32 bytes.
 Result<std::span<const uint8_t, 32>> decode_userhash(Bytes value);
 

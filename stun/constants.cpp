@@ -39,6 +39,7 @@ std::string_view attr::name(uint16_t type) {
     case Fingerprint: return "FINGERPRINT";
     case ResponseOrigin: return "RESPONSE-ORIGIN";
     case OtherAddress: return "OTHER-ADDRESS";
+    case MobilityTicket: return "MOBILITY-TICKET";
     default: return "";
   }
 }
@@ -51,6 +52,7 @@ std::string_view code::reason(uint16_t c) {
     case BadRequest: return "Bad Request";
     case Unauthenticated: return "Unauthenticated";
     case Forbidden: return "Forbidden";
+    case MobilityForbidden: return "Mobility Forbidden";
     case UnknownAttribute: return "Unknown Attribute";
     case AllocationMismatch: return "Allocation Mismatch";
     case StaleNonce: return "Stale Nonce";

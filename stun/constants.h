@@ -1,4 +1,4 @@
-// Wire constants: methods, classes, attribute types and error codes (RFC 8489, 8656, 5780, 6062).
+// Wire constants: methods, classes, attribute types and error codes (RFC 8489, 8656, 5780, 6062, 8016).
 #pragma once
 
 #include <cstdint>
@@ -75,6 +75,7 @@ inline constexpr uint16_t AlternateServer = 0x8023;
 inline constexpr uint16_t Fingerprint = 0x8028;
 inline constexpr uint16_t ResponseOrigin = 0x802B;  // RFC 5780
 inline constexpr uint16_t OtherAddress = 0x802C;    // RFC 5780
+inline constexpr uint16_t MobilityTicket = 0x8030;  // RFC 8016 §3.1
 
 constexpr bool comprehension_required(uint16_t type) { return type < 0x8000; }
 std::string_view name(uint16_t type);  // "XOR-MAPPED-ADDRESS", or "" when unknown
@@ -86,6 +87,7 @@ inline constexpr uint16_t TryAlternate = 300;
 inline constexpr uint16_t BadRequest = 400;
 inline constexpr uint16_t Unauthenticated = 401;
 inline constexpr uint16_t Forbidden = 403;
+inline constexpr uint16_t MobilityForbidden = 405;  // RFC 8016 §3.1
 inline constexpr uint16_t UnknownAttribute = 420;
 inline constexpr uint16_t AllocationMismatch = 437;
 inline constexpr uint16_t StaleNonce = 438;

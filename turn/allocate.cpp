@@ -171,6 +171,12 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
     }
     return;
   }
+  if (uint16_t err = check_mobility_allocate(from, msg); err != 0) {
+    send_error(from, msg, err, &auth,
+               err == code::MobilityForbidden ? "Mobility is off, or not over this transport"
+                                              : "MOBILITY-TICKET must be empty in Allocate");
+    return;
+  }
   auto transport = msg.find(attr::RequestedTransport);
   if (!transport) {
     send_error(from, msg, code::BadRequest, &auth, "Missing REQUESTED-TRANSPORT");
@@ -305,6 +311,7 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   alloc->usage.serial = ++allocation_serial_;
   alloc->usage.started = clock_.now();
   if (reserved_token != 0) alloc->reservation_token = reserved_token;
+  if (msg.has(attr::MobilityTicket)) enable_mobility(*alloc);
   const uint64_t rate =
       auth.quota.bandwidth_bytes_per_sec != 0 ? auth.quota.bandwidth_bytes_per_sec : config_.bandwidth_per_allocation;
   if (rate != 0) {
@@ -333,6 +340,7 @@ void ServerCore::send_allocate_success(const FiveTuple& to, const MessageView& r
   b.add_u32(attr::Lifetime, a.granted_lifetime);
   if (a.reservation_token) b.add_reservation_token(*a.reservation_token);
   b.add_xor_address(attr::XorMappedAddress, to.client);
+  add_ticket(b, a);
   Auth auth{a.username, a.key, a.sha256, {}};
   finish_and_send(to, req, b, &auth);
 }
@@ -340,6 +348,14 @@ void ServerCore::send_allocate_success(const FiveTuple& to, const MessageView& r
 // ---- Refresh (§7.3) -------------------------------------------------------------------------------------
 
 void ServerCore::handle_refresh(const FiveTuple& from, const MessageView& msg, const Auth& auth, Allocation& a) {
+  const bool ticket = msg.has(attr::MobilityTicket);
+  if (ticket) {
+    std::string_view reason;
+    if (uint16_t err = check_ticket(msg, a, auth, &reason); err != 0) {
+      send_error(from, msg, err, &auth, reason);
+      return;
+    }
+  }
   bool malformed = false;
   auto requested = lifetime_attr(msg, &malformed);
   if (malformed) {
@@ -392,6 +408,11 @@ void ServerCore::handle_refresh(const FiveTuple& from, const MessageView& msg, c
   a.granted_lifetime = granted;
   auto b = start_response(msg, Class::Success);
   b.add_u32(attr::Lifetime, granted);
+  if (ticket) {
+    // RFC 8016 §3.2: every Refresh with a ticket is answered with a new one.
+    ++a.mobility_counter;
+    add_ticket(b, a);
+  }
   finish_and_send(from, msg, b, &auth);
 }
 

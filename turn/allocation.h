@@ -70,6 +70,10 @@ struct Allocation {
   bool tcp = false;
   std::vector<ConnectionId> tcp_connections;
   AllocationUsage usage;
+  // RFC 8016: made with MOBILITY-TICKET. The ticket names the allocation by mobility_id (0: no
+  // mobility) and carries mobility_counter, which moves on with every ticket handed out.
+  uint64_t mobility_id = 0;
+  uint64_t mobility_counter = 0;
 
   const RelayLeg* leg_for(stun::Family f) const {
     const auto& leg = f == stun::Family::V4 ? v4 : v6;

@@ -108,17 +108,40 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
     }
     username.assign(u->begin(), u->end());
   } else {
+    // USERHASH (§14.4): the store names the user now, or later (PostgreSQL), as for the key lookup.
     auto h = stun::decode_userhash(userhash_attr->value);
-    std::optional<std::string> name;
-    if (h) name = credentials_.username_for_hash(*h, config_.realm);
-    if (!name) {
+    auth::CredentialStore::HashLookup found;
+    auto pending = std::make_shared<std::vector<uint8_t>>();
+    if (h) {
+      std::weak_ptr<bool> alive = alive_;
+      found =
+          credentials_.resolve_userhash(*h, config_.realm, [this, alive, pending, from](std::optional<std::string> n) {
+            if (alive.expired() || pending->empty()) return;
+            auto again = MessageView::parse(Bytes(pending->data(), pending->size()));
+            if (!again) return;
+            if (n) {
+              lookup_user(from, *again, *n);
+            } else {
+              stats_.auth_failed(AuthFailure::UnknownUser);
+              send_challenge(from, *again, code::Unauthenticated);
+            }
+          });
+    }
+    if (found.pending) {
+      pending->assign(msg.bytes().begin(), msg.bytes().end());
+      return;
+    }
+    if (!found.username) {
       stats_.auth_failed(AuthFailure::UnknownUser);
       send_challenge(from, msg, code::Unauthenticated);
       return;
     }
-    username = std::move(*name);
+    username = std::move(*found.username);
   }
+  lookup_user(from, msg, username);
+}
 
+void ServerCore::lookup_user(const FiveTuple& from, const MessageView& msg, const std::string& username) {
   // The store may answer now (static users, cache) or later (database). Only in the latter case is
   // the request copied, to be parsed again when the answer comes.
   auto pending = std::make_shared<std::vector<uint8_t>>();

@@ -47,7 +47,8 @@ ServerCore::ServerCore(ServerCoreConfig config, const Clock& clock, Io& io, auth
       io_(io),
       credentials_(credentials),
       policy_(std::move(policy)),
-      nonces_(config_.nonce_key, config_.nonce_lifetime, config_.userhash) {
+      nonces_(config_.nonce_key, config_.nonce_lifetime, config_.userhash),
+      tickets_(config_.nonce_key) {
   uint64_t seed = config_.seed;
   for (const auto& r : config_.relays) {
     pools_.push_back(std::make_unique<RelayPortPool>(config_.port_min, config_.port_max, ++seed));
@@ -182,6 +183,10 @@ void ServerCore::dispatch(const FiveTuple& from, const MessageView& msg, const A
     return;
   }
   auto it = allocations_.find(from);
+  if (it == allocations_.end() && msg.method() == Method::Refresh && msg.has(attr::MobilityTicket)) {
+    handle_mobility_refresh(from, msg, auth);  // RFC 8016 §3.2: the client moved
+    return;
+  }
   if (it == allocations_.end()) {
     send_error(from, msg, code::AllocationMismatch, &auth);
     return;
@@ -224,6 +229,7 @@ void ServerCore::destroy(Allocation& a, bool connection_gone) {
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
   io_.allocation_ended(a);
+  forget_mobility(a);
   allocations_.erase(tuple);  // `a` is gone after this
   // A stream's allocation and its connection end together (RFC 8656 §3.1): tell the shell, unless
   // the connection is what ended.
@@ -294,6 +300,7 @@ void ServerCore::set_limits(const ServerCoreConfig& l) {
   // Every allocation knows its credential's expiry, so turning this on ends those past it at the
   // next tick and caps the others' next Refresh.
   config_.strict_expiry = l.strict_expiry;
+  config_.mobility = l.mobility;  // tickets already given out work again when it is back on
   if (l.unauth_requests_per_second != config_.unauth_requests_per_second) {
     config_.unauth_requests_per_second = l.unauth_requests_per_second;
     const uint64_t rate = l.unauth_requests_per_second;

@@ -22,6 +22,7 @@
 #include "base/clock.h"
 #include "turn/five_tuple.h"
 #include "turn/io.h"
+#include "turn/mobility.h"
 #include "turn/nat_discovery.h"
 #include "turn/peer_policy.h"
 #include "turn/relay_port_pool.h"
@@ -73,6 +74,9 @@ struct ServerCoreConfig {
   // auth.strict_expiry: an allocation made with a credential that expires (a TURN REST username's
   // timestamp) ends when it does; Allocate and Refresh grant no lifetime past it.
   bool strict_expiry = false;
+  // turn.mobility (RFC 8016): an Allocate with MOBILITY-TICKET gets a ticket, and a Refresh with it
+  // from a new 5-tuple (UDP, DTLS) moves the allocation there. Off: MOBILITY-TICKET gets 405.
+  bool mobility = false;
 };
 
 class ServerCore {
@@ -131,7 +135,7 @@ class ServerCore {
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate = std::nullopt);
   // A configuration reload: takes the limits of `limits` (lifetimes, allocation quotas,
   // permission/channel/bandwidth limits of new allocations, the unauthenticated rate, whether TCP
-  // allocations are offered, strict_expiry) and ignores
+  // allocations are offered, strict_expiry, mobility) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
   // What the other nodes of the fleet hold per username (their last published sessions); a
@@ -186,6 +190,7 @@ class ServerCore {
 
   // request_auth.cpp (RFC 8489 §9.2)
   void authenticate(const FiveTuple& from, const stun::MessageView& msg);
+  void lookup_user(const FiveTuple& from, const stun::MessageView& msg, const std::string& username);
   void continue_authenticated(const FiveTuple& from, const stun::MessageView& msg, const auth::LookupResult& r,
                               const std::string& username);
   void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
@@ -208,6 +213,20 @@ class ServerCore {
   // strict_expiry; returns the LIFETIME to answer.
   uint32_t grant_lifetime(Allocation& a, uint32_t granted);
   bool credential_expired(const Allocation& a, Instant now) const;
+
+  // mobility_refresh.cpp (RFC 8016)
+  // Allocate: 0 when the request may have a ticket (or asks none), else the error to answer.
+  uint16_t check_mobility_allocate(const FiveTuple& from, const stun::MessageView& msg) const;
+  void enable_mobility(Allocation& a);
+  void forget_mobility(const Allocation& a);
+  // Refresh carrying MOBILITY-TICKET: 0 if the ticket is this allocation's and this user's, else
+  // the error code, with `reason`.
+  uint16_t check_ticket(const stun::MessageView& msg, const Allocation& a, const Auth& auth,
+                        std::string_view* reason) const;
+  // A Refresh from a 5-tuple without an allocation: with a good ticket the allocation it names
+  // moves to `from` and the Refresh goes on there (§3.2); false: answered with an error.
+  void handle_mobility_refresh(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth);
+  void add_ticket(stun::MessageBuilder& b, const Allocation& a) const;
 
   // permission.cpp (RFC 8656 §9, §11)
   void handle_create_permission(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
@@ -262,6 +281,9 @@ class ServerCore {
   std::unordered_map<ConnectionId, TcpConnection> tcp_connections_;  // RFC 6062 peer data connections
   uint64_t connection_id_counter_ = 0;
   uint64_t allocation_serial_ = 0;  // AllocationUsage::serial of the last allocation made
+  MobilityTickets tickets_;
+  std::unordered_map<uint64_t, Allocation*> by_mobility_id_;  // RFC 8016 tickets name allocations by id
+  uint64_t mobility_id_counter_ = 0;
   bool draining_ = false;
   std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;

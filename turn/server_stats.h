@@ -40,6 +40,7 @@ struct ServerStats {
   Counter allocations_created;
   Counter allocations_expired;
   Counter allocations_deleted;
+  Counter allocations_moved;             // RFC 8016: re-keyed to a client's new 5-tuple by its MOBILITY-TICKET
   std::array<Counter, 700> errors_sent;  // by STUN error code
   std::array<Counter, static_cast<size_t>(DropReason::Count)> dropped;
   std::array<Counter, static_cast<size_t>(AuthFailure::Count)> auth_failures;

@@ -79,6 +79,7 @@ void set_limits(turn::ServerCoreConfig& c, const Config& config) {
   c.unauth_requests_per_second = config.limits.unauth_requests_per_second;
   c.tcp_relay = config.relay.tcp_allocations;
   c.strict_expiry = config.auth.strict_expiry;
+  c.mobility = config.turn.mobility;
 }
 
 turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::RelayAddress> relays) {

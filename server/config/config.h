@@ -98,6 +98,10 @@ struct AuthConfig {
   std::vector<SharedSecretConfig> shared_secrets;
 };
 
+struct TurnConfig {
+  bool mobility{};  // RFC 8016 MOBILITY-TICKET
+};
+
 struct PeersConfig {
   // CIDR strings ("10.0.0.0/8", "::1", "fe80::/10"), syntax-checked only; turn/peer_policy parses them.
   std::vector<std::string> allow;
@@ -213,6 +217,7 @@ struct Config {
   std::vector<ListenerConfig> listeners;  // default: 0.0.0.0 and :: on 3478, udp and tcp
   RelayConfig relay;
   AuthConfig auth;
+  TurnConfig turn;
   PeersConfig peers;
   LimitsConfig limits;
   TlsConfig tls;

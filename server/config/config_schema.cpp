@@ -157,6 +157,11 @@ std::vector<ConfigKey> build_schema() {
                        "RFC 6062 TCP allocations for TCP/TLS clients; false answers them 442.",
                        FIELD(relay.tcp_allocations)));
 
+  t.push_back(bool_key("turn.mobility", "false", kReload,
+                       "RFC 8016 mobility: an Allocate with MOBILITY-TICKET gets a ticket, and a Refresh with it from "
+                       "the client's new address or port (UDP, DTLS) keeps the allocation; false answers 405.",
+                       FIELD(turn.mobility)));
+
   t.push_back(uint_key("auth.nonce_lifetime", 1, 86400, "600", kRestart,
                        "Seconds a NONCE stays valid before clients get 438 Stale Nonce.", FIELD(auth.nonce_lifetime)));
   t.push_back(bool_key("auth.userhash", "false", kRestart, "Accept USERHASH (RFC 8489 §14.4).", FIELD(auth.userhash)));

@@ -103,6 +103,9 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
   counter("ferry_allocations_deleted_total",
           "Allocations ended by the client (Refresh with lifetime 0, or its TCP connection closed) or revoked.",
           [](const WorkerStatsView& w) { return w.core->allocations_deleted.get(); });
+  counter("ferry_allocations_moved_total",
+          "Allocations moved to a client's new address by a Refresh with its MOBILITY-TICKET (RFC 8016).",
+          [](const WorkerStatsView& w) { return w.core->allocations_moved.get(); });
   {
     auto f = family("ferry_allocations_refused_total",
                     "Allocate requests answered with an error, by STUN error code (not counting the 401/438 "

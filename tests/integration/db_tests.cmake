@@ -14,6 +14,20 @@ endif()
 # Cached: the deferred call below runs in the top-level scope, where a normal variable is not seen.
 set(_ferry_db_it_dir ${CMAKE_CURRENT_LIST_DIR} CACHE INTERNAL "")
 
+# integration.db.NAME: SCRIPT with ferry and ferryctl (and any extra arguments), TIMEOUT seconds.
+function(_ferry_db_server_test name script timeout)
+  add_test(NAME integration.db.${name}
+           COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/${script} --bin $<TARGET_FILE:ferry>
+                   --ferryctl $<TARGET_FILE:ferryctl> ${ARGN}
+           WORKING_DIRECTORY ${_ferry_db_it_dir})
+  set_tests_properties(integration.db.${name} PROPERTIES
+    LABELS "integration;db"
+    TIMEOUT ${timeout}
+    RESOURCE_LOCK ferry_integration_server
+    SKIP_RETURN_CODE 77
+    FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+endfunction()
+
 function(_ferry_db_tests_register)
   if(NOT EXISTS ${FERRY_IT_PYTHON})
     message(STATUS "db integration tests: ${FERRY_IT_PYTHON} not found, not registering them")
@@ -42,63 +56,26 @@ function(_ferry_db_tests_register)
     TIMEOUT 120
     FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
 
+  # Tests that run ferry on a throwaway PostgreSQL: one shape, one RESOURCE_LOCK (they bind the
+  # same loopback ports), 77 = skipped.
+  if(NOT TARGET ferry)
+    return()
+  endif()
   # A fleet: three ferry on one PostgreSQL (node registry, ferryctl nodes/drain/undrain, SIGKILL
   # shown down, /v1/ice-servers across nodes). Raw Python TURN client only.
-  if(TARGET ferry)
-    add_test(NAME integration.db.fleet_nodes
-             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_fleet_nodes.py --bin $<TARGET_FILE:ferry>
-                     --ferryctl $<TARGET_FILE:ferryctl>
-             WORKING_DIRECTORY ${_ferry_db_it_dir})
-    set_tests_properties(integration.db.fleet_nodes PROPERTIES
-      LABELS "integration;db"
-      TIMEOUT 180
-      RESOURCE_LOCK ferry_integration_server
-      SKIP_RETURN_CODE 77
-      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
-  endif()
-
+  _ferry_db_server_test(fleet_nodes test_fleet_nodes.py 180)
   # The fleet-wide per-user quota: two ferry on one PostgreSQL, 486 on one node for what the
   # other holds, freed again, a users-table quota, a race within one heartbeat, a node killed.
-  if(TARGET ferry)
-    add_test(NAME integration.db.fleet_quota
-             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_fleet_quota.py --bin $<TARGET_FILE:ferry>
-                     --ferryctl $<TARGET_FILE:ferryctl>
-             WORKING_DIRECTORY ${_ferry_db_it_dir})
-    set_tests_properties(integration.db.fleet_quota PROPERTIES
-      LABELS "integration;db"
-      TIMEOUT 180
-      RESOURCE_LOCK ferry_integration_server
-      SKIP_RETURN_CODE 77
-      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
-  endif()
-
+  _ferry_db_server_test(fleet_quota test_fleet_quota.py 180)
   # Usage records and per-user metrics (issue 15): exact sums, a PostgreSQL restart, top-K metrics.
-  if(TARGET ferry)
-    add_test(NAME integration.db.usage
-             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_usage.py --bin $<TARGET_FILE:ferry>
-                     --ferryctl $<TARGET_FILE:ferryctl>
-             WORKING_DIRECTORY ${_ferry_db_it_dir})
-    set_tests_properties(integration.db.usage PROPERTIES
-      LABELS "integration;db"
-      TIMEOUT 180
-      RESOURCE_LOCK ferry_integration_server
-      SKIP_RETURN_CODE 77
-      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
-  endif()
-
+  _ferry_db_server_test(usage test_usage.py 180)
+  # USERHASH for PostgreSQL users (migration 0005): a raw client sends USERHASH instead of USERNAME.
+  _ferry_db_server_test(userhash test_db_userhash.py 90)
   # ferry itself on a PostgreSQL store: two instances, ferryctl, revocation, outage (needs coturn's tools).
   find_program(FERRY_IT_UCLIENT turnutils_uclient)
   find_program(FERRY_IT_PEER turnutils_peer)
-  if(TARGET ferry AND FERRY_IT_UCLIENT AND FERRY_IT_PEER)
-    add_test(NAME integration.db.server
-             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_db_server.py --bin $<TARGET_FILE:ferry>
-                     --ferryctl $<TARGET_FILE:ferryctl> --uclient ${FERRY_IT_UCLIENT} --peer ${FERRY_IT_PEER}
-             WORKING_DIRECTORY ${_ferry_db_it_dir})
-    set_tests_properties(integration.db.server PROPERTIES
-      LABELS "integration;db"
-      TIMEOUT 240
-      RESOURCE_LOCK ferry_integration_server
-      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  if(FERRY_IT_UCLIENT AND FERRY_IT_PEER)
+    _ferry_db_server_test(server test_db_server.py 240 --uclient ${FERRY_IT_UCLIENT} --peer ${FERRY_IT_PEER})
   endif()
 endfunction()
 

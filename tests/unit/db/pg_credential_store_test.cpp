@@ -420,6 +420,55 @@ TEST_F(PgStoreTest, ColdLookupIsAsyncWarmLookupIsImmediate) {
       ms(cold.latency), ms(cold2.latency), us(warm_total / kWarm), kWarm);
 }
 
+// USERHASH (RFC 8489 §14.4) for PostgreSQL users: users.userhash (migration 0005, a generated
+// column) answers a cold hash with one query; names found by hash or by name are then answered at
+// once; a rename or a disable (their NOTIFY) takes the old mapping away.
+TEST_F(PgStoreTest, UserhashResolvesThroughTheDatabase) {
+  admin_->add_user("alice", "alice-pw");
+  admin_->add_user("bob", "bob-pw");
+  make_store();
+  auto resolve = [&](const std::string& name) -> std::pair<bool, std::optional<std::string>> {
+    const auto h = stun::userhash(name, "ferry");
+    bool called = false;
+    std::optional<std::string> got;
+    auto r = store_->resolve_userhash(h, "ferry", [&](std::optional<std::string> n) {
+      called = true;
+      got = std::move(n);
+    });
+    if (!r.pending) return {true, r.username};
+    EXPECT_TRUE(run_until([&] { return called; }, 5s)) << "no answer for the hash of " << name;
+    return {false, got};
+  };
+  auto cold = resolve("alice");
+  EXPECT_FALSE(cold.first);
+  EXPECT_EQ(cold.second, "alice");
+  auto warm = resolve("alice");
+  EXPECT_TRUE(warm.first);
+  EXPECT_EQ(warm.second, "alice");
+  EXPECT_EQ(store_->stats().hash_queries, 1u);
+  EXPECT_EQ(store_->username_for_hash(stun::userhash("alice", "ferry"), "ferry"), "alice");
+
+  // A name lookup teaches the hash too.
+  EXPECT_EQ(lookup("bob").result.status, LookupStatus::Found);
+  EXPECT_EQ(store_->username_for_hash(stun::userhash("bob", "ferry"), "ferry"), "bob");
+
+  EXPECT_EQ(resolve("nobody").second, std::nullopt);
+  EXPECT_EQ(resolve("alice").second, "alice");
+  EXPECT_EQ(resolve("bob").second, "bob");
+
+  // Renamed in SQL: the generated column follows, the NOTIFY drops the old mapping.
+  const uint64_t n0 = store_->stats().notifications;
+  admin_->exec("UPDATE users SET name = 'carol' WHERE name = 'alice'");
+  ASSERT_TRUE(run_until([&] { return store_->stats().notifications > n0; }, 2s));
+  EXPECT_EQ(resolve("alice").second, std::nullopt);
+  EXPECT_EQ(resolve("carol").second, "carol");
+  // Disabled: unknown by hash.
+  const uint64_t n1 = store_->stats().notifications;
+  admin_->exec("UPDATE users SET enabled = false WHERE name = 'bob'");
+  ASSERT_TRUE(run_until([&] { return store_->stats().notifications > n1; }, 2s));
+  EXPECT_EQ(resolve("bob").second, std::nullopt);
+}
+
 TEST_F(PgStoreTest, UnknownNamesAreCoalescedAndNegativelyCached) {
   make_store();
   int answers = 0, not_found = 0;

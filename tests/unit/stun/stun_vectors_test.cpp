@@ -1011,7 +1011,7 @@ TEST(StunVectors, IanaRegistry) {
     const std::string value = c["value"], name = c["name"];
     if (value.find('-') != std::string::npos) continue;
     const auto code = static_cast<uint16_t>(std::stoi(value));
-    if (code::reason(code).empty()) continue;  // 405 Mobility Forbidden, 487 Role Conflict: not ferry's
+    if (code::reason(code).empty()) continue;  // 487 Role Conflict (ICE): not ferry's
     // DECISION: 401 is "Unauthenticated" in RFC 8489 §14.8; the registry snapshot still says "Unauthorized".
     if (code == code::Unauthenticated) {
       EXPECT_EQ(code::reason(code), "Unauthenticated");
