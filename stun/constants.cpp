@@ -21,6 +21,7 @@ std::string_view attr::name(uint16_t type) {
     case EvenPort: return "EVEN-PORT";
     case RequestedTransport: return "REQUESTED-TRANSPORT";
     case DontFragment: return "DONT-FRAGMENT";
+    case AccessToken: return "ACCESS-TOKEN";
     case MessageIntegritySha256: return "MESSAGE-INTEGRITY-SHA256";
     case PasswordAlgorithm: return "PASSWORD-ALGORITHM";
     case Userhash: return "USERHASH";
@@ -39,6 +40,7 @@ std::string_view attr::name(uint16_t type) {
     case Fingerprint: return "FINGERPRINT";
     case ResponseOrigin: return "RESPONSE-ORIGIN";
     case OtherAddress: return "OTHER-ADDRESS";
+    case ThirdPartyAuthorization: return "THIRD-PARTY-AUTHORIZATION";
     default: return "";
   }
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "auth/credential_store.h"
+#include "auth/oauth_keys.h"
 #include "auth/nonce.h"
 #include "stun/message.h"
 #include "stun/message_builder.h"
@@ -70,6 +71,11 @@ struct ServerCoreConfig {
   // auth.strict_expiry: an allocation made with a credential that expires (a TURN REST username's
   // timestamp) ends when it does; Allocate and Refresh grant no lifetime past it.
   bool strict_expiry = false;
+  // RFC 7635 third-party authorization: the STUN server name sent in THIRD-PARTY-AUTHORIZATION
+  // and expected as the tokens' associated data. Empty: off (ACCESS-TOKEN is not looked at).
+  // Tokens are accepted up to `oauth_clock_skew` seconds before their timestamp or after expiry.
+  std::string oauth_server_name;
+  uint32_t oauth_clock_skew = 5;
 };
 
 class ServerCore {
@@ -127,6 +133,9 @@ class ServerCore {
   // allocations are offered, strict_expiry) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
+  // The AS-RS keys of RFC 7635 (null: none). `keys` must outlive the core. Tokens are only looked
+  // at while config().oauth_server_name is set too.
+  void set_oauth_keys(auth::OAuthKeyStore* keys) { oauth_keys_ = keys; }
   bool draining() const { return draining_; }
 
   size_t allocation_count() const { return allocations_.size(); }
@@ -148,6 +157,7 @@ class ServerCore {
     bool sha256 = false;
     auth::Quota quota;          // the user's own limits, where the store has them
     uint64_t expires_unix = 0;  // the credential's own expiry (unix seconds), 0: none
+    bool access_token = false;  // RFC 7635: USERNAME is a kid, `key` the token's mac_key
   };
 
   // Member functions are defined by method group: server_core.cpp (entry points, dispatch,
@@ -170,6 +180,11 @@ class ServerCore {
 
   // request_auth.cpp (RFC 8489 §9.2)
   void authenticate(const FiveTuple& from, const stun::MessageView& msg);
+  bool oauth_enabled() const { return oauth_keys_ != nullptr && !config_.oauth_server_name.empty(); }
+  void authenticate_token(const FiveTuple& from, const stun::MessageView& msg, const std::string& kid);
+  void continue_token(const FiveTuple& from, const stun::MessageView& msg, const auth::OAuthKeyResult& r,
+                      const std::string& kid);
+  bool authenticate_by_allocation(const FiveTuple& from, const stun::MessageView& msg, const std::string& kid);
   void continue_authenticated(const FiveTuple& from, const stun::MessageView& msg, const auth::LookupResult& r,
                               const std::string& username);
   void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
@@ -218,6 +233,7 @@ class ServerCore {
   const Clock& clock_;
   Io& io_;
   auth::CredentialStore& credentials_;
+  auth::OAuthKeyStore* oauth_keys_ = nullptr;
   PeerPolicy policy_;
   auth::NonceCodec nonces_;
   std::vector<std::unique_ptr<RelayPortPool>> pools_;  // one per config_.relays entry

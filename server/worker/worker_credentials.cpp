@@ -26,6 +26,7 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
   users_ = std::make_shared<auth::StaticUsers>(settings.users ? *settings.users : auth::StaticUsers(realm_));
   config_secrets_ = settings.secrets;
   secrets_ = std::make_shared<auth::SharedSecretStore>(realm_, clock_, config_secrets_);
+  oauth_->set(settings.oauth_keys);
   std::vector<std::shared_ptr<auth::CredentialStore>> stores{users_, secrets_};
   if (!settings.database.url.empty()) {
     db::PgPoolOptions po;
@@ -55,6 +56,7 @@ WorkerCredentials::~WorkerCredentials() {
 
 void WorkerCredentials::start(turn::ServerCore& core) {
   core_ = &core;
+  core.set_oauth_keys(oauth_.get());  // looked at only when the core has an oauth_server_name
   if (!pool_) return;
   std::weak_ptr<bool> alive = alive_;
   // §4 of the credentials design: a revoked user loses its open allocations at once.
@@ -92,6 +94,7 @@ void WorkerCredentials::stop() {
 void WorkerCredentials::reload(const CredentialSettings& settings) {
   *users_ = settings.users ? *settings.users : auth::StaticUsers(realm_);
   config_secrets_ = settings.secrets;
+  oauth_->set(settings.oauth_keys);
   rebuild_secrets();
   if (core_ != nullptr) core_->revalidate_users();
 }

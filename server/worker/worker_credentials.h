@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "auth/chained_store.h"
+#include "auth/oauth_keys.h"
 #include "auth/shared_secret.h"
 #include "auth/static_users.h"
 #include "db/pg_connection.h"
@@ -36,6 +37,7 @@ struct CredentialSettings {
   std::string realm;
   std::shared_ptr<const auth::StaticUsers> users;  // shared read-only; each worker copies it
   std::vector<std::string> secrets;                // from the config file
+  std::vector<auth::OAuthKey> oauth_keys;          // RFC 7635 AS-RS keys from the config file
   DatabaseSettings database;
 };
 
@@ -48,6 +50,8 @@ class WorkerCredentials {
   WorkerCredentials& operator=(const WorkerCredentials&) = delete;
 
   auth::CredentialStore& store() { return chain_; }
+  // RFC 7635 AS-RS keys: the configured ones, then PostgreSQL's.
+  auth::OAuthKeyStore& oauth_keys() { return *oauth_; }
 
   // Revocations and secret changes now act on `core`'s allocations. Starts the database
   // connections, if any. On the loop thread.
@@ -77,6 +81,7 @@ class WorkerCredentials {
   auth::ChainedStore chain_;
   std::shared_ptr<auth::StaticUsers> users_;
   std::shared_ptr<auth::SharedSecretStore> secrets_;
+  std::shared_ptr<auth::OAuthKeyRing> oauth_ = std::make_shared<auth::OAuthKeyRing>();
   std::vector<std::string> config_secrets_;
   std::vector<std::string> database_secrets_;
   std::unique_ptr<db::PgPool> pool_;
