@@ -43,6 +43,10 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
     so.log = spdlog_logger();
     db_store_ = std::make_shared<db::PgCredentialStore>(*pool_, clock_, std::move(so));
     stores.push_back(db_store_);
+    // RFC 7635 AS-RS keys not in the config are looked up in oauth_keys, with the same cache times.
+    db_oauth_ = std::make_shared<db::PgOAuthKeys>(
+        *pool_, clock_, db::PgOAuthKeysOptions{settings.database.cache_ttl, settings.database.negative_cache_ttl});
+    oauth_->set_fallback(db_oauth_);
   }
   chain_.set(std::move(stores));
 }
@@ -50,6 +54,8 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
 WorkerCredentials::~WorkerCredentials() {
   *alive_ = false;
   stop();
+  oauth_->set_fallback(nullptr);
+  db_oauth_.reset();
   db_store_.reset();
   pool_.reset();
 }

@@ -1,8 +1,9 @@
 // The credential stores of one worker loop, and how changes to them reach that worker's core:
 //   static users (config) -> shared secrets (config + database) -> PostgreSQL users
-// asked in that order. Everything here lives on the worker's loop; nothing is shared with other
-// workers, which hold their own copies (and their own database connections), so a revocation
-// NOTIFY reaches every worker of every ferry instance on its own LISTEN connection.
+// asked in that order; beside them the RFC 7635 AS-RS keys (config, then the oauth_keys table).
+// Everything here lives on the worker's loop; nothing is shared with other workers, which hold
+// their own copies (and their own database connections), so a revocation NOTIFY reaches every
+// worker of every ferry instance on its own LISTEN connection.
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "auth/static_users.h"
 #include "db/pg_connection.h"
 #include "db/pg_credential_store.h"
+#include "db/pg_oauth_keys.h"
 #include "base/clock.h"
 #include "server/net/uv_handle.h"
 #include "turn/server_core.h"
@@ -86,6 +88,7 @@ class WorkerCredentials {
   std::vector<std::string> database_secrets_;
   std::unique_ptr<db::PgPool> pool_;
   std::shared_ptr<db::PgCredentialStore> db_store_;
+  std::shared_ptr<db::PgOAuthKeys> db_oauth_;
   UvHandle<uv_timer_t> secrets_timer_;
   std::chrono::seconds secrets_refresh_{60};
   size_t pool_size_ = 0;

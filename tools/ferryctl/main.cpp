@@ -11,6 +11,7 @@
 //   ferryctl secret revoke ID
 //   ferryctl token USER --ttl SECONDS [--realm R] [--secret-stdin] [--url turn:...]...
 //   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
+//   ferryctl oauthkey add KID [--key-stdin] | list | remove KID   (RFC 7635 AS-RS keys, oauth.cpp)
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
@@ -44,6 +45,7 @@
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
+#include "tools/ferryctl/oauth.h"
 #include "tools/ferryctl/probe.h"
 
 namespace {
@@ -578,7 +580,8 @@ int main(int argc, char** argv) {
   auto* k_revoke = apikey->add_subcommand("revoke", "revoke the active key of this name");
   k_revoke->add_option("name", key_name)->required();
 
-  ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
+  ferry::ferryctl::add_probe_command(app);                 // runs from its own parse callback
+  ferry::ferryctl::add_oauthkey_command(app, g.database);  // tools/ferryctl/oauth.cpp, likewise
 
   try {
     app.parse(argc, argv);
