@@ -58,7 +58,7 @@ class OAuthTest : public TurnCoreTest {
   }
   // A request signed with `key`, carrying `tok` when not empty.
   Bytes request(Method m, const std::string& nonce, const std::vector<uint8_t>& tok, const stun::Key& key,
-                const char* kid = "kid1", std::optional<TransportAddress> peer = std::nullopt) {
+                const char* kid = "kid1", std::optional<TransportAddress> peer = std::nullopt, bool sha256 = false) {
     stun::TransactionId id{};
     id[0] = ++txn;
     MessageBuilder b(buf, m, Class::Request, id);
@@ -66,7 +66,11 @@ class OAuthTest : public TurnCoreTest {
     if (peer) b.add_xor_address(attr::XorPeerAddress, *peer);
     b.add_text(attr::Username, kid).add_text(attr::Realm, kRealm).add_text(attr::Nonce, nonce);
     if (!tok.empty()) b.add(attr::AccessToken, Bytes(tok));
-    b.add_message_integrity(key.view());
+    if (sha256) {
+      b.add_message_integrity_sha256(key.view());
+    } else {
+      b.add_message_integrity(key.view());
+    }
     return *b.finish();
   }
   void send(const FiveTuple& t, Bytes req) {
@@ -147,6 +151,46 @@ TEST_F(OAuthTest, UnknownKidTamperedExpiredAndWrongMacKeyGet401) {
   // Within the skew an old token still works.
   send(t, request(Method::Allocate, nonce, token(now - 603, 600, as_rs), mac_key));
   EXPECT_EQ(error_code(), 0);
+}
+
+// RFC 7635 §5 with RFC 8489's MESSAGE-INTEGRITY-SHA256: the mac_key is the HMAC-SHA256 key too.
+TEST_F(OAuthTest, MessageIntegritySha256IsKeyedWithTheMacKey) {
+  core_with_keys();
+  const FiveTuple t = tuple(5);
+  const std::string nonce = challenge(t);
+  auto wrong = mac_key;
+  wrong.bytes[5] ^= 1;
+  send(t, request(Method::Allocate, nonce, token(clock.unix_seconds(), 600, as_rs), wrong, "kid1", {}, true));
+  EXPECT_EQ(error_code(), code::Unauthenticated);
+  send(t, request(Method::Allocate, nonce, token(clock.unix_seconds(), 600, as_rs), mac_key, "kid1", {}, true));
+  ASSERT_EQ(error_code(), 0);
+  EXPECT_TRUE(stun::verify_message_integrity_sha256(response_view(), mac_key.view()));
+}
+
+// A key store that answers later (PostgreSQL): the request is kept and answered from the callback.
+TEST_F(OAuthTest, AKeyFoundLaterAnswersTheRequestThen) {
+  struct Later final : auth::OAuthKeyStore {
+    std::vector<Callback> pending;
+    std::optional<auth::OAuthKeyResult> lookup(std::string_view, Callback done) override {
+      pending.push_back(std::move(done));
+      return std::nullopt;
+    }
+  };
+  Later later;
+  server().set_oauth_keys(&later);
+  const FiveTuple t = tuple(6);
+  const std::string nonce = challenge(t);
+  auto req = request(Method::Allocate, nonce, token(clock.unix_seconds(), 600, as_rs), mac_key);
+  io.to_client.clear();
+  server().on_client_packet(t, req);
+  EXPECT_TRUE(io.to_client.empty());
+  ASSERT_EQ(later.pending.size(), 1u);
+  std::fill(buf.begin(), buf.end(), 0);  // the core kept its own copy of the request
+  later.pending[0](auth::OAuthKeyResult{auth::LookupStatus::Found, auth::OAuthKey{"kid1", as_rs, 0, ""}});
+  ASSERT_EQ(io.to_client.size(), 1u);
+  last_response = io.to_client[0].bytes;
+  EXPECT_EQ(error_code(), 0);
+  EXPECT_EQ(server().allocation_count(), 1u);
 }
 
 TEST_F(OAuthTest, AfterTheTokenExpiresLaterRequestsGet401) {
