@@ -103,7 +103,7 @@ PgConnection::PgConnection(uv_loop_t* loop, Options opts, Hooks hooks)
 }
 
 PgConnection::~PgConnection() {
-  *alive_ = false;
+  alive_.end();
   teardown();
   close_handle(timer_);
 }
@@ -157,12 +157,10 @@ void PgConnection::connect() {
       static_cast<uint64_t>(opts_.connect_timeout.count()), 0);
   struct Req {
     uv_getaddrinfo_t req;
-    std::weak_ptr<bool> alive;
+    ferry::Lifetime::Watch alive;
     PgConnection* self;
   };
-  auto* r = new Req{};
-  r->alive = alive_;
-  r->self = this;
+  auto* r = new Req{{}, alive_.watch(), this};
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -182,8 +180,7 @@ void PgConnection::connect() {
       addr = buf;
     }
     if (res) uv_freeaddrinfo(res);
-    auto alive = r->alive.lock();
-    if (!alive || !*alive) return;
+    if (r->alive.expired()) return;
     PgConnection* self = r->self;
     if (self->state_ != State::Resolving) return;  // timed out meanwhile
     if (addr.empty()) {
@@ -310,7 +307,7 @@ void PgConnection::connect_step() {
     return;
   }
   state_ = State::Ready;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   if (hooks_.up) hooks_.up();
   if (alive.expired() || state_ != State::Ready) return;
   if (hooks_.idle) hooks_.idle();
@@ -360,7 +357,7 @@ void PgConnection::read_input() {
 }
 
 bool PgConnection::drain_notifies() {
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   while (conn_) {
     PGnotify* n = PQnotifies(conn_);
     if (!n) break;
@@ -410,7 +407,7 @@ void PgConnection::phase_complete() {
       uv_timer_stop(timer_);
       phase_ = Phase::None;
       state_ = State::Ready;
-      std::weak_ptr<bool> alive = alive_;
+      auto alive = alive_.watch();
       if (hooks_.up) hooks_.up();
       if (alive.expired() || state_ != State::Ready) return;
       if (hooks_.idle) hooks_.idle();
@@ -487,7 +484,7 @@ void PgConnection::finish_query(QueryResult r) {
   query_.reset();
   Done done = std::move(done_);
   done_ = nullptr;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   if (done) done(std::move(r), false);
   if (alive.expired() || state_ != State::Ready) return;
   if (hooks_.idle) hooks_.idle();
@@ -513,7 +510,7 @@ void PgConnection::on_timer() {
       QueryResult r;
       r.status = QueryStatus::Timeout;
       r.error = "query timed out";
-      std::weak_ptr<bool> alive = alive_;
+      auto alive = alive_.watch();
       if (done) done(std::move(r), false);
       if (alive.expired()) return;
       fail("query timed out; reconnecting");
@@ -557,7 +554,7 @@ void PgConnection::fail(std::string error) {
     if (t->data) static_cast<PgConnection*>(t->data)->on_timer();
       },
       static_cast<uint64_t>(delay.count()), 0);
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   if (done) {
     QueryResult r;
     r.status = QueryStatus::Unavailable;
@@ -587,7 +584,7 @@ PgPool::PgPool(uv_loop_t* loop, PgPoolOptions opts) : loop_(loop), opts_(std::mo
 }
 
 PgPool::~PgPool() {
-  *alive_ = false;
+  alive_.end();
   stop();
   close_handle(sweep_timer_);
 }
@@ -636,7 +633,7 @@ void PgPool::listen(std::vector<std::string> channels, NotifyFn on_notify, std::
     if (on_listen_state_) on_listen_state_(true);
   };
   hooks.down = [this](const std::string& e, bool was_connected) {
-    std::weak_ptr<bool> alive = alive_;
+    auto alive = alive_.watch();
     if (was_connected && on_listen_state_) on_listen_state_(false);
     if (alive.expired()) return;
     on_down(e);
@@ -750,7 +747,7 @@ void PgPool::on_down(const std::string& error) {
 void PgPool::fail_queue(QueryStatus status, const std::string& error) {
   std::deque<std::unique_ptr<Pending>> q;
   q.swap(queue_);
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto now = SteadyClock::now();
   for (auto& p : q) {
     QueryResult r;
@@ -772,7 +769,7 @@ void PgPool::sweep() {
       ++it;
     }
   }
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   for (auto& p : expired) {
     QueryResult r;
     r.status = QueryStatus::Timeout;

@@ -14,6 +14,8 @@
 // The connection string is a secret (it may hold a password): it is never logged.
 #pragma once
 
+#include "base/lifetime.h"
+
 #include <libpq-fe.h>
 #include <uv.h>
 
@@ -157,7 +159,7 @@ class PgConnection {
   std::unordered_set<std::string> prepared_;
   std::chrono::milliseconds backoff_;
   uint32_t jitter_state_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 struct PgPoolOptions {
@@ -236,7 +238,7 @@ class PgPool {
   bool outage_ = false;
   std::chrono::steady_clock::time_point outage_since_;
   Stats stats_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 }  // namespace ferry::db

@@ -53,7 +53,7 @@ PgCredentialStore::PgCredentialStore(PgPool& pool, const Clock& clock, PgCredent
   if (!opts_.log) opts_.log = stderr_logger();
 }
 
-PgCredentialStore::~PgCredentialStore() { *alive_ = false; }
+PgCredentialStore::~PgCredentialStore() { alive_.end(); }
 
 void PgCredentialStore::log(LogLevel level, std::string_view msg) const { opts_.log(level, msg); }
 
@@ -66,7 +66,7 @@ std::string PgCredentialStore::key_of(std::string_view realm, std::string_view u
 }
 
 void PgCredentialStore::start_listening() {
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   pool_.listen(
       {std::string(kCredentialsChannel)},
       [this, alive](std::string_view channel, std::string_view payload) {
@@ -146,7 +146,7 @@ bool PgCredentialStore::submit(const std::string& key) {
   q.name = kLookupName;
   q.sql = kLookupSql;
   q.params = {f.realm, f.username};
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto s = pool_.query(std::move(q), [this, alive, key](QueryResult r) {
     if (!alive.expired()) on_result(key, std::move(r));
   });
@@ -158,7 +158,7 @@ bool PgCredentialStore::submit(const std::string& key) {
 void PgCredentialStore::on_result(const std::string& key, QueryResult r) {
   auto it = inflight_.find(key);
   if (it == inflight_.end()) return;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   Inflight& f = it->second;
   if (f.dirty && r.ok() && f.requeries < 3) {
     // Changed while we asked: ask again, the answer must not predate the change.
@@ -251,7 +251,7 @@ void PgCredentialStore::on_notify(std::string_view payload) {
   auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
   bool revoke_flag = j.contains("revoke") && j["revoke"].is_boolean() && j["revoke"].get<bool>();
   std::string table = str("table"), op = str("op");
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   if (table == "users") {
     if (op == "truncate") {
       clear();

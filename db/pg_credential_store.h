@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/lifetime.h"
 #include "auth/credential_store.h"
 #include "db/pg_connection.h"
 #include "base/clock.h"
@@ -153,7 +154,7 @@ class PgCredentialStore final : public auth::CredentialStore {
   bool listened_before_ = false;
   std::string last_error_;
   Stats stats_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 }  // namespace ferry::db

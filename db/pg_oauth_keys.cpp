@@ -19,7 +19,7 @@ int hex_digit(char c) {
 PgOAuthKeys::PgOAuthKeys(PgPool& pool, const Clock& clock, PgOAuthKeysOptions opts)
     : pool_(pool), clock_(clock), opts_(opts) {}
 
-PgOAuthKeys::~PgOAuthKeys() { *alive_ = false; }
+PgOAuthKeys::~PgOAuthKeys() { alive_.end(); }
 
 std::optional<auth::OAuthKeyResult> PgOAuthKeys::lookup(std::string_view kid, Callback done) {
   auto it = cache_.find(kid);
@@ -38,7 +38,7 @@ std::optional<auth::OAuthKeyResult> PgOAuthKeys::lookup(std::string_view kid, Ca
   q.name = kLookupName;
   q.sql = kLookupSql;
   q.params = {name};
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto s = pool_.query(std::move(q), [this, alive, name](QueryResult r) {
     if (alive.expired()) return;
     if (!r.ok()) {

@@ -12,6 +12,7 @@
 
 #include "auth/oauth_keys.h"
 #include "base/clock.h"
+#include "base/lifetime.h"
 #include "db/pg_connection.h"
 
 namespace ferry::db {
@@ -42,7 +43,7 @@ class PgOAuthKeys final : public auth::OAuthKeyStore {
   PgOAuthKeysOptions opts_;
   std::map<std::string, Entry, std::less<>> cache_;
   std::map<std::string, std::vector<Callback>, std::less<>> waiting_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  Lifetime alive_;  // guards query callbacks that outlive the store
 };
 
 }  // namespace ferry::db

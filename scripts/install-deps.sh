@@ -13,7 +13,8 @@
 #   test   run + GoogleTest, clang (fuzz stage), clang-format (lint.format), coturn (reference server and turnutils_* clients),
 #          haproxy (PROXY protocol test), python3-cryptography (OAuth test), postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
 #          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
-#   bench  run + coturn (bench/compare drives it with the same load as ferry)
+#   bench  run + coturn and Go with Pion's TURN sources (bench/compare drives both with the same
+#          load as ferry), valgrind (bench/instructions counts instructions per packet)
 #
 # With no argument it installs `run` only: the lean set a first run needs. scripts/test.sh
 # asks for `test bench` itself.
@@ -57,6 +58,10 @@ TEST_PACKAGES=(
 BENCH_PACKAGES=(
   # bench/compare runs coturn's turnserver next to ferry
   coturn procps
+  # and Pion's TURN server (bench/pion/main.go, built offline in GOPATH mode against Debian's sources)
+  golang-go golang-github-pion-turn.v2-dev
+  # bench/instructions counts ferry's instructions per packet under callgrind
+  valgrind
 )
 
 usage() {

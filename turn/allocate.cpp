@@ -303,6 +303,8 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   }
   alloc->granted_lifetime = grant_lifetime(*alloc, lifetime_for(requested_lifetime));
   alloc->allocate_txid = msg.transaction_id_copy();
+  alloc->usage.serial = ++allocation_serial_;
+  alloc->usage.started = clock_.now();
   if (reserved_token != 0) alloc->reservation_token = reserved_token;
   const uint64_t rate =
       auth.quota.bandwidth_bytes_per_sec != 0 ? auth.quota.bandwidth_bytes_per_sec : config_.bandwidth_per_allocation;

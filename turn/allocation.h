@@ -2,6 +2,8 @@
 // two for a dual allocation, §7.2), its permissions and channels, and its expiry.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +27,23 @@ struct RelayLeg {
   stun::TransportAddress local;       // where the socket is bound
   stun::TransportAddress advertised;  // XOR-RELAYED-ADDRESS (the external address behind 1:1 NAT)
   RelayPortPool* pool = nullptr;      // to return the port
+};
+
+// What one allocation used, for usage records and per-user metrics. Written by the core on its loop
+// (the byte and packet counts beside ServerStats' own on the data path: two plain additions),
+// read by the shell on the same loop when the allocation ends (Io::allocation_ended) or when it
+// walks the live ones (ServerCore::for_each_allocation).
+struct AllocationUsage {
+  // Distinct peer IPs kept by value up to this many; more are only counted.
+  static constexpr size_t kPeerList = 16;
+
+  uint64_t serial = 0;  // unique among this core's allocations, from 1
+  Instant started{};
+  std::array<uint64_t, 2> bytes{};                // payload bytes, by turn::Direction (client_to_peer, peer_to_client)
+  std::array<uint64_t, 2> packets{};              // the same, in packets
+  std::vector<stun::TransportAddress> peer_list;  // distinct peer IPs given a permission (port 0)
+  uint32_t more_peers = 0;                        // permissions installed beyond a full peer_list
+  uint32_t peers() const { return static_cast<uint32_t>(peer_list.size()) + more_peers; }
 };
 
 struct Allocation {
@@ -53,6 +72,7 @@ struct Allocation {
   // peer data connections (no Send, no ChannelData), and these are its connections' ids.
   bool tcp = false;
   std::vector<ConnectionId> tcp_connections;
+  AllocationUsage usage;
 
   const RelayLeg* leg_for(stun::Family f) const {
     const auto& leg = f == stun::Family::V4 ? v4 : v6;

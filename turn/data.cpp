@@ -37,7 +37,7 @@ void ServerCore::relay_to_peer(Allocation& a, const TransportAddress& peer, Byte
     return;
   }
   io_.send_to_peer(leg->id, peer, data);
-  stats_.relayed(Direction::ClientToPeer, data.size());
+  count_relayed(a, Direction::ClientToPeer, data.size());
 }
 
 void ServerCore::handle_send(const FiveTuple& from, const MessageView& msg) {
@@ -126,7 +126,7 @@ void ServerCore::on_peer_packet(RelayId relay, const TransportAddress& peer, uin
     }
     io_.send_to_client(a.tuple, *bytes);
   }
-  stats_.relayed(Direction::PeerToClient, len);
+  count_relayed(a, Direction::PeerToClient, len);
 }
 
 }  // namespace ferry::turn

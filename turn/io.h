@@ -9,6 +9,8 @@
 
 namespace ferry::turn {
 
+struct Allocation;
+
 // Index of a relay socket, chosen by the core (a slot in its relay table) and used by the shell to
 // name the socket when a peer's datagram arrives on it.
 using RelayId = uint32_t;
@@ -33,6 +35,10 @@ class Io {
   virtual void close_relay(RelayId relay) = 0;
   // The allocation of a stream client ended; the shell may close the connection.
   virtual void allocation_closed(const FiveTuple& /*client*/) {}
+  // Any allocation ends (expiry, Refresh 0, its connection closed, revocation), told just before
+  // it is freed, with its usage final. Not called for the allocations a destroyed core drops.
+  // Control path; the shell must not call back into the core from here.
+  virtual void allocation_ended(const Allocation& /*a*/) {}
 
   // ---- RFC 6062 TCP allocations. The defaults refuse, for shells without TCP relays. ----
   // Listens for TCP at exactly `local` (the relayed address of a TCP allocation, §5.1);

@@ -1,6 +1,7 @@
 // CreatePermission (RFC 8656 §9) and ChannelBind (§11), and the peer policy both apply.
 #include "turn/server_core.h"
 
+#include <algorithm>
 #include <array>
 
 #include "stun/attributes.h"
@@ -63,7 +64,10 @@ void ServerCore::handle_create_permission(const FiveTuple& from, const MessageVi
   // The gauge follows the table's size: install() may also reclaim expired entries.
   const size_t before = a.permissions.size();
   for (size_t i = 0; i < n; ++i) {
-    if (a.permissions.install(peers[i], clock_.now()) == PermissionInstall::Installed) stats_.permissions_created.add();
+    if (a.permissions.install(peers[i], clock_.now()) == PermissionInstall::Installed) {
+      stats_.permissions_created.add();
+      note_peer(a, peers[i]);
+    }
   }
   stats_.permissions_active.add(static_cast<int64_t>(a.permissions.size()) - static_cast<int64_t>(before));
   auto b = start_response(msg, Class::Success);
@@ -114,10 +118,26 @@ void ServerCore::handle_channel_bind(const FiveTuple& from, const MessageView& m
     stats_.channels_active.add();
   }
   const size_t before = a.permissions.size();
-  if (a.permissions.install(*peer, now) == PermissionInstall::Installed) stats_.permissions_created.add();
+  if (a.permissions.install(*peer, now) == PermissionInstall::Installed) {
+    stats_.permissions_created.add();
+    note_peer(a, *peer);
+  }
   stats_.permissions_active.add(static_cast<int64_t>(a.permissions.size()) - static_cast<int64_t>(before));
   auto b = start_response(msg, Class::Success);
   finish_and_send(from, msg, b, &auth);
+}
+
+// A permission is per IP (§9), so a peer is an IP here. Control path (CreatePermission, ChannelBind).
+void ServerCore::note_peer(Allocation& a, const TransportAddress& peer) {
+  TransportAddress ip = peer;
+  ip.port = 0;
+  auto& list = a.usage.peer_list;
+  if (std::find(list.begin(), list.end(), ip) != list.end()) return;
+  if (list.size() < AllocationUsage::kPeerList) {
+    list.push_back(ip);
+  } else {
+    ++a.usage.more_peers;  // may count an IP twice: the bound matters more than exactness here
+  }
 }
 
 }  // namespace ferry::turn

@@ -132,7 +132,7 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
   // The store may answer now (static users, cache) or later (database). Only in the latter case is
   // the request copied, to be parsed again when the answer comes.
   auto pending = std::make_shared<std::vector<uint8_t>>();
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto immediate =
       credentials_.lookup(username, config_.realm, [this, alive, pending, from, username](auth::LookupResult r) {
         if (alive.expired() || pending->empty()) return;
@@ -201,7 +201,7 @@ void ServerCore::continue_authenticated(const FiveTuple& from, const MessageView
 
 void ServerCore::authenticate_token(const FiveTuple& from, const MessageView& msg, const std::string& kid) {
   auto pending = std::make_shared<std::vector<uint8_t>>();
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   auto immediate = oauth_keys_->lookup(kid, [this, alive, pending, from, kid](auth::OAuthKeyResult r) {
     if (alive.expired() || pending->empty()) return;
     auto again = MessageView::parse(Bytes(pending->data(), pending->size()));

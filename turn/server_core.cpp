@@ -72,7 +72,7 @@ bool ServerCore::unauthenticated_answer_allowed(const FiveTuple& to) {
 }
 
 ServerCore::~ServerCore() {
-  *alive_ = false;
+  alive_.end();
   for (auto& [id, c] : tcp_connections_) io_.close_peer_connection(id);
   for (auto& [tuple, a] : allocations_) {
     if (a->v4) close_leg(*a->v4);
@@ -223,6 +223,7 @@ void ServerCore::destroy(Allocation& a, bool connection_gone) {
   if (a.v4) close_leg(*a.v4);
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
+  io_.allocation_ended(a);
   allocations_.erase(tuple);  // `a` is gone after this
   // A stream's allocation and its connection end together (RFC 8656 §3.1): tell the shell, unless
   // the connection is what ended.
@@ -311,6 +312,21 @@ void ServerCore::set_draining(bool draining, std::optional<TransportAddress> alt
   alternate_server_ = draining ? alternate : std::nullopt;
 }
 
+size_t ServerCore::close_all() {
+  return close_if([](const Allocation&) { return true; });
+}
+
+size_t ServerCore::close_if(const std::function<bool(const Allocation&)>& pred) {
+  std::vector<Allocation*> victims;
+  for (auto& [tuple, a] : allocations_)
+    if (pred(*a)) victims.push_back(a.get());
+  for (Allocation* a : victims) {
+    stats_.allocations_deleted.add();
+    destroy(*a);
+  }
+  return victims.size();
+}
+
 size_t ServerCore::close_user(std::string_view username) {
   std::vector<Allocation*> victims;
   for (auto& [tuple, a] : allocations_) {
@@ -331,7 +347,7 @@ size_t ServerCore::revalidate_users() {
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
   size_t closed = 0;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   for (const auto& username : users) {
     auto immediate = credentials_.lookup(username, config_.realm, [this, alive, username](auth::LookupResult r) {
       if (!alive.expired()) close_unvouched(username, r);

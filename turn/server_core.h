@@ -7,11 +7,13 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "base/lifetime.h"
 #include "auth/credential_store.h"
 #include "auth/oauth_keys.h"
 #include "auth/nonce.h"
@@ -119,6 +121,10 @@ class ServerCore {
   void tick(uint32_t part = 0, uint32_t parts = 1);
   // Ends the allocations of a user (revocation). Returns how many were closed.
   size_t close_user(std::string_view username);
+  // Ends every allocation (a fleet drain's deadline). Returns how many were closed.
+  size_t close_all();
+  // Ends the allocations `pred(const Allocation&)` picks (`ferryctl kill`). Returns how many.
+  size_t close_if(const std::function<bool(const Allocation&)>& pred);
   // Looks up the user of every allocation again and closes the allocations whose key the store no
   // longer vouches for: user deleted or disabled, password changed, shared secret revoked. A user
   // the store cannot answer for now (database down) keeps its allocations. Answers may come later;
@@ -140,6 +146,12 @@ class ServerCore {
 
   size_t allocation_count() const { return allocations_.size(); }
   const Allocation* find_allocation(const FiveTuple& t) const;
+  // Calls f(const Allocation&) for every live allocation, in no order (interim usage records,
+  // per-user metrics). Control path: a walk of the table.
+  template <class F>
+  void for_each_allocation(F&& f) const {
+    for (const auto& [tuple, a] : allocations_) f(*a);
+  }
   const ServerStats& stats() const { return stats_; }
   const ServerCoreConfig& config() const { return config_; }
   size_t open_relay_count() const;
@@ -212,11 +224,17 @@ class ServerCore {
   void handle_create_permission(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   void handle_channel_bind(const FiveTuple& from, const stun::MessageView& msg, const Auth& auth, Allocation& a);
   bool peer_allowed(const stun::TransportAddress& peer) const;
+  void note_peer(Allocation& a, const stun::TransportAddress& peer);  // a permission installed: usage.peer_list
 
   // data.cpp (RFC 8656 §10, §12): the per-packet path, which allocates nothing
   void handle_send(const FiveTuple& from, const stun::MessageView& msg);
   void handle_channel_data(const FiveTuple& from, stun::Bytes packet);
   void relay_to_peer(Allocation& a, const stun::TransportAddress& peer, stun::Bytes data);
+  void count_relayed(Allocation& a, Direction d, uint64_t bytes) {  // the server's and a's counters
+    stats_.relayed(d, bytes);
+    ++a.usage.packets[idx(d)];
+    a.usage.bytes[idx(d)] += bytes;
+  }
 
   // tcp_relay.cpp (RFC 6062)
   uint16_t check_tcp_allocate(const FiveTuple& from, const stun::MessageView& msg) const;
@@ -250,10 +268,11 @@ class ServerCore {
   // fixed table (no allocation per source; sources that collide share a bucket).
   static constexpr size_t kUnauthBuckets = 4096;
   std::vector<TokenBucket> unauth_buckets_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // guards async credential callbacks
+  ferry::Lifetime alive_;  // guards async credential callbacks
   uint64_t indication_counter_ = 0;
   std::unordered_map<ConnectionId, TcpConnection> tcp_connections_;  // RFC 6062 peer data connections
   uint64_t connection_id_counter_ = 0;
+  uint64_t allocation_serial_ = 0;  // AllocationUsage::serial of the last allocation made
   bool draining_ = false;
   std::optional<stun::TransportAddress> alternate_server_;
   ServerStats stats_;

@@ -42,7 +42,6 @@ namespace ferry::bench {
 
 namespace {
 
-constexpr uint16_t kChannel = 0x4000;
 constexpr uint64_t kExpiryGraceNs = 2'000'000'000;  // past the lifetime before asking whether it is gone
 
 enum class Fate : uint8_t { Delete, Refresh, Expire };
@@ -116,7 +115,7 @@ nlohmann::json run_churn(const Options& o) {
 
   SessionParams sp;
   sp.peer = peer;
-  sp.channel = kChannel;
+  sp.channel = kBenchChannel;
   sp.lifetime = o.lifetime;
   sp.rto_ns = seconds_to_ns(o.rto);
   sp.transmissions = o.transmissions;
@@ -188,7 +187,7 @@ nlohmann::json run_churn(const Options& o) {
         std::vector<uint8_t> payload(o.size, 0xA5);
         write_stamp(payload.data(), Stamp{ch.s.index, 0, 0});
         std::vector<uint8_t> buf(o.size + 64);
-        auto built = client::TurnClient::channel_data(buf, kChannel, stun::Bytes(payload.data(), payload.size()));
+        auto built = client::TurnClient::channel_data(buf, kBenchChannel, stun::Bytes(payload.data(), payload.size()));
         if (!built) throw std::runtime_error("building a ChannelData frame");
         ch.frame.assign(built->begin(), built->end());
         ch.stamp_offset = stun::kChannelDataHeaderSize;

@@ -20,6 +20,7 @@
 
 namespace {
 
+using ferry::bench::ClientTransport;
 using ferry::bench::Framing;
 using ferry::bench::Mode;
 using ferry::bench::Options;
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
                                           {"allocate", Mode::Allocate},
                                           {"churn", Mode::Churn}};
   const std::map<std::string, Framing> framings{{"channel", Framing::Channel}, {"send", Framing::Send}};
+  const std::map<std::string, ClientTransport> transports{
+      {"udp", ClientTransport::Udp}, {"tcp", ClientTransport::Tcp}, {"tls", ClientTransport::Tls}};
   app.add_option(
          "--mode", o.mode,
          "relay: allocations send to the sink through the server; raw: the same packets as plain UDP "
@@ -99,6 +102,12 @@ int main(int argc, char** argv) {
   app.add_option("--framing", o.framing, "relay: channel (ChannelData) or send (Send indications)")
       ->transform(CLI::CheckedTransformer(framings, CLI::ignore_case))
       ->option_text("channel|send (default channel)");
+  app.add_option("--transport", o.transport,
+                 "relay: the client leg, udp, tcp or tls (TURN over TCP or TLS, RFC 8656 §12.5; the server's "
+                 "certificate is not checked; the peer leg stays UDP). An IPv6 --target and --sink make IPv6 "
+                 "client and peer legs.")
+      ->transform(CLI::CheckedTransformer(transports, CLI::ignore_case))
+      ->option_text("udp|tcp|tls (default udp)");
   app.add_option("-s,--size", o.size, "Payload bytes per packet (at least 24: the stamp)")
       ->check(CLI::Range(24, 65000))
       ->default_str("100");
@@ -172,6 +181,10 @@ int main(int argc, char** argv) {
   if (!o.allow_remote && (!ferry::bench::is_loopback(o.target) || !ferry::bench::is_loopback(*sink))) {
     std::cerr << "ferry-loadgen: refusing to load a target or sink outside loopback (" << o.target.to_string()
               << ", sink " << o.sink << "); pass --allow-remote if you mean it\n";
+    return kUsage;
+  }
+  if (o.transport != ClientTransport::Udp && o.mode != Mode::Relay) {
+    std::cerr << "ferry-loadgen: --transport tcp/tls: only --mode relay has TCP and TLS client legs\n";
     return kUsage;
   }
   if (o.mode == Mode::Relay || o.mode == Mode::Allocate || o.mode == Mode::Churn) {

@@ -16,7 +16,8 @@ enum class Mode {
   Churn,     // a steady relay rate over allocations created, refreshed, expired and deleted all along
 };
 
-enum class Framing { Channel, Send };  // ChannelData or Send indications
+enum class Framing { Channel, Send };          // ChannelData or Send indications
+enum class ClientTransport { Udp, Tcp, Tls };  // relay: the client leg (TURN over UDP, TCP or TLS, RFC 8656 §12.5)
 
 struct Options {
   Mode mode = Mode::Relay;
@@ -27,6 +28,7 @@ struct Options {
 
   uint32_t allocations = 1;  // relay/raw: streams; binding: sockets; allocate: transactions in flight
   Framing framing = Framing::Channel;
+  ClientTransport transport = ClientTransport::Udp;
   size_t size = 100;      // payload bytes per packet (the relayed UDP payload)
   double rate = 0;        // packets/s over all streams; 0 = as fast as the window allows
   uint32_t window = 256;  // rate 0: packets in flight over all streams

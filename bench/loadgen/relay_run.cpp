@@ -24,6 +24,7 @@
 #include "bench/loadgen/runs.h"
 #include "bench/loadgen/sink.h"
 #include "bench/loadgen/stamp.h"
+#include "bench/loadgen/tcp_io.h"
 #include "bench/loadgen/text.h"
 #include "bench/loadgen/turn_sessions.h"
 #include "bench/loadgen/udp_io.h"
@@ -33,7 +34,6 @@ namespace ferry::bench {
 
 namespace {
 
-constexpr uint16_t kChannel = 0x4000;
 constexpr uint64_t kLossTimeoutNs = 50'000'000;
 
 // One sending socket and the frame it sends: stamp fields are rewritten per packet.
@@ -42,7 +42,34 @@ struct Stream {
   std::vector<uint8_t> frame;
   size_t stamp_offset = 0;
   uint64_t seq = 0;
+  // TCP: the frames are written as one byte string per burst; what the socket did not take waits
+  // here, and the stream sends nothing new until it has gone (a frame must not be cut).
+  bool tcp = false;       // TCP or TLS
+  ssl_st* ssl = nullptr;  // TLS: the session's (not owned)
+  std::vector<uint8_t> pending;
+  size_t pending_sent = 0;
+  size_t tls_retry = 0;  // TLS: the length of a write that would block, which its retry must repeat
 };
+
+constexpr size_t kMaxPending = 1 << 20;  // TCP: bytes a stream may queue before it counts drops
+
+// TCP: writes what `s.pending` still holds; true when it is empty afterwards. -errno on an error.
+int flush_pending(Stream& s) {
+  while (s.pending_sent < s.pending.size()) {
+    const size_t len = s.tls_retry != 0 ? s.tls_retry : s.pending.size() - s.pending_sent;
+    const ssize_t n = stream_send(s.fd, s.ssl, s.pending.data() + s.pending_sent, len);
+    if (n < 0) return static_cast<int>(n);
+    if (n == 0) {
+      if (s.ssl != nullptr) s.tls_retry = len;
+      return 0;
+    }
+    s.tls_retry = 0;
+    s.pending_sent += static_cast<size_t>(n);
+  }
+  s.pending.clear();
+  s.pending_sent = 0;
+  return 1;
+}
 
 struct SenderStats {
   uint64_t sent_warmup = 0;
@@ -90,6 +117,37 @@ class SentHistory {
   size_t size_ = 0;
 };
 
+// TCP: k stamped frames as one write after whatever the stream still had queued. Frames that
+// would push the queue past kMaxPending count as dropped locally, like a full UDP socket buffer.
+void send_tcp_burst(Stream& s, size_t k, uint64_t now, const SendPlan& plan, SenderStats& st) {
+  const int flushed = flush_pending(s);
+  if (flushed < 0) {
+    st.send_errors += k;
+    st.last_errno = -flushed;
+    return;
+  }
+  if (s.pending.size() + k * s.frame.size() > kMaxPending) {
+    st.dropped_local += k;
+    return;
+  }
+  const size_t start = s.pending.size();
+  s.pending.resize(start + k * s.frame.size());
+  for (size_t j = 0; j < k; ++j) {
+    uint8_t* slot = s.pending.data() + start + j * s.frame.size();
+    std::memcpy(slot, s.frame.data(), s.frame.size());
+    update_stamp(slot + s.stamp_offset, s.seq++, now);
+  }
+  // Sent means handed to the stream: what TCP queues waits in the latency, not in the loss.
+  (now >= plan.measure_from ? st.sent_measured : st.sent_warmup) += k;
+  if (flushed == 1) {
+    const int rc = flush_pending(s);
+    if (rc < 0) {
+      st.send_errors += k;
+      st.last_errno = -rc;
+    }
+  }
+}
+
 void send_loop(std::vector<Stream*> streams, const SendPlan& plan, std::atomic<uint64_t>& sent_all, const Sink& sink,
                SenderStats& st) {
   if (streams.empty()) return;
@@ -129,6 +187,12 @@ void send_loop(std::vector<Stream*> streams, const SendPlan& plan, std::atomic<u
     Stream& s = *streams[rr];
     rr = (rr + 1) % streams.size();
     const size_t k = std::min<size_t>(static_cast<size_t>(budget), plan.batch);
+    if (s.tcp) {
+      send_tcp_burst(s, k, now, plan, st);
+      mine += k;
+      sent_all.fetch_add(k, std::memory_order_relaxed);
+      continue;
+    }
     for (size_t j = 0; j < k; ++j) {
       uint8_t* slot = batch.slot(j);
       std::memcpy(slot, s.frame.data(), s.frame.size());
@@ -165,9 +229,11 @@ void make_frame(Stream& st, uint32_t stream_index, const Options& o, client::Tur
     return;
   }
   std::vector<uint8_t> buf(o.size + 256);
+  const bool tcp = o.transport != ClientTransport::Udp;
+  st.tcp = tcp;
   stun::Result<stun::Bytes> built =
       o.framing == Framing::Channel
-          ? client::TurnClient::channel_data(buf, kChannel, stun::Bytes(payload.data(), payload.size()))
+          ? client::TurnClient::channel_data(buf, kBenchChannel, stun::Bytes(payload.data(), payload.size()), tcp)
           : client->send_indication(buf, peer, stun::Bytes(payload.data(), payload.size()));
   if (!built) throw std::runtime_error(cat("building a frame: ", stun::to_string(built.error())));
   st.frame.assign(built->begin(), built->end());
@@ -199,21 +265,31 @@ nlohmann::json run_relay(const Options& o) {
   const stun::TransportAddress peer = local_address(sink_fd);
 
   // Sockets, one per stream, from distinct source ports.
+  std::unique_ptr<ssl_ctx_st, void (*)(ssl_ctx_st*)> tls_ctx(nullptr, free_tls_context);
+  if (o.transport == ClientTransport::Tls) {
+    tls_ctx.reset(bench_tls_context(err));
+    if (!tls_ctx) throw std::runtime_error(cat("TLS: ", err));
+  }
   std::vector<std::unique_ptr<Session>> sessions;
   sessions.reserve(o.allocations);
   auto close_all = [&] {
-    for (auto& s : sessions)
+    for (auto& s : sessions) {
+      free_tls(s->ssl);
+      s->ssl = nullptr;
       if (s->fd >= 0) ::close(s->fd);
+    }
   };
   for (uint32_t i = 0; i < o.allocations; ++i) {
     auto s = std::make_unique<Session>();
     s->index = i;
-    s->fd = open_udp(client_source(o, i), UdpOptions{.buffer_bytes = 1 << 20}, err);
+    const bool tcp = o.transport != ClientTransport::Udp;
+    s->fd = tcp ? open_tcp_connected(client_source(o, i), o.target, err, tls_ctx.get(), &s->ssl)
+                : open_udp(client_source(o, i), UdpOptions{.buffer_bytes = 1 << 20}, err);
     if (s->fd < 0) {
       close_all();
       throw std::runtime_error(cat("client socket ", std::to_string(i), ": ", err));
     }
-    if (!connect_udp(s->fd, o.target)) {
+    if (!tcp && !connect_udp(s->fd, o.target)) {
       ::close(s->fd);
       close_all();
       throw std::runtime_error(cat("connect to ", o.target.to_string(), ": ", std::strerror(errno)));
@@ -229,11 +305,14 @@ nlohmann::json run_relay(const Options& o) {
 
   SessionParams sp;
   sp.peer = peer;
-  sp.channel = kChannel;
+  sp.channel = kBenchChannel;
   sp.lifetime = o.lifetime;
   sp.rto_ns = seconds_to_ns(o.rto);
   sp.transmissions = o.transmissions;
   sp.concurrency = std::max<uint32_t>(o.setup_concurrency, 1);
+  sp.stream = o.transport != ClientTransport::Udp;
+  // The relayed address must be of the peer's family (RFC 6156 §4.2): ask for IPv6 for an IPv6 sink.
+  if (!peer.is_v4()) sp.requested_family = stun::Family::V6;
   SessionDriver driver(sp);
 
   // Setup: every allocation with its permission (and channel).
@@ -254,6 +333,7 @@ nlohmann::json run_relay(const Options& o) {
     if (o.mode == Mode::Relay && (s->failed || !s->allocated)) continue;
     Stream st;
     st.fd = s->fd;
+    st.ssl = s->ssl;
     make_frame(st, s->index, o, s->client.get(), peer);
     streams.push_back(std::move(st));
   }
@@ -287,6 +367,16 @@ nlohmann::json run_relay(const Options& o) {
                            std::ref(stats[t]));
     }
     for (auto& th : senders) th.join();
+    // TCP: what a stream still queues goes out before the teardown's requests follow it.
+    for (Stream& st : streams) {
+      if (st.tcp && st.pending_sent < st.pending.size()) {
+        size_t off = st.pending_sent;
+        if (st.tls_retry != 0 && send_all(st.fd, st.ssl, st.pending.data() + off, st.tls_retry, 1000)) {
+          off += st.tls_retry;  // the write that would block first, as TLS requires, then the rest
+        }
+        (void)send_all(st.fd, st.ssl, st.pending.data() + off, st.pending.size() - off, 1000);
+      }
+    }
     sleep_ns(seconds_to_ns(o.drain));
   }
   const SinkResult got = sink.stop();
@@ -325,6 +415,9 @@ nlohmann::json run_relay(const Options& o) {
   nlohmann::json j;
   j["mode"] = o.mode == Mode::Raw ? "raw" : "relay";
   j["framing"] = o.mode == Mode::Raw ? "udp" : (o.framing == Framing::Channel ? "channel" : "send");
+  j["transport"] = o.transport == ClientTransport::Tls ? "tls" : o.transport == ClientTransport::Tcp ? "tcp" : "udp";
+  j["family"] = o.target.is_v4() ? "ipv4" : "ipv6";
+  j["peer"] = peer.to_string();
   j["target"] = o.target.to_string();
   j["size"] = o.size;
   j["allocations"] = o.allocations;

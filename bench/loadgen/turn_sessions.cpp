@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "bench/loadgen/clock.h"
+#include "bench/loadgen/tcp_io.h"
 #include "bench/loadgen/text.h"
 #include "stun/constants.h"
 
@@ -34,8 +35,13 @@ constexpr uint16_t kAllocationMismatch = 437;  // RFC 8656 §18: no allocation f
 
 void SessionDriver::transmit(Session& s) {
   // Errors (ECONNREFUSED after an ICMP from a dead server, a full buffer) look like loss: the RTO
-  // resends and eventually gives up.
-  (void)::send(s.fd, s.request.data(), s.request.size(), MSG_DONTWAIT);
+  // resends and eventually gives up. Over TCP a request is written once, whole (a part would break
+  // the stream's framing), and only the timeout follows.
+  if (params_.stream) {
+    if (s.transmissions == 0) (void)send_all(s.fd, s.ssl, s.request.data(), s.request.size(), 100);
+  } else {
+    (void)::send(s.fd, s.request.data(), s.request.size(), MSG_DONTWAIT);
+  }
   ++s.transmissions;
   s.deadline_ns = now_ns() + s.rto_ns;
 }
@@ -48,6 +54,7 @@ bool SessionDriver::send_step(Session& s, DriveResult& r) {
     case Step::Allocate: {
       client::AllocateOptions o;
       o.lifetime = lifetime;
+      o.requested_family = params_.requested_family;
       built = s.client->allocate_request(buf, o);
       break;
     }
@@ -134,9 +141,43 @@ bool SessionDriver::begin(Session& s, DriveResult& r) {
   return !send_step(s, r);
 }
 
+bool SessionDriver::read_stream(Session& s, uint64_t now, DriveResult& r, const StepDone& step_done) {
+  std::array<uint8_t, 2048> buf;
+  // TLS may hold decrypted bytes poll() does not see: read until nothing is left (bounded).
+  ssize_t got = 0;
+  for (int n = 0; n < 16; ++n) {
+    got = stream_recv(s.fd, s.ssl, buf.data(), buf.size());
+    if (got <= 0) break;
+    s.rx.insert(s.rx.end(), buf.begin(), buf.begin() + got);
+  }
+  // Every whole frame the stream holds, in order, even when the server closed the connection
+  // after them (ferry did so after answering a Refresh(0) over TLS).
+  size_t used = 0;
+  bool finished = false;
+  while (!finished) {
+    const size_t len = stream_frame_length(s.rx.data() + used, s.rx.size() - used);
+    if (len == SIZE_MAX) {
+      fail(s, cat(to_string(s.steps[s.next]), ": not STUN or ChannelData on the TCP stream"), r);
+      return true;
+    }
+    if (len == 0 || s.rx.size() - used < len) break;
+    finished = on_datagram(s, stun::Bytes(s.rx.data() + used, len), now, r, step_done);
+    used += len;
+  }
+  s.rx.erase(s.rx.begin(), s.rx.begin() + static_cast<std::ptrdiff_t>(used));
+  if (finished) return true;
+  if (got == 0 || (got < 0 && got != -EAGAIN)) {
+    fail(s, cat(to_string(s.steps[s.next]), got == 0 ? ": connection closed by the server" : ": recv failed"), r);
+    return true;
+  }
+  return false;
+}
+
 bool SessionDriver::service(Session& s, bool readable, uint64_t now, DriveResult& r, const StepDone& step_done) {
   std::array<uint8_t, 2048> buf;
-  if (readable) {
+  if (readable && params_.stream) {
+    if (read_stream(s, now, r, step_done)) return true;
+  } else if (readable) {
     for (int n = 0; n < 16; ++n) {  // a few datagrams per pass, then the others
       const ssize_t got = ::recv(s.fd, buf.data(), buf.size(), MSG_DONTWAIT);
       if (got < 0) break;  // EAGAIN, or ECONNREFUSED (ICMP): the RTO deals with it

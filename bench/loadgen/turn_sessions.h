@@ -1,18 +1,22 @@
-// Many TURN sessions at once, each one UDP socket and one sans-I/O TurnClient (client/), driven
+// Many TURN sessions at once, each one UDP (or TCP, or TLS) socket and one sans-I/O TurnClient (client/), driven
 // through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh, Refresh(LIFETIME 0). The
 // client handles the 401/438 challenges (RFC 8489 §9.2); this driver owns the sockets, resends a
-// request's very bytes on its RTO (§6.2.1, doubling) and keeps at most `concurrency` sessions busy.
+// request's very bytes on its RTO (§6.2.1, doubling; over TCP it only waits as long, §6.2.2) and
+// keeps at most `concurrency` sessions busy.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "client/turn_client.h"
 #include "stun/transport_address.h"
+
+struct ssl_st;  // OpenSSL's SSL (TLS client legs)
 
 namespace ferry::bench {
 
@@ -31,6 +35,8 @@ struct Session {
   bool failed = false;
   std::string error;
   stun::TransportAddress relayed;
+  std::vector<uint8_t> rx;  // TCP/TLS: received bytes not yet a whole frame
+  ssl_st* ssl = nullptr;    // TLS: the session over fd (its owner frees it)
 
   // The request in flight.
   std::vector<uint8_t> request;
@@ -41,13 +47,18 @@ struct Session {
   uint32_t transmissions = 0;
 };
 
+// The channel every session binds to its peer (one peer per session, so one number will do).
+inline constexpr uint16_t kBenchChannel = 0x4000;
+
 struct SessionParams {
   stun::TransportAddress peer;  // CreatePermission/ChannelBind target
-  uint16_t channel = 0x4000;
+  uint16_t channel = kBenchChannel;
   uint32_t lifetime = 600;
   uint64_t rto_ns = 500'000'000;
   uint32_t transmissions = 5;
   uint32_t concurrency = 64;
+  bool stream = false;                           // the sessions' sockets are TCP or TLS (RFC 8656 §12.5 framing)
+  std::optional<stun::Family> requested_family;  // REQUESTED-ADDRESS-FAMILY (RFC 6156): an IPv6 peer
 };
 
 struct DriveResult {
@@ -87,6 +98,8 @@ class SessionDriver {
   void transmit(Session& s);
   // Handles one datagram from the server; true when the session is finished.
   bool on_datagram(Session& s, stun::Bytes packet, uint64_t now, DriveResult& r, const StepDone& step_done);
+  // TCP/TLS: reads what the stream has and handles its whole frames; true when the session is finished.
+  bool read_stream(Session& s, uint64_t now, DriveResult& r, const StepDone& step_done);
   void fail(Session& s, std::string why, DriveResult& r);
 
   SessionParams params_;

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Smoke test of ferry-loadgen and ferry-forwarder against a real ferry on loopback (label bench).
 
-Small numbers, a few seconds: every mode runs and reports, packets arrive on every allocation,
-a fixed rate is kept, the loopback guard and wrong credentials are refused. Reports through the
+Small numbers, a few seconds: every mode runs and reports, packets arrive on every allocation
+(client legs over UDP, TCP and TLS, IPv4 and IPv6), a fixed rate is kept, the loopback guard and wrong
+credentials are refused. Reports through the
 harness (an indented ok/FAIL line per check, one PASS/FAIL line); the exit status is the verdict.
 """
 
@@ -49,13 +50,16 @@ def run() -> None:
     ap.add_argument("--forwarder", required=True)
     args = ap.parse_args()
 
+    certs = harness.TempDir("ferry-loadgen-smoke-")
+    cert, key = harness.make_test_certificate(certs.path)
     password = secrets.token_urlsafe(12)
     env = dict(os.environ, FERRY_BENCH_PASSWORD=password)
     port = harness.pick_free_port(udp=True, tcp=False, ipv6=False)
     relay_min, relay_max = harness.pick_free_range(200)
     cfg = harness.ServerConfig(port=port, relay_min=relay_min, relay_max=relay_max, users={USER: password},
-                               ipv6=False, tcp=False, peers_allow=["127.0.0.0/8"], shared_secrets=[],
-                               log_level="warn")
+                               relay_addresses=["127.0.0.1", "::1"], ipv6=True, tcp=True, ipv6_tcp=True,
+                               peers_allow=["127.0.0.0/8", "::1/128"], shared_secrets=[], log_level="warn",
+                               tls_port=harness.pick_free_port(), cert_file=str(cert), key_file=str(key))
     target = f"127.0.0.1:{port}"
     common = ["--target", target, "--user", USER, "--warmup", "0.1", "--duration", "0.5"]
 
@@ -79,6 +83,27 @@ def run() -> None:
         check(ok and 700 <= rep["sent"] <= 1300 and rep["received"] >= 0.8 * rep["sent"],
               "a fixed rate is kept", json.dumps(rep))
 
+        # TURN over TCP: 101-byte payloads make ChannelData that needs padding (RFC 8656 §12.5).
+        r, rep = loadgen(args, env, "--mode", "relay", "--transport", "tcp", "-n", "4", "--size", "101", *common)
+        check(rep is not None and r.returncode == 0 and rep["transport"] == "tcp" and rep["ready"] == 4
+              and rep["received"] > 0 and rep["streams_seen"] == 4 and rep["loss"] == 0 and rep["teardown_failed"] == 0,
+              "TCP client legs: padded ChannelData relays to the sink, allocations deleted", json.dumps(rep))
+        r, rep = loadgen(args, env, "--mode", "relay", "--transport", "tcp", "--framing", "send", "-n", "2",
+                         "--rate", "2000", *common)
+        check(rep is not None and r.returncode == 0 and rep["received"] > 0 and rep["streams_seen"] == 2,
+              "TCP client legs: Send indications at a fixed rate", json.dumps(rep))
+        r, rep = loadgen(args, env, "--mode", "relay", "--transport", "tls", "-n", "4", "--size", "101",
+                         "--target", f"127.0.0.1:{cfg.tls_port}", "--user", USER, "--warmup", "0.1", "--duration", "0.5")
+        check(rep is not None and r.returncode == 0 and rep["transport"] == "tls" and rep["ready"] == 4
+              and rep["received"] > 0 and rep["streams_seen"] == 4 and rep["loss"] == 0 and rep["teardown_failed"] == 0,
+              "TLS client legs: padded ChannelData relays to the sink, allocations deleted", json.dumps(rep))
+        v6 = ["--target", f"[::1]:{port}", "--sink", "[::1]:0", "--user", USER, "--warmup", "0.1", "--duration", "0.5"]
+        for extra, what in (([], "UDP"), (["--transport", "tcp"], "TCP")):
+            r, rep = loadgen(args, env, "--mode", "relay", "-n", "4", *extra, *v6)
+            check(rep is not None and r.returncode == 0 and rep["family"] == "ipv6" and rep["peer"].startswith("[::1]:")
+                  and rep["ready"] == 4 and rep["received"] > 0 and rep["streams_seen"] == 4,
+                  f"IPv6 client ({what}) and peer legs relay to an IPv6 sink", json.dumps(rep))
+
         r, rep = loadgen(args, env, "--mode", "binding", "-n", "2", "--target", target, "--warmup", "0.1",
                          "--duration", "0.5")
         check(rep is not None and r.returncode == 0 and rep["responses"] > 0 and rep["rps"] > 0,
@@ -100,6 +125,8 @@ def run() -> None:
     check(r.returncode == 2 and "outside loopback" in r.output, "a target outside loopback is refused", r.output)
     r, _ = loadgen(args, env, "--mode", "relay", "--target", target, "-n", "1", expect_json=False)
     check(r.returncode == 2 and "--user" in r.output, "relay without credentials is a usage error", r.output)
+    r, _ = loadgen(args, env, "--mode", "binding", "--transport", "tcp", "--target", target, expect_json=False)
+    check(r.returncode == 2 and "--transport tcp" in r.output, "TCP outside relay mode is a usage error", r.output)
 
     fport = harness.pick_free_port(udp=True, tcp=False, ipv6=False)
     sink = harness.pick_free_port(udp=True, tcp=False, ipv6=False)

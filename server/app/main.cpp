@@ -19,6 +19,7 @@
 #include "server/app/cli.h"
 #include "server/config/config.h"
 #include "server/config/local_addresses.h"
+#include "server/config/node_id.h"
 #include "server/app/log.h"
 #include "server/worker/transport_config.h"
 #include "server/ops/operations.h"
@@ -97,6 +98,20 @@ turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::Relay
   c.nonce_key = auth::random_key();  // one key for all workers: a nonce from one is valid at another
   c.seed = random_seed();
   return c;
+}
+
+// Usage records and per-user metrics. The boot id tells this run's allocation ids from those of
+// an earlier run of the same node (their serials start from 1 again).
+server::UsageSettings usage_settings(const Config& config) {
+  server::UsageSettings u;
+  u.node_id = server::resolved_node_id(config);
+  char boot[9];
+  std::snprintf(boot, sizeof boot, "%08x", static_cast<unsigned>(random_seed()));
+  u.boot_id = boot;
+  u.interval = std::chrono::seconds(config.usage.interval);
+  u.queue_size = config.usage.queue_size;
+  u.top_users = config.usage.top_users;
+  return u;
 }
 
 // Keys are derived here; the passwords go no further (and are never logged).
@@ -229,6 +244,7 @@ int main(int argc, char** argv) {
   }
   base.listeners = config.listeners;
   base.core = core_config(config, std::move(resolved.relays));
+  base.usage = usage_settings(config);
   // RFC 5780: three more udp listeners around the primary one (validated with the config).
   std::optional<server::NatDiscoveryPlan> nat;
   server::plan_nat_discovery(config, nat);

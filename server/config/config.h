@@ -168,6 +168,7 @@ struct HttpConfig {
   std::vector<std::string> ice_urls;
   uint32_t credential_ttl{};      // seconds, when the request names no ?ttl=
   uint32_t max_credential_ttl{};  // seconds, the most a ?ttl= gets
+  uint32_t ice_nodes{};           // with a database: URLs of up to this many live active nodes
 };
 
 // SIGTERM: stop taking allocations, let the existing ones run, exit when they are gone.
@@ -206,6 +207,21 @@ struct DatabaseConfig {
   uint32_t secrets_refresh{};     // seconds between reloads of shared secrets (their expiry)
 };
 
+// This instance in a fleet (several ferry on one database): the id its row in the node registry
+// has, and how often it upserts that row (db/migrations/0003_nodes.sql).
+struct NodeConfig {
+  std::string id; /* "" = derived */
+  uint32_t heartbeat_interval{};
+};
+
+// Usage records (table usage_records, written when a database is configured) and the per-user
+// metrics on /metrics.
+struct UsageConfig {
+  uint32_t interval{};    // seconds between interim records of a live allocation
+  uint32_t queue_size{};  // records buffered per worker (database slow or down); beyond: dropped
+  uint32_t top_users{};   // users on /metrics by relayed bytes (label cardinality bound); 0 = none
+};
+
 struct Config {
   std::string realm{};
   std::string software{};
@@ -221,6 +237,8 @@ struct Config {
   DrainConfig drain;
   DatabaseConfig database;
   NatDiscoveryConfig nat_discovery;
+  NodeConfig node;
+  UsageConfig usage;
 
   // Where each non-default value came from, by dotted key: "ferry.yaml:12", "FERRY_REALM", "--realm".
   std::map<std::string, std::string> origins;

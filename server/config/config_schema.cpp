@@ -14,6 +14,7 @@
 
 #include "server/config/config_lists.h"
 #include "server/config/config_values.h"
+#include "server/config/node_id.h"
 
 namespace ferry::server {
 
@@ -310,6 +311,9 @@ std::vector<ConfigKey> build_schema() {
   t.push_back(strings_key("http.ice_urls", "list of URLs", kReload,
                           "stun:/turn:/turns: URLs /v1/ice-servers hands out; empty = derived from the listeners.",
                           check_ice_url, FIELD(http.ice_urls)));
+  t.push_back(uint_key("http.ice_nodes", 1, 64, "3", kReload,
+                       "With a database: /v1/ice-servers lists up to this many live active nodes, least loaded first.",
+                       FIELD(http.ice_nodes)));
   t.push_back(uint_key("http.credential_ttl", 1, 31536000, "3600", kReload,
                        "Seconds a handed-out credential lives when the request has no ?ttl=.",
                        FIELD(http.credential_ttl)));
@@ -360,6 +364,19 @@ std::vector<ConfigKey> build_schema() {
                        "Seconds between reloads of shared secrets (their expiry).", FIELD(database.secrets_refresh)));
 
   t.push_back(scalar_key(
+      "node.id", "string", "", kRestart,
+      "This instance's id in the node registry (with a database); \"\" = <hostname>-<first listener port>.",
+      [](Config& c, std::string_view v, std::string_view) -> std::string {
+        if (!v.empty() && !valid_node_id(v)) return "must be 1-64 letters, digits or . _ - (got " + quote(v) + ")";
+        c.node.id = std::string(v);
+        return "";
+      },
+      [](const Config& c) { return c.node.id; }));
+  t.push_back(uint_key("node.heartbeat_interval", 1, 3600, "5", kRestart,
+                       "Seconds between upserts of this node's registry row; 3 missed = down.",
+                       FIELD(node.heartbeat_interval)));
+
+  t.push_back(scalar_key(
       "nat_discovery.other_address", "IP", "", kRestart,
       "RFC 5780: the second IP (A2); with other_port, Binding answers honour CHANGE-REQUEST.",
       [](Config& c, std::string_view v, std::string_view) -> std::string {
@@ -377,6 +394,16 @@ std::vector<ConfigKey> build_schema() {
       }));
   t.push_back(uint_key("nat_discovery.other_port", 0, 65535, "0", kRestart, "RFC 5780: the second port (P2); 0 = off.",
                        FIELD(nat_discovery.other_port)));
+
+  t.push_back(uint_key("usage.interval", 1, 86400, "60", kRestart,
+                       "Seconds between interim usage records of a live allocation (with a database).",
+                       FIELD(usage.interval)));
+  t.push_back(uint_key("usage.queue_size", 1, 1000000, "10000", kRestart,
+                       "Usage records buffered per worker while the database is slow or down; beyond, dropped.",
+                       FIELD(usage.queue_size)));
+  t.push_back(uint_key("usage.top_users", 0, 100, "10", kRestart,
+                       "Users shown on /metrics by relayed bytes (bounds the label count); 0 = none.",
+                       FIELD(usage.top_users)));
   return t;
 }
 #undef FIELD

@@ -10,6 +10,27 @@
 
 namespace ferry::server {
 
+std::optional<stun::TransportAddress> advertised_address(const ListenerConfig& l,
+                                                         const std::vector<RelayAddressConfig>& relays) {
+  if (l.nat_alternate) return std::nullopt;  // for RFC 5780 clients, who learn it from OTHER-ADDRESS
+  if (!is_unspecified(l.address)) return l.address;
+  for (const auto& r : relays)
+    if (r.external && r.external->family == l.address.family) return r.external->with_port(l.address.port);
+  return std::nullopt;
+}
+
+std::vector<std::pair<Transport, stun::TransportAddress>> advertised_addresses(
+    const std::vector<ListenerConfig>& listeners, const std::vector<RelayAddressConfig>& relays) {
+  std::vector<std::pair<Transport, stun::TransportAddress>> out;
+  for (const auto& l : listeners) {
+    auto host = advertised_address(l, relays);
+    if (!host) continue;
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const auto& p) { return p.first == l.transport; });
+    if (!seen) out.emplace_back(l.transport, *host);
+  }
+  return out;
+}
+
 std::vector<std::string> derive_ice_urls(const std::vector<ListenerConfig>& listeners,
                                          const std::vector<RelayAddressConfig>& relays) {
   std::vector<std::string> out;
@@ -17,17 +38,7 @@ std::vector<std::string> derive_ice_urls(const std::vector<ListenerConfig>& list
     if (std::find(out.begin(), out.end(), url) == out.end()) out.push_back(std::move(url));
   };
   for (const auto& l : listeners) {
-    if (l.nat_alternate) continue;  // for RFC 5780 clients, who learn it from OTHER-ADDRESS
-    std::optional<stun::TransportAddress> host;
-    if (!is_unspecified(l.address)) {
-      host = l.address;
-    } else {
-      for (const auto& r : relays)
-        if (r.external && r.external->family == l.address.family) {
-          host = r.external->with_port(l.address.port);
-          break;
-        }
-    }
+    std::optional<stun::TransportAddress> host = advertised_address(l, relays);
     if (!host) continue;
     const std::string hp = host->to_string();  // "1.2.3.4:3478" or "[2001:db8::1]:3478"
     std::string url;
@@ -77,10 +88,16 @@ bool valid_user_id(std::string_view user) {
 }
 
 std::string ice_servers_json(const std::vector<std::string>& urls, const auth::MintedCredential& credential) {
-  nlohmann::json server = {{"urls", urls}, {"username", credential.username}, {"credential", credential.password}};
-  nlohmann::json body = {{"iceServers", nlohmann::json::array({server})},
-                         {"ttl", credential.ttl_seconds},
-                         {"expires", credential.expires_unix}};
+  return fleet_ice_servers_json({urls}, credential);
+}
+
+std::string fleet_ice_servers_json(const std::vector<std::vector<std::string>>& nodes,
+                                   const auth::MintedCredential& credential) {
+  nlohmann::json servers = nlohmann::json::array();
+  for (const auto& urls : nodes)
+    servers.push_back({{"urls", urls}, {"username", credential.username}, {"credential", credential.password}});
+  nlohmann::json body = {
+      {"iceServers", servers}, {"ttl", credential.ttl_seconds}, {"expires", credential.expires_unix}};
   return body.dump();
 }
 

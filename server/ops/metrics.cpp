@@ -60,8 +60,8 @@ double sum(const std::vector<WorkerStatsView>& ws, F&& get) {
 }  // namespace
 
 MetricsCollector::MetricsCollector(std::vector<WorkerStatsView> workers, std::string version,
-                                   const std::atomic<bool>* draining)
-    : workers_(std::move(workers)), version_(std::move(version)), draining_(draining) {}
+                                   const std::atomic<bool>* draining, size_t top_users)
+    : workers_(std::move(workers)), version_(std::move(version)), draining_(draining), top_users_(top_users) {}
 
 std::vector<MetricFamily> MetricsCollector::Collect() const {
   const auto& ws = workers_;
@@ -115,6 +115,73 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
       if (listed || v != 0) add_value(f, {{"code", std::to_string(code)}}, v);
     }
     out.push_back(std::move(f));
+  }
+
+  {
+    DurationHistogram::Snapshot total;
+    for (const auto& w : ws)
+      if (w.usage != nullptr) total += w.usage->allocation_duration().snapshot();
+    auto f = family("ferry_allocation_duration_seconds", "How long allocations lived, observed when they end.",
+                    MetricType::Histogram);
+    ClientMetric m;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < DurationHistogram::kBuckets; ++i) {
+      cumulative += total.counts[i];
+      const double bound = i < DurationHistogram::kBoundsS.size() ? static_cast<double>(DurationHistogram::kBoundsS[i])
+                                                                  : std::numeric_limits<double>::infinity();
+      m.histogram.bucket.push_back({cumulative, bound});
+    }
+    m.histogram.sample_count = cumulative;
+    m.histogram.sample_sum = static_cast<double>(total.sum_ms) / 1e3;
+    f.metric.push_back(std::move(m));
+    out.push_back(std::move(f));
+  }
+
+  // ---- per user, bounded: the top_users_ heaviest users of the live allocations ----
+  {
+    // Each worker publishes its own top list once a second; merged here. A user spread thinly over
+    // many workers may be missed by every worker's list; the bound on labels holds regardless.
+    std::vector<UserUsage> all;
+    for (const auto& w : ws)
+      if (w.usage != nullptr) {
+        auto top = w.usage->top_users().snapshot();
+        std::move(top.begin(), top.end(), std::back_inserter(all));
+      }
+    auto bytes = family("ferry_user_relayed_bytes",
+                        "Payload bytes relayed both ways by the live allocations of the heaviest users (at most "
+                        "usage.top_users of them; updated every second).",
+                        MetricType::Gauge);
+    auto allocs = family("ferry_user_allocations", "Live allocations of the users in ferry_user_relayed_bytes.",
+                         MetricType::Gauge);
+    for (const auto& u : top_k_users(std::move(all), top_users_)) {
+      add_value(bytes, {{"user", u.user}}, static_cast<double>(u.bytes));
+      add_value(allocs, {{"user", u.user}}, static_cast<double>(u.allocations));
+    }
+    out.push_back(std::move(bytes));
+    out.push_back(std::move(allocs));
+  }
+
+  // ---- usage records (with a database) ----
+  {
+    auto usage_counter = [&](const char* name, const char* help, auto&& get) {
+      counter(name, help, [&](const WorkerStatsView& w) -> uint64_t {
+        const db::UsageStats* s = w.usage != nullptr ? w.usage->writer_stats() : nullptr;
+        return s != nullptr ? get(*s) : 0;
+      });
+    };
+    usage_counter("ferry_usage_records_written_total", "Usage records the database took.",
+                  [](const db::UsageStats& s) { return s.written.get(); });
+    usage_counter("ferry_usage_records_dropped_total",
+                  "Usage records lost because the buffer (usage.queue_size per worker) was full.",
+                  [](const db::UsageStats& s) { return s.dropped.get(); });
+    usage_counter("ferry_usage_batches_failed_total",
+                  "Batches of usage records the database did not take (down, timeout, error); they are retried.",
+                  [](const db::UsageStats& s) { return s.failed_batches.get(); });
+    gauge("ferry_usage_records_queued", "Usage records buffered, waiting for the database.",
+          sum(ws, [](const WorkerStatsView& w) -> int64_t {
+            const db::UsageStats* s = w.usage != nullptr ? w.usage->writer_stats() : nullptr;
+            return s != nullptr ? s->queued.get() : 0;
+          }));
   }
 
   // ---- requests and authentication ----

@@ -32,6 +32,11 @@ void OpsApi::set_ice(IceSettings ice) {
   ice_ = std::move(ice);
 }
 
+void OpsApi::set_fleet(std::vector<std::vector<std::string>> node_urls) {
+  std::lock_guard lock(ice_mutex_);
+  fleet_ = std::move(node_urls);
+}
+
 OpsResponse OpsApi::handle(const OpsRequest& request) const {
   if (request.path == "/v1/ice-servers") {
     if (request.method == "OPTIONS") {  // CORS preflight: the Authorization header needs one
@@ -101,12 +106,15 @@ OpsResponse OpsApi::ice_servers(const OpsRequest& request) const {
     return r;
   }
   IceSettings ice;
+  std::vector<std::vector<std::string>> fleet;
   {
     std::lock_guard lock(ice_mutex_);
     ice = ice_;
+    fleet = fleet_;
   }
+  if (fleet.size() > ice.max_nodes) fleet.resize(ice.max_nodes);
   if (ice.shared_secrets.empty()) return fail(503, "no shared secret configured (auth.shared_secrets)");
-  if (ice.urls.empty())
+  if (ice.urls.empty() && fleet.empty())
     return fail(503, "no ICE server URLs (set http.ice_urls, or give listeners a concrete or external address)");
   std::optional<std::string_view> ttl_text;
   if (auto it = request.query.find("ttl"); it != request.query.end()) ttl_text = it->second;
@@ -120,7 +128,7 @@ OpsResponse OpsApi::ice_servers(const OpsRequest& request) const {
   const auth::MintedCredential credential = auth::mint(ice.shared_secrets.front(), user, *ttl, clock_.unix_seconds());
   OpsResponse r;
   r.content_type = "application/json";
-  r.body = ice_servers_json(ice.urls, credential);
+  r.body = fleet.empty() ? ice_servers_json(ice.urls, credential) : fleet_ice_servers_json(fleet, credential);
   r.headers.emplace_back("Cache-Control", "no-store");  // a credential: never from a cache
   add_cors(r);
   return r;

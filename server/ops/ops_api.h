@@ -8,7 +8,8 @@
 //                         {"iceServers":[...]} with a fresh TURN REST credential. 401 for a
 //                         missing or unknown key, 429 over the key's rate, 503 without a shared
 //                         secret or URLs or when the key database is down, 400 for a bad ?ttl=
-//                         or ?user=.
+//                         or ?user=. With a fleet, one iceServers entry per live active node
+//                         (up to http.ice_nodes, least loaded first), all with one credential.
 #pragma once
 
 #include <map>
@@ -44,6 +45,7 @@ struct IceSettings {
   std::vector<std::string> shared_secrets;  // the first one signs; none: 503
   uint32_t credential_ttl = 3600;
   uint32_t max_credential_ttl = 86400;
+  uint32_t max_nodes = 3;  // with a fleet (set_fleet): at most this many nodes' URLs
 };
 
 class OpsApi {
@@ -56,6 +58,11 @@ class OpsApi {
   OpsResponse handle(const OpsRequest& request) const;
   // Configuration reload.
   void set_ice(IceSettings ice);
+  // The URLs of the fleet's live active nodes, least loaded first (from the node registry, each
+  // heartbeat). Non-empty: /v1/ice-servers lists the first max_nodes of them, one iceServers
+  // entry each, instead of this node's own URLs; empty (no database, or it is unreachable, or no
+  // node is active): this node's own, as without a fleet.
+  void set_fleet(std::vector<std::vector<std::string>> node_urls);
 
  private:
   OpsResponse ice_servers(const OpsRequest& request) const;
@@ -65,7 +72,8 @@ class OpsApi {
   ApiKeyRing& keys_;
   const Clock& clock_;
   mutable std::mutex ice_mutex_;
-  IceSettings ice_;  // guarded by ice_mutex_
+  IceSettings ice_;                              // guarded by ice_mutex_
+  std::vector<std::vector<std::string>> fleet_;  // guarded by ice_mutex_
 };
 
 }  // namespace ferry::server

@@ -10,6 +10,8 @@ constexpr uint64_t kTickMs = 1000 / kTickParts;
 // Socket buffers of a UDP listener: every client of the worker shares it, so a burst of 128
 // 1000-byte datagrams must fit (the default 208 KiB holds about 90). coturn uses the same size.
 constexpr int kListenerBufferBytes = 4 * 1024 * 1024;
+// How long a stopping worker waits for its last usage records to reach the database.
+constexpr std::chrono::milliseconds kUsageFlushBudget{2000};
 
 std::string describe(const ListenerConfig& l) {
   return std::string(to_string(l.transport)) + " " + l.address.to_string();
@@ -19,9 +21,11 @@ std::string describe(const ListenerConfig& l) {
 Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) : settings_(std::move(settings)) {
   uv_loop_init(&loop_);
   using Async = UvHandle<uv_async_t>;
-  stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->close_handles(); });
+  stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->on_stop(); });
   posted_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->run_posted(); });
   credentials_ = std::make_unique<WorkerCredentials>(&loop_, clock_, credentials);
+  usage_ = std::make_unique<WorkerUsage>(&loop_, clock_, credentials_->database_pool(), settings_.usage,
+                                         settings_.core.realm);
   tick_.init(&loop_, this, uv_timer_init);
   stats_.heartbeat_ms.set(steady_ms(clock_));
 
@@ -44,6 +48,7 @@ Worker::~Worker() {
   // on its way out then find empty slots.
   if (!handles_closed_) close_handles();
   core_.reset();
+  usage_.reset();        // before the database pool it writes through
   credentials_.reset();  // closes its database handles; the loop run below frees them
   relays_.reset();
   dtls_.reset();
@@ -104,6 +109,7 @@ std::optional<std::string> Worker::bind() {
 void Worker::run() {
   if (!handles_closed_) {
     credentials_->start(*core_);
+    usage_->start();
     if (auto* pool = credentials_->database_pool()) {
       pool->set_query_hook([&s = database_stats_](const db::QueryStats& q) { s.observe(q); });
     }
@@ -127,6 +133,7 @@ void Worker::on_tick() {
   stats_.proxy_untrusted.set(static_cast<int64_t>(connection_stats_.proxy_untrusted.get()));
   stats_.proxy_bad_header.set(static_cast<int64_t>(connection_stats_.proxy_bad_header.get()));
   stats_.heartbeat_ms.set(steady_ms(clock_));
+  usage_->on_second(*core_);
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();
     database_stats_.set_connections(
@@ -158,13 +165,60 @@ void Worker::set_draining(bool draining, std::optional<stun::TransportAddress> a
   post([this, draining, alternate] { core_->set_draining(draining, alternate); });
 }
 
+void Worker::collect_sessions(std::function<void(std::vector<SessionInfo>)> deliver) {
+  post([this, deliver = std::move(deliver)] {
+    std::vector<SessionInfo> out;
+    out.reserve(core_->allocation_count());
+    const Instant now = clock_.now();
+    core_->for_each_allocation([&](const turn::Allocation& a) {
+      SessionInfo s;
+      s.username = a.username;
+      s.tuple = a.tuple;
+      if (a.v4) s.relayed.push_back(a.v4->advertised);
+      if (a.v6) s.relayed.push_back(a.v6->advertised);
+      s.permissions = static_cast<uint32_t>(a.permissions.size());
+      s.expires_in = std::chrono::duration_cast<std::chrono::seconds>(a.expires - now).count();
+      out.push_back(std::move(s));
+    });
+    deliver(std::move(out));
+  });
+}
+
+void Worker::close_user_sessions(std::string user) {
+  post([this, user = std::move(user)] {
+    core_->close_if([&](const turn::Allocation& a) { return session_user_matches(a.username, user); });
+  });
+}
+
+void Worker::close_relayed(stun::TransportAddress relayed) {
+  post([this, relayed] {
+    core_->close_if([&](const turn::Allocation& a) {
+      return (a.v4 && a.v4->advertised == relayed) || (a.v6 && a.v6->advertised == relayed);
+    });
+  });
+}
+
+void Worker::close_all_allocations() {
+  post([this] { core_->close_all(); });
+}
+
 void Worker::stop() {
   if (!stop_requested_.exchange(true)) uv_async_send(stop_.get());
+}
+
+void Worker::on_stop() {
+  if (handles_closed_ || stopping_) return;
+  stopping_ = true;
+  // The allocations still open end with the process: their usage records become final, and the
+  // loop keeps running (a little) until they are written.
+  usage_->finish(*core_);
+  if (!usage_->drain(kUsageFlushBudget, [this] { close_handles(); })) close_handles();
 }
 
 void Worker::close_handles() {
   if (handles_closed_) return;
   handles_closed_ = true;
+  usage_->stop();
   credentials_->stop();
   for (UdpSocket* s : udp_listeners_) s->close();
   udp_listeners_.clear();
@@ -254,6 +308,8 @@ void Worker::close_peer_connection(turn::ConnectionId id) { tcp_relays_->close(i
 void Worker::allocation_closed(const turn::FiveTuple& client) {
   if (turn::is_stream(client.transport)) tcp_->close_connection(client);
 }
+
+void Worker::allocation_ended(const turn::Allocation& a) { usage_->allocation_ended(a); }
 
 void Worker::on_closed(const turn::FiveTuple& client) { core_->on_client_closed(client); }
 

@@ -20,6 +20,7 @@
 #include "server/worker/database_stats.h"
 #include "server/relay/relay_sockets.h"
 #include "server/net/send_batch.h"
+#include "server/worker/session_info.h"
 #include "server/worker/shell_stats.h"
 #include "server/net/tcp_listener.h"
 #include "server/relay/tcp_relays.h"
@@ -27,6 +28,7 @@
 #include "server/net/udp_socket.h"
 #include "server/net/uv_handle.h"
 #include "server/worker/worker_credentials.h"
+#include "server/worker/worker_usage.h"
 #include "base/clock.h"
 #include "turn/server_core.h"
 #include "turn/server_stats.h"
@@ -41,6 +43,7 @@ struct WorkerSettings {
   uint32_t worker_count = 1;              // listeners steer clients by source IP among this many
   TcpLimits tcp;                          // TCP and TLS connections and DTLS sessions
   std::shared_ptr<TlsCertificates> tls;   // for tls and dtls listeners; shared by all workers
+  UsageSettings usage;                    // usage records (with a database) and per-user metrics
 };
 
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
@@ -57,7 +60,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
 
   // Runs the loop on the calling thread until stop().
   void run();
-  // From any thread: closes every socket and makes run() return.
+  // From any thread: closes every socket and makes run() return. With a database, the usage
+  // records of the allocations still open are made final and written first (at most 2 s).
   void stop();
   // From any thread: new static users and secrets, applied on the loop thread.
   void reload_credentials(std::shared_ptr<const CredentialSettings> settings) {
@@ -69,6 +73,14 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void post(std::function<void()> task);
   // From any thread: ServerCore::set_draining on the loop thread.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // From any thread: ServerCore::close_all on the loop thread (a fleet drain's deadline).
+  void close_all_allocations();
+  // From any thread: `deliver` runs on the loop thread with this worker's live allocations.
+  void collect_sessions(std::function<void(std::vector<SessionInfo>)> deliver);
+  // From any thread: closes the allocations of `user` (session_user_matches) on the loop thread.
+  void close_user_sessions(std::string user);
+  // From any thread: closes the allocation with this relayed address, if this worker has it.
+  void close_relayed(stun::TransportAddress relayed);
   // From any thread: ServerCore::set_limits on the loop thread (a reload).
   void set_limits(const turn::ServerCoreConfig& limits);
 
@@ -80,6 +92,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   uint64_t tcp_dropped_frames() const { return tcp_->dropped_frames(); }
   uint64_t dtls_dropped_frames() const { return dtls_ ? dtls_->dropped_frames() : 0; }
   const ConnectionStats& connection_stats() const { return connection_stats_; }
+  // Usage records, the allocation-duration histogram and the top users (read by the scrape).
+  const WorkerUsage& usage() const { return *usage_; }
 
   // turn::Io
   void send_to_client(const turn::FiveTuple& to, stun::Bytes bytes) override;
@@ -88,6 +102,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
                                    bool dont_fragment) override;
   void close_relay(turn::RelayId relay) override;
   void allocation_closed(const turn::FiveTuple& client) override;
+  void allocation_ended(const turn::Allocation& a) override;
   turn::OpenRelayResult open_tcp_relay(turn::RelayId relay, const stun::TransportAddress& local) override;
   bool connect_peer(turn::ConnectionId id, turn::RelayId relay, const stun::TransportAddress& peer) override;
   void bind_data_connection(turn::ConnectionId id, const turn::FiveTuple& client) override;
@@ -110,6 +125,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void on_closed(const turn::FiveTuple& client) override;
   bool holds_allocation(const turn::FiveTuple& client) const override;
 
+  void on_stop();        // on the loop thread: final usage records, then close_handles()
   void close_handles();  // on the loop thread
   void run_posted();     // on the loop thread
   void on_tick();
@@ -125,11 +141,13 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   UvHandle<uv_timer_t> tick_;
   uint32_t tick_count_ = 0;
   bool handles_closed_ = false;
+  bool stopping_ = false;  // on_stop() ran: waiting for the usage records, then closing
   std::atomic<bool> stop_requested_{false};
 
   WorkerSettings settings_;
   SteadyClock clock_;
   std::unique_ptr<WorkerCredentials> credentials_;
+  std::unique_ptr<WorkerUsage> usage_;  // writes through credentials_' database pool, if any
   // One receive buffer for every socket of this loop, with the core's framing margins; large
   // enough for a full recvmmsg batch (1.25 MiB per loop).
   static constexpr size_t kReceiveBytes = UdpSocket::kBatchReceiveBytes;

@@ -52,7 +52,7 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
 }
 
 WorkerCredentials::~WorkerCredentials() {
-  *alive_ = false;
+  alive_.end();
   stop();
   oauth_->set_fallback(nullptr);
   db_oauth_.reset();
@@ -64,7 +64,7 @@ void WorkerCredentials::start(turn::ServerCore& core) {
   core_ = &core;
   core.set_oauth_keys(oauth_.get());  // looked at only when the core has an oauth_server_name
   if (!pool_) return;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   // §4 of the credentials design: a revoked user loses its open allocations at once.
   db_store_->set_revocation_callback([this, alive](const std::string& username) {
     if (alive.expired() || core_ == nullptr) return;
@@ -119,7 +119,7 @@ void WorkerCredentials::rebuild_secrets() {
 
 void WorkerCredentials::load_database_secrets(bool revalidate_after) {
   if (!db_store_) return;
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   db_store_->load_shared_secrets(realm_, [this, alive, revalidate_after](std::optional<std::vector<std::string>> s) {
     if (alive.expired()) return;
     // Unreachable database: keep the secrets we had (they were valid when last seen).

@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "base/lifetime.h"
 #include "auth/chained_store.h"
 #include "auth/oauth_keys.h"
 #include "auth/shared_secret.h"
@@ -93,7 +94,7 @@ class WorkerCredentials {
   std::chrono::seconds secrets_refresh_{60};
   size_t pool_size_ = 0;
   turn::ServerCore* core_ = nullptr;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  ferry::Lifetime alive_;
 };
 
 }  // namespace ferry::server

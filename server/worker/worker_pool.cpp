@@ -57,6 +57,7 @@ std::optional<std::string> WorkerPool::start() {
     // The per-IP limit holds per worker as is: listeners steer each source IP to one worker.
     const uint32_t connections = settings_.base.tcp.max_connections;
     if (connections != 0) s.tcp.max_connections = static_cast<uint32_t>((connections + n - 1) / n);
+    s.usage.worker = static_cast<uint32_t>(i);
     s.core.seed = total.seed ^ (0x9E3779B97F4A7C15ull * (i + 1));  // distinct port choices per worker
     auto w = std::make_unique<Worker>(std::move(s), settings_.credentials);
     if (auto err = w->bind()) {
@@ -84,6 +85,22 @@ void WorkerPool::stop() {
 
 void WorkerPool::set_draining(bool draining, std::optional<stun::TransportAddress> alternate) {
   for (auto& w : workers_) w->set_draining(draining, alternate);
+}
+
+void WorkerPool::collect_sessions(const std::function<void(std::vector<SessionInfo>)>& deliver) {
+  for (auto& w : workers_) w->collect_sessions(deliver);
+}
+
+void WorkerPool::close_user_sessions(const std::string& user) {
+  for (auto& w : workers_) w->close_user_sessions(user);
+}
+
+void WorkerPool::close_relayed(const stun::TransportAddress& relayed) {
+  for (auto& w : workers_) w->close_relayed(relayed);
+}
+
+void WorkerPool::close_all_allocations() {
+  for (auto& w : workers_) w->close_all_allocations();
 }
 
 int64_t WorkerPool::active_allocations() const {

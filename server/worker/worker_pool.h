@@ -57,6 +57,12 @@ class WorkerPool {
 
   // From any thread: every worker's core starts (or stops) draining; see ServerCore::set_draining.
   void set_draining(bool draining, std::optional<stun::TransportAddress> alternate);
+  // From any thread: every worker closes all its allocations.
+  void close_all_allocations();
+  // From any thread, per worker (see Worker): `deliver` runs once on each worker's loop thread.
+  void collect_sessions(const std::function<void(std::vector<SessionInfo>)>& deliver);
+  void close_user_sessions(const std::string& user);
+  void close_relayed(const stun::TransportAddress& relayed);
   // Allocations on every worker now (from the cores' gauges; safe from any thread).
   int64_t active_allocations() const;
 

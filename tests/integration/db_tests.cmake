@@ -42,6 +42,35 @@ function(_ferry_db_tests_register)
     TIMEOUT 120
     FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
 
+  # A fleet: three ferry on one PostgreSQL (node registry, ferryctl nodes/drain/undrain, SIGKILL
+  # shown down, /v1/ice-servers across nodes). Raw Python TURN client only.
+  if(TARGET ferry)
+    add_test(NAME integration.db.fleet_nodes
+             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_fleet_nodes.py --bin $<TARGET_FILE:ferry>
+                     --ferryctl $<TARGET_FILE:ferryctl>
+             WORKING_DIRECTORY ${_ferry_db_it_dir})
+    set_tests_properties(integration.db.fleet_nodes PROPERTIES
+      LABELS "integration;db"
+      TIMEOUT 180
+      RESOURCE_LOCK ferry_integration_server
+      SKIP_RETURN_CODE 77
+      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  endif()
+
+  # Usage records and per-user metrics (issue 15): exact sums, a PostgreSQL restart, top-K metrics.
+  if(TARGET ferry)
+    add_test(NAME integration.db.usage
+             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_usage.py --bin $<TARGET_FILE:ferry>
+                     --ferryctl $<TARGET_FILE:ferryctl>
+             WORKING_DIRECTORY ${_ferry_db_it_dir})
+    set_tests_properties(integration.db.usage PROPERTIES
+      LABELS "integration;db"
+      TIMEOUT 180
+      RESOURCE_LOCK ferry_integration_server
+      SKIP_RETURN_CODE 77
+      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  endif()
+
   # ferry itself on a PostgreSQL store: two instances, ferryctl, revocation, outage (needs coturn's tools).
   find_program(FERRY_IT_UCLIENT turnutils_uclient)
   find_program(FERRY_IT_PEER turnutils_peer)

@@ -33,14 +33,25 @@ REQUEST, INDICATION, SUCCESS, ERROR = 0x000, 0x010, 0x100, 0x110
 USERNAME, MESSAGE_INTEGRITY, ERROR_CODE = 0x0006, 0x0008, 0x0009
 LIFETIME, XOR_PEER_ADDRESS, DATA_ATTR, REALM, NONCE = 0x000D, 0x0012, 0x0013, 0x0014, 0x0015
 XOR_RELAYED_ADDRESS, REQUESTED_TRANSPORT, XOR_MAPPED_ADDRESS = 0x0016, 0x0019, 0x0020
+ALTERNATE_SERVER = 0x8023
 ACCESS_TOKEN, THIRD_PARTY_AUTHORIZATION = 0x001B, 0x802E  # RFC 7635 §6
 
 
 class TurnError(Exception):
-    def __init__(self, code: int, reason: str = ""):
+    def __init__(self, code: int, reason: str = "", attrs: dict | None = None):
         super().__init__(f"{code} {reason}".strip())
         self.code = code
         self.reason = reason
+        self.attrs = attrs or {}  # the error response's attributes
+
+    def alternate_server(self) -> tuple[str, int] | None:
+        """ALTERNATE-SERVER of a 300 Try Alternate (RFC 8489 §14.15: a plain, not XORed, address)."""
+        v = self.attrs.get(ALTERNATE_SERVER)
+        if v is None or len(v) < 8:
+            return None
+        fam, port = v[1], struct.unpack("!H", v[2:4])[0]
+        n = 4 if fam == 1 else 16
+        return socket.inet_ntop(socket.AF_INET if fam == 1 else socket.AF_INET6, v[4:4 + n]), port
 
 
 def _pad(b: bytes) -> bytes:
@@ -175,7 +186,7 @@ class TurnUdpClient:
                 self.third_party = a.get(THIRD_PARTY_AUTHORIZATION)
                 if fresh:
                     continue  # answer the challenge
-            raise TurnError(code, reason)
+            raise TurnError(code, reason, a)
         raise TurnError(401, "challenge not accepted")
 
     def take_challenge(self) -> None:

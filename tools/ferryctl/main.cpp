@@ -11,6 +11,9 @@
 //   ferryctl secret revoke ID
 //   ferryctl token USER --ttl SECONDS [--realm R] [--secret-stdin] [--url turn:...]...
 //   ferryctl apikey add NAME | list | revoke NAME      (keys for ferry's GET /v1/ice-servers)
+//   ferryctl nodes [--json] | drain NODE [--deadline S] | undrain NODE   (the fleet: fleet.h)
+//   ferryctl sessions [--user U] [--node N] [--json] | kill --user U | --allocation NODE/ID
+//   ferryctl usage [--user U] [--since T] [--json]     (tools/ferryctl/usage.cpp)
 //   ferryctl oauthkey add KID [--key-stdin] | list | remove KID   (RFC 7635 AS-RS keys, oauth.cpp)
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
@@ -46,7 +49,9 @@
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
 #include "tools/ferryctl/oauth.h"
+#include "tools/ferryctl/fleet.h"
 #include "tools/ferryctl/probe.h"
+#include "tools/ferryctl/usage.h"
 
 namespace {
 
@@ -506,7 +511,7 @@ int cmd_token(const Globals& g, const std::string& realm, const std::string& use
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"ferryctl: manage ferry's TURN users and shared secrets in PostgreSQL"};
+  CLI::App app{"ferryctl: manage ferry's TURN users, shared secrets and fleet in PostgreSQL"};
   app.require_subcommand(1);
   Globals g;
   app.add_option("--database", g.database,
@@ -580,8 +585,10 @@ int main(int argc, char** argv) {
   auto* k_revoke = apikey->add_subcommand("revoke", "revoke the active key of this name");
   k_revoke->add_option("name", key_name)->required();
 
-  ferry::ferryctl::add_probe_command(app);                 // runs from its own parse callback
-  ferry::ferryctl::add_oauthkey_command(app, g.database);  // tools/ferryctl/oauth.cpp, likewise
+  ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
+  const ferry::ferryctl::FleetCommands fleet(app);
+  ferry::ferryctl::add_usage_command(app, g.database);
+  ferry::ferryctl::add_oauthkey_command(app, g.database);  // tools/ferryctl/oauth.cpp
 
   try {
     app.parse(argc, argv);
@@ -596,6 +603,7 @@ int main(int argc, char** argv) {
     }
     if (*token) return cmd_token(g, realm, token_user, ttl, token_secret_stdin, urls);
     Db conn(database_url(g));
+    if (auto rc = fleet.run(conn.get())) return *rc;
     if (*db_migrate) return cmd_db_migrate(conn);
     if (*db_status) return cmd_db_status(conn);
     if (*u_add) return cmd_user_add(conn, realm, ua);

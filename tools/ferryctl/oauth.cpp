@@ -18,7 +18,9 @@
 
 namespace ferry::ferryctl {
 
-namespace {
+// Named, not anonymous: ferryctl's unity build puts this file in one unit with main.cpp and the
+// other commands, whose internals have names like these.
+namespace oauthkey_command {
 
 struct Failure {
   std::string message;
@@ -179,10 +181,10 @@ int run(const Options& o, int (*cmd)(const Options&)) {
   }
 }
 
-}  // namespace
+}  // namespace oauthkey_command
 
 void add_oauthkey_command(CLI::App& app, const std::string& database) {
-  auto o = std::make_shared<Options>();
+  auto o = std::make_shared<oauthkey_command::Options>();
   o->database = &database;
   auto* cmd =
       app.add_subcommand("oauthkey", "RFC 7635 AS-RS keys (third-party authorization tokens)")->require_subcommand(1);
@@ -191,12 +193,12 @@ void add_oauthkey_command(CLI::App& app, const std::string& database) {
   a->add_flag("--key-stdin", o->key_stdin, "read the 32-byte key, base64, from stdin (one line)");
   a->add_option("--as-url", o->as_url, "the authorization server using the key (informational)");
   a->add_option("--lifetime-max", o->lifetime_max, "refuse tokens with a longer lifetime (seconds; 0: no cap)");
-  a->callback([o] { throw CLI::RuntimeError(run(*o, add)); });
+  a->callback([o] { throw CLI::RuntimeError(oauthkey_command::run(*o, oauthkey_command::add)); });
   auto* l = cmd->add_subcommand("list", "list keys (kids and settings, never keys)");
-  l->callback([o] { throw CLI::RuntimeError(run(*o, list)); });
+  l->callback([o] { throw CLI::RuntimeError(oauthkey_command::run(*o, oauthkey_command::list)); });
   auto* r = cmd->add_subcommand("remove", "remove a key; its tokens stop working");
   r->add_option("kid", o->kid, "key id")->required();
-  r->callback([o] { throw CLI::RuntimeError(run(*o, remove)); });
+  r->callback([o] { throw CLI::RuntimeError(oauthkey_command::run(*o, oauthkey_command::remove)); });
 }
 
 }  // namespace ferry::ferryctl

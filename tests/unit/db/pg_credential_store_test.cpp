@@ -23,6 +23,7 @@
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "db/pg_credential_store.h"
+#include "db/usage_writer.h"
 #include "stun/integrity.h"
 #include "base/clock.h"
 
@@ -601,6 +602,116 @@ TEST_F(PgStoreTest, LoadsActiveSharedSecretsNewestFirst) {
   admin_->exec("UPDATE shared_secrets SET revoked_at = now() WHERE value = 'old-secret-0123456789'");
   ASSERT_TRUE(run_until([&] { return changed; }, 1s));
   EXPECT_TRUE(revoke);
+}
+
+// ---- usage records (db/usage_writer.h) on the same server: batching, idempotent upserts, an outage ----
+
+std::string scalar(Admin& a, const std::string& sql) {
+  PGresult* r = PQexec(a.get(), sql.c_str());
+  std::string v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "?";
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) ADD_FAILURE() << sql << ": " << PQresultErrorMessage(r);
+  PQclear(r);
+  return v;
+}
+
+db::UsageRecord usage(int i, uint64_t bytes_in, bool final) {
+  db::UsageRecord r;
+  r.allocation_id = "node-a/boot/0/" + std::to_string(i);
+  r.username = i % 2 ? "odd" : "even";
+  r.realm = "ferry";
+  r.node = "node-a";
+  r.transport = "udp";
+  r.client = "192.0.2.1:" + std::to_string(1000 + i);
+  r.started_unix_ms = 1'700'000'000'000 + i;
+  r.ended_unix_ms = r.started_unix_ms + 5000;
+  r.final = final;
+  r.bytes_in = bytes_in;
+  r.bytes_out = 2 * bytes_in;
+  r.packets_in = 1;
+  r.packets_out = 2;
+  r.peers = 1;
+  r.peer_list = {"198.51.100.7"};
+  return r;
+}
+
+TEST_F(PgStoreTest, UsageWriterWritesInBatchesAndUpsertsIdempotently) {
+  admin_->exec("TRUNCATE usage_records");
+  make_store();
+  db::UsageWriterOptions wo;
+  wo.batch_size = 100;
+  wo.flush_interval = 20ms;
+  wo.log = [this](db::LogLevel, std::string_view m) { logs_.emplace_back(m); };
+  auto writer = std::make_unique<db::UsageWriter>(&loop_, *pool_, wo);
+  writer->start();
+  const size_t queries_before = query_latencies_.size();
+  for (int i = 0; i < 250; ++i) ASSERT_TRUE(writer->push(usage(i, 100 + i, /*final=*/true)));
+  ASSERT_TRUE(run_until([&] { return writer->stats().written.get() == 250; }, 5s))
+      << writer->stats().written.get() << " written";
+  EXPECT_EQ(query_latencies_.size() - queries_before, 3u) << "250 records in batches of 100: three statements";
+  EXPECT_EQ(writer->stats().failed_batches.get(), 0u);
+  EXPECT_EQ(scalar(*admin_, "SELECT count(*) FROM usage_records"), "250");
+  // sum(100..349) = 56,125
+  EXPECT_EQ(scalar(*admin_, "SELECT sum(bytes_in) FROM usage_records"), "56125");
+  EXPECT_EQ(scalar(*admin_, "SELECT sum(bytes_out) FROM usage_records WHERE username = 'even'"),
+            "56000");  // twice the even i's: 2 * (125 * 100 + 2 * (0 + 1 + ... + 124))
+
+  // The same records again (a retry after a lost answer) and a stale interim record: no change.
+  writer->push(usage(0, 100, true));
+  writer->push(usage(1, 50, /*final=*/false));
+  ASSERT_TRUE(run_until([&] { return writer->stats().written.get() == 252; }, 5s));
+  EXPECT_EQ(scalar(*admin_, "SELECT count(*) FROM usage_records"), "250");
+  EXPECT_EQ(scalar(*admin_, "SELECT sum(bytes_in) FROM usage_records"), "56125");
+  EXPECT_EQ(scalar(*admin_,
+                   "SELECT final::text || ' ' || bytes_in FROM usage_records WHERE allocation_id = "
+                   "'node-a/boot/0/1'"),
+            "true 101");
+  // An interim record, then the final one with larger totals: the row follows.
+  writer->push(usage(900, 10, false));
+  ASSERT_TRUE(run_until([&] { return writer->stats().written.get() == 253; }, 5s));
+  writer->push(usage(900, 40, true));
+  ASSERT_TRUE(run_until([&] { return writer->stats().written.get() == 254; }, 5s));
+  EXPECT_EQ(scalar(*admin_,
+                   "SELECT final::text || ' ' || bytes_in || ' ' || array_to_string(peer_list, ',') "
+                   "FROM usage_records WHERE allocation_id = 'node-a/boot/0/900'"),
+            "true 40 198.51.100.7");
+  writer.reset();
+}
+
+TEST_F(PgStoreTest, UsageWriterKeepsRecordsThroughAnOutage) {
+  admin_->exec("TRUNCATE usage_records");
+  make_store();
+  db::UsageWriterOptions wo;
+  wo.batch_size = 10;
+  wo.flush_interval = 20ms;
+  wo.retry_interval = 100ms;
+  wo.log = [this](db::LogLevel l, std::string_view m) {
+    logs_.push_back(std::string(l == db::LogLevel::Warn ? "warn: " : "info: ") + std::string(m));
+  };
+  auto writer = std::make_unique<db::UsageWriter>(&loop_, *pool_, wo);
+  writer->start();
+  admin_.reset();
+  std::string error;
+  ASSERT_TRUE(g_server->stop(error)) << error;
+  for (int i = 0; i < 25; ++i) writer->push(usage(i, 1000, true));
+  run_until([] { return false; }, 700ms);
+  EXPECT_EQ(writer->stats().written.get(), 0u);
+  EXPECT_EQ(writer->stats().queued.get(), 25);
+  EXPECT_GT(writer->stats().failed_batches.get(), 0u);
+
+  ASSERT_TRUE(g_server->start(error)) << error;
+  ASSERT_TRUE(run_until([&] { return writer->stats().written.get() == 25; }, 10s))
+      << "buffered records not written after the database came back: " << writer->stats().written.get();
+  EXPECT_EQ(writer->stats().queued.get(), 0);
+  admin_ = std::make_unique<Admin>(g_server->url());
+  EXPECT_EQ(scalar(*admin_, "SELECT count(*) || ' ' || sum(bytes_in) FROM usage_records"), "25 25000");
+  int warn = 0, info = 0;
+  for (const auto& l : logs_) {
+    warn += l.rfind("warn: usage records not written", 0) == 0;
+    info += l.rfind("info: usage records written again", 0) == 0;
+  }
+  EXPECT_EQ(warn, 1);
+  EXPECT_EQ(info, 1);
+  writer.reset();
 }
 
 TEST(PgConninfo, MalformedConnectionStringIsLoggedMaskedAndRefused) {

@@ -150,6 +150,31 @@ TEST_F(TurnCoreTest, CloseUserClosesOnlyThatUsersAllocations) {
   expect_error(refresh(a1, tuple(1)), code::AllocationMismatch);
 }
 
+TEST_F(TurnCoreTest, CloseAllClosesEveryAllocation) {
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  EXPECT_EQ(server().close_all(), 2u);
+  EXPECT_EQ(server().allocation_count(), 0u);
+  EXPECT_TRUE(io.open.empty());
+  EXPECT_EQ(server().stats().allocations_deleted.get(), 2u);
+  EXPECT_EQ(server().close_all(), 0u);
+  expect_error(refresh(b, tuple(2)), code::AllocationMismatch);
+}
+
+TEST_F(TurnCoreTest, CloseIfClosesWhatThePredicatePicks) {
+  TurnClient a = alice(), b = bob();
+  allocate_ok(a, tuple(1));
+  allocate_ok(b, tuple(2));
+  size_t seen = 0;
+  server().for_each_allocation([&](const Allocation&) { ++seen; });
+  EXPECT_EQ(seen, 2u);
+  EXPECT_EQ(server().close_if([](const Allocation& x) { return x.username == "bob"; }), 1u);
+  EXPECT_EQ(server().allocation_count(), 1u);
+  EXPECT_NE(server().find_allocation(tuple(1)), nullptr);
+  EXPECT_EQ(server().close_if([](const Allocation&) { return false; }), 0u);
+}
+
 TEST_F(TurnCoreTest, RevalidateClosesAllocationsTheStoreNoLongerVouchesFor) {
   TurnClient a = alice(), b = bob();
   allocate_ok(a, tuple(1));

@@ -1,0 +1,51 @@
+#include "server/ops/fleet_sessions.h"
+
+#include <nlohmann/json.hpp>
+
+namespace ferry::server {
+
+std::string session_rows_json(const std::vector<SessionInfo>& sessions, size_t max_rows, size_t* left_out) {
+  nlohmann::json rows = nlohmann::json::array();
+  size_t dropped = 0;
+  for (const auto& s : sessions) {
+    if (s.relayed.empty()) continue;  // not allocated yet: nothing to name it by
+    if (rows.size() >= max_rows) {
+      ++dropped;
+      continue;
+    }
+    std::string relayed;
+    for (const auto& r : s.relayed) {
+      if (!relayed.empty()) relayed.push_back(' ');
+      relayed.append(r.to_string());
+    }
+    rows.push_back({{"id", s.relayed.front().to_string()},
+                    {"user", s.username},
+                    {"client", s.tuple.client.to_string()},
+                    {"transport", turn::to_string(s.tuple.transport)},
+                    {"relayed", relayed},
+                    {"permissions", s.permissions},
+                    {"expires_in", s.expires_in < 0 ? 0 : s.expires_in}});
+  }
+  if (left_out != nullptr) *left_out = dropped;
+  // Invalid UTF-8 in a username (it is client input) must not make the dump throw.
+  return rows.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<KillOrder> parse_kill_order(std::string_view payload) {
+  auto j = nlohmann::json::parse(payload, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  KillOrder k;
+  if (auto u = j.find("user"); u != j.end() && u->is_string() && !u->get<std::string>().empty()) {
+    k.user = u->get<std::string>();
+    return k;
+  }
+  auto n = j.find("node");
+  auto a = j.find("allocation");
+  if (n == j.end() || a == j.end() || !n->is_string() || !a->is_string()) return std::nullopt;
+  k.node = n->get<std::string>();
+  k.allocation = stun::TransportAddress::parse(a->get<std::string>());
+  if (!k.allocation || k.allocation->port == 0 || k.node.empty()) return std::nullopt;
+  return k;
+}
+
+}  // namespace ferry::server
