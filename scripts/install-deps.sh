@@ -11,7 +11,7 @@
 #   run    toolchain (build-essential, cmake, ninja-build, pkg-config) and the -dev libraries ferry, ferryctl
 #          and the benchmark/example tools link (the top CMakeLists.txt's find_package lines)
 #   test   run + GoogleTest, clang (fuzz stage), clang-format (lint.format), coturn (reference server and turnutils_* clients),
-#          haproxy (PROXY protocol test), postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
+#          haproxy (PROXY protocol test), python3-cryptography (OAuth test), postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
 #          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
 #   bench  run + coturn and Go with Pion's TURN sources (bench/compare drives both with the same
 #          load as ferry), valgrind (bench/instructions counts instructions per packet)
@@ -47,6 +47,8 @@ TEST_PACKAGES=(
   coturn postgresql chromium iproute2 openssl procps
   # haproxy: sends PROXY protocol v1/v2 headers in front of ferry (tests/integration/test_proxy_protocol.py)
   haproxy
+  # python3-cryptography: seals RFC 7635 access tokens independently of ferry (tests/integration/test_oauth.py)
+  python3-cryptography
   # the container test (tests/container): rootful podman with runc, a locally built base image
   podman runc mmdebstrap
   # promtool, for checking the Prometheus config in examples/ (and metrics)

@@ -150,4 +150,20 @@ Result<Bytes> decode_mobility_ticket(Bytes value) {
   return value;
 }
 
+Result<AccessTokenValue> decode_access_token(Bytes value) {
+  if (value.size() < 2) return Error::BadAttribute;
+  const size_t nlen = load_u16(value.data());
+  if (nlen == 0 || value.size() <= 2 + nlen) return Error::BadAttribute;
+  return AccessTokenValue{value.subspan(2, nlen), value.subspan(2 + nlen)};
+}
+
+size_t encode_access_token(Bytes nonce, Bytes sealed, uint8_t* out) {
+  if (nonce.size() > 0xFFFF) return 0;
+  out[0] = static_cast<uint8_t>(nonce.size() >> 8);
+  out[1] = static_cast<uint8_t>(nonce.size());
+  std::copy(nonce.begin(), nonce.end(), out + 2);
+  std::copy(sealed.begin(), sealed.end(), out + 2 + nonce.size());
+  return 2 + nonce.size() + sealed.size();
+}
+
 }  // namespace ferry::stun

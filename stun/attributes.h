@@ -116,4 +116,16 @@ Result<Bytes> decode_mobility_ticket(Bytes value);
 // USERHASH (§14.4): 32 bytes.
 Result<std::span<const uint8_t, 32>> decode_userhash(Bytes value);
 
+// ACCESS-TOKEN (RFC 7635 §6.2): nonce_length (16 bits), the nonce, then the AEAD output (the
+// encrypted block followed by the authentication tag). The codec only splits the parts; opening
+// the sealed block is auth/access_token's job. Both parts must be non-empty.
+struct AccessTokenValue {
+  Bytes nonce;
+  Bytes sealed;  // ciphertext || tag
+};
+Result<AccessTokenValue> decode_access_token(Bytes value);
+// Writes nonce_length | nonce | sealed into `out` (which must hold 2 + both sizes); returns the
+// length written, 0 when the nonce is longer than 65535 bytes.
+size_t encode_access_token(Bytes nonce, Bytes sealed, uint8_t* out);
+
 }  // namespace ferry::stun

@@ -21,6 +21,7 @@ std::string_view attr::name(uint16_t type) {
     case EvenPort: return "EVEN-PORT";
     case RequestedTransport: return "REQUESTED-TRANSPORT";
     case DontFragment: return "DONT-FRAGMENT";
+    case AccessToken: return "ACCESS-TOKEN";
     case MessageIntegritySha256: return "MESSAGE-INTEGRITY-SHA256";
     case PasswordAlgorithm: return "PASSWORD-ALGORITHM";
     case Userhash: return "USERHASH";
@@ -40,6 +41,7 @@ std::string_view attr::name(uint16_t type) {
     case ResponseOrigin: return "RESPONSE-ORIGIN";
     case OtherAddress: return "OTHER-ADDRESS";
     case MobilityTicket: return "MOBILITY-TICKET";
+    case ThirdPartyAuthorization: return "THIRD-PARTY-AUTHORIZATION";
     default: return "";
   }
 }

@@ -56,6 +56,7 @@ inline constexpr uint16_t RequestedAddressFamily = 0x0017;
 inline constexpr uint16_t EvenPort = 0x0018;
 inline constexpr uint16_t RequestedTransport = 0x0019;
 inline constexpr uint16_t DontFragment = 0x001A;
+inline constexpr uint16_t AccessToken = 0x001B;  // RFC 7635 §6.2
 inline constexpr uint16_t MessageIntegritySha256 = 0x001C;
 inline constexpr uint16_t PasswordAlgorithm = 0x001D;
 inline constexpr uint16_t Userhash = 0x001E;
@@ -73,9 +74,12 @@ inline constexpr uint16_t Icmp = 0x8004;
 inline constexpr uint16_t Software = 0x8022;
 inline constexpr uint16_t AlternateServer = 0x8023;
 inline constexpr uint16_t Fingerprint = 0x8028;
-inline constexpr uint16_t ResponseOrigin = 0x802B;  // RFC 5780
-inline constexpr uint16_t OtherAddress = 0x802C;    // RFC 5780
-inline constexpr uint16_t MobilityTicket = 0x8030;  // RFC 8016 §3.1
+inline constexpr uint16_t ResponseOrigin = 0x802B;           // RFC 5780
+inline constexpr uint16_t OtherAddress = 0x802C;             // RFC 5780
+inline constexpr uint16_t MobilityTicket = 0x8030;           // RFC 8016 §3.1
+inline constexpr uint16_t ResponseOrigin = 0x802B;           // RFC 5780
+inline constexpr uint16_t OtherAddress = 0x802C;             // RFC 5780
+inline constexpr uint16_t ThirdPartyAuthorization = 0x802E;  // RFC 7635 §6.1
 
 constexpr bool comprehension_required(uint16_t type) { return type < 0x8000; }
 std::string_view name(uint16_t type);  // "XOR-MAPPED-ADDRESS", or "" when unknown

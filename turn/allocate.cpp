@@ -300,6 +300,7 @@ void ServerCore::handle_allocate(const FiveTuple& from, const MessageView& msg, 
   alloc->username = auth.username;
   alloc->key = auth.key;
   alloc->sha256 = auth.sha256;
+  alloc->access_token = auth.access_token;
   if (auth.expires_unix != 0) {
     // Wall-clock expiry onto the steady clock once, here: a later NTP step moves neither.
     const uint64_t unix_now = clock_.unix_seconds();

@@ -53,6 +53,9 @@ struct Allocation {
   std::string username;
   stun::Key key;        // the key the client authenticated with; signs our responses
   bool sha256 = false;  // the client used MESSAGE-INTEGRITY-SHA256
+  // RFC 7635: made with an ACCESS-TOKEN; `username` is the kid and `key` the token's mac_key, so
+  // later requests may be signed with it without the token, and revalidation leaves it alone.
+  bool access_token = false;
   std::optional<RelayLeg> v4;
   std::optional<RelayLeg> v6;
   Instant expires{};

@@ -38,6 +38,8 @@ void ServerCore::send_challenge(const FiveTuple& to, const MessageView& req, uin
   b.add_text(attr::Realm, config_.realm);
   b.add_text(attr::Nonce, nonce_for(to));
   b.add_password_algorithms(kAlgorithms);
+  // RFC 7635 §4.1: offer third-party authorization, naming this server for the AS.
+  if (oauth_enabled()) b.add_text(attr::ThirdPartyAuthorization, config_.oauth_server_name);
   finish_and_send(to, req, b, nullptr);
   stats_.errors_sent[c].add();
 }
@@ -107,6 +109,14 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
       return;
     }
     username.assign(u->begin(), u->end());
+    // RFC 7635 §5: with ACCESS-TOKEN, USERNAME is the kid of the AS-RS key that sealed it.
+    if (oauth_enabled()) {
+      if (msg.has(attr::AccessToken)) {
+        authenticate_token(from, msg, username);
+        return;
+      }
+      if (authenticate_by_allocation(from, msg, username)) return;
+    }
   } else {
     // USERHASH (§14.4): the store names the user now, or later (PostgreSQL), as for the key lookup.
     auto h = stun::decode_userhash(userhash_attr->value);
@@ -208,6 +218,81 @@ void ServerCore::continue_authenticated(const FiveTuple& from, const MessageView
   }
   Auth a{username, *key, use_sha256, cred.quota, cred.expires_unix};
   dispatch(from, msg, a);
+}
+
+// ---- third-party authorization (RFC 7635) ----------------------------------------------------------
+
+void ServerCore::authenticate_token(const FiveTuple& from, const MessageView& msg, const std::string& kid) {
+  auto pending = std::make_shared<std::vector<uint8_t>>();
+  auto alive = alive_.watch();
+  auto immediate = oauth_keys_->lookup(kid, [this, alive, pending, from, kid](auth::OAuthKeyResult r) {
+    if (alive.expired() || pending->empty()) return;
+    auto again = MessageView::parse(Bytes(pending->data(), pending->size()));
+    if (again) continue_token(from, *again, r, kid);
+  });
+  if (immediate) {
+    continue_token(from, msg, *immediate, kid);
+  } else {
+    pending->assign(msg.bytes().begin(), msg.bytes().end());
+  }
+}
+
+void ServerCore::continue_token(const FiveTuple& from, const MessageView& msg, const auth::OAuthKeyResult& r,
+                                const std::string& kid) {
+  if (r.status == auth::LookupStatus::Unavailable) {
+    stats_.auth_failed(AuthFailure::StoreUnavailable);
+    send_error(from, msg, code::ServerError, nullptr, "Key store unavailable");
+    return;
+  }
+  // Unknown kid, a token that does not open or is out of its time: 401 with a fresh challenge,
+  // so the client can fetch a new token (RFC 7635 §5).
+  auto token_attr = msg.find(attr::AccessToken);
+  std::optional<auth::AccessToken> token;
+  if (r.status == auth::LookupStatus::Found && r.key && token_attr) {
+    token = auth::open_access_token(r.key->key, config_.oauth_server_name, token_attr->value);
+    if (token && auth::check_token_time(*token, clock_.unix_seconds(), config_.oauth_clock_skew, r.key->lifetime_max))
+      token.reset();
+  }
+  if (!token) {
+    stats_.auth_failed(AuthFailure::BadToken);
+    send_challenge(from, msg, code::Unauthenticated);
+    return;
+  }
+  // §5: the session key (mac_key) is the HMAC key, used as is.
+  const bool use_sha256 = msg.message_integrity_sha256().has_value();
+  const bool ok = use_sha256 ? stun::verify_message_integrity_sha256(msg, token->mac_key.view())
+                             : stun::verify_message_integrity(msg, token->mac_key.view());
+  if (!ok) {
+    stats_.auth_failed(AuthFailure::BadIntegrity);
+    send_challenge(from, msg, code::Unauthenticated);
+    return;
+  }
+  Auth a{kid, token->mac_key, use_sha256, {}, token->expires_unix(), true};
+  dispatch(from, msg, a);
+}
+
+// A request without ACCESS-TOKEN on an allocation made with one: signed with that token's mac_key
+// (RFC 7635 §5 ties the session key to the allocation), valid until the token's expiry.
+bool ServerCore::authenticate_by_allocation(const FiveTuple& from, const MessageView& msg, const std::string& kid) {
+  const Allocation* a = find_allocation(from);
+  if (a == nullptr || !a->access_token || a->username != kid) return false;
+  const bool use_sha256 = msg.message_integrity_sha256().has_value();
+  const bool ok = use_sha256 ? stun::verify_message_integrity_sha256(msg, a->key.view())
+                             : stun::verify_message_integrity(msg, a->key.view());
+  const bool live = !a->credential_expires || clock_.now() < *a->credential_expires;
+  if (!ok || !live) {
+    stats_.auth_failed(ok ? AuthFailure::BadToken : AuthFailure::BadIntegrity);
+    send_challenge(from, msg, code::Unauthenticated);
+    return true;
+  }
+  uint64_t expires = 0;
+  if (a->credential_expires) {
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(*a->credential_expires - clock_.now());
+    expires = clock_.unix_seconds() + static_cast<uint64_t>(left.count());
+  }
+  Auth auth{a->username, a->key, use_sha256, {}, expires, true};
+  dispatch(from, msg, auth);
+  return true;
 }
 
 }  // namespace ferry::turn

@@ -348,7 +348,9 @@ size_t ServerCore::close_user(std::string_view username) {
 
 size_t ServerCore::revalidate_users() {
   std::vector<std::string> users;
-  for (auto& [tuple, a] : allocations_) users.push_back(a->username);
+  // Token allocations (RFC 7635) answer to their token's lifetime, not to the user stores.
+  for (auto& [tuple, a] : allocations_)
+    if (!a->access_token) users.push_back(a->username);
   std::sort(users.begin(), users.end());
   users.erase(std::unique(users.begin(), users.end()), users.end());
   size_t closed = 0;
@@ -378,7 +380,7 @@ size_t ServerCore::close_unvouched(const std::string& username, const auth::Look
   };
   std::vector<Allocation*> victims;
   for (auto& [tuple, a] : allocations_) {
-    if (a->username == username && !vouches(*a)) victims.push_back(a.get());
+    if (a->username == username && !a->access_token && !vouches(*a)) victims.push_back(a.get());
   }
   for (Allocation* a : victims) {
     stats_.allocations_deleted.add();

@@ -15,6 +15,7 @@
 
 #include "base/lifetime.h"
 #include "auth/credential_store.h"
+#include "auth/oauth_keys.h"
 #include "auth/nonce.h"
 #include "stun/message.h"
 #include "stun/message_builder.h"
@@ -77,6 +78,11 @@ struct ServerCoreConfig {
   // turn.mobility (RFC 8016): an Allocate with MOBILITY-TICKET gets a ticket, and a Refresh with it
   // from a new 5-tuple (UDP, DTLS) moves the allocation there. Off: MOBILITY-TICKET gets 405.
   bool mobility = false;
+  // RFC 7635 third-party authorization: the STUN server name sent in THIRD-PARTY-AUTHORIZATION
+  // and expected as the tokens' associated data. Empty: off (ACCESS-TOKEN is not looked at).
+  // Tokens are accepted up to `oauth_clock_skew` seconds before their timestamp or after expiry.
+  std::string oauth_server_name;
+  uint32_t oauth_clock_skew = 5;
 };
 
 class ServerCore {
@@ -141,6 +147,9 @@ class ServerCore {
   // What the other nodes of the fleet hold per username (their last published sessions); a
   // per-user quota counts them with this core's own (user_quota.h). Empty: this core alone.
   void set_remote_user_counts(UserCounts counts) { remote_per_user_ = std::move(counts); }
+  // The AS-RS keys of RFC 7635 (null: none). `keys` must outlive the core. Tokens are only looked
+  // at while config().oauth_server_name is set too.
+  void set_oauth_keys(auth::OAuthKeyStore* keys) { oauth_keys_ = keys; }
   bool draining() const { return draining_; }
 
   size_t allocation_count() const { return allocations_.size(); }
@@ -168,6 +177,7 @@ class ServerCore {
     bool sha256 = false;
     auth::Quota quota;          // the user's own limits, where the store has them
     uint64_t expires_unix = 0;  // the credential's own expiry (unix seconds), 0: none
+    bool access_token = false;  // RFC 7635: USERNAME is a kid, `key` the token's mac_key
   };
 
   // Member functions are defined by method group: server_core.cpp (entry points, dispatch,
@@ -191,6 +201,11 @@ class ServerCore {
   // request_auth.cpp (RFC 8489 §9.2)
   void authenticate(const FiveTuple& from, const stun::MessageView& msg);
   void lookup_user(const FiveTuple& from, const stun::MessageView& msg, const std::string& username);
+  bool oauth_enabled() const { return oauth_keys_ != nullptr && !config_.oauth_server_name.empty(); }
+  void authenticate_token(const FiveTuple& from, const stun::MessageView& msg, const std::string& kid);
+  void continue_token(const FiveTuple& from, const stun::MessageView& msg, const auth::OAuthKeyResult& r,
+                      const std::string& kid);
+  bool authenticate_by_allocation(const FiveTuple& from, const stun::MessageView& msg, const std::string& kid);
   void continue_authenticated(const FiveTuple& from, const stun::MessageView& msg, const auth::LookupResult& r,
                               const std::string& username);
   void send_challenge(const FiveTuple& to, const stun::MessageView& req, uint16_t code);  // 401 / 438
@@ -259,6 +274,7 @@ class ServerCore {
   const Clock& clock_;
   Io& io_;
   auth::CredentialStore& credentials_;
+  auth::OAuthKeyStore* oauth_keys_ = nullptr;
   PeerPolicy policy_;
   auth::NonceCodec nonces_;
   std::vector<std::unique_ptr<RelayPortPool>> pools_;  // one per config_.relays entry

@@ -21,7 +21,17 @@ enum class DropReason : uint8_t {
   RateLimited,
   Count
 };
-enum class AuthFailure : uint8_t { Missing, BadNonce, UnknownUser, BadIntegrity, StoreUnavailable, WrongUser, Count };
+// BadToken: an RFC 7635 ACCESS-TOKEN that did not open (unknown kid, bad tag, expired, malformed).
+enum class AuthFailure : uint8_t {
+  Missing,
+  BadNonce,
+  UnknownUser,
+  BadIntegrity,
+  StoreUnavailable,
+  WrongUser,
+  BadToken,
+  Count
+};
 enum class Direction : uint8_t { ClientToPeer, PeerToClient, Count };
 // The relayed address families of an allocation: one, or both for a dual allocation (RFC 8656 §7.2).
 enum class AllocationFamily : uint8_t { V4, V6, Dual, Count };

@@ -94,6 +94,8 @@ turn::ServerCoreConfig core_config(const Config& config, std::vector<turn::Relay
   c.max_channel_number =
       config.relay.strict_channel_numbers ? turn::ChannelNumber::kMax : turn::ChannelNumber::kMaxRfc5766;
   c.userhash = config.auth.userhash;
+  if (config.oauth_enabled()) c.oauth_server_name = config.oauth_server_name();
+  c.oauth_clock_skew = config.auth.oauth_clock_skew;
   c.nonce_key = auth::random_key();  // one key for all workers: a nonce from one is valid at another
   c.seed = random_seed();
   return c;
@@ -131,6 +133,7 @@ server::CredentialSettings credential_settings(const Config& config) {
   s.realm = config.realm;
   s.users = std::make_shared<const auth::StaticUsers>(static_users(config));
   for (const auto& secret : config.auth.shared_secrets) s.secrets.push_back(secret.secret);
+  for (const auto& k : config.auth.oauth_keys) s.oauth_keys.push_back({k.kid, k.key, k.lifetime_max, k.as_url});
   s.database.url = config.database.url;
   s.database.pool_size = config.database.pool_size;
   s.database.cache_ttl = std::chrono::seconds(config.database.cache_ttl);

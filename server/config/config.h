@@ -90,12 +90,28 @@ struct SharedSecretConfig {
   std::string secret_file;  // where `secret` was read from, if it was
 };
 
+// An RFC 7635 AS-RS key: tokens sealed with it (A256GCM) under this key id are accepted.
+struct OAuthKeyConfig {
+  std::string kid;
+  std::array<uint8_t, 32> key{};  // a secret
+  std::string key_file;           // where `key` (base64) was read from, if it was
+  uint32_t lifetime_max{};        // seconds; longer-lived tokens are refused. 0 = no cap
+  std::string as_url;             // the authorization server, informational
+  friend bool operator==(const OAuthKeyConfig&, const OAuthKeyConfig&) = default;
+};
+
 struct AuthConfig {
   uint32_t nonce_lifetime{};  // seconds
   bool userhash{};            // accept USERHASH (RFC 8489 §14.4)
   bool strict_expiry{};       // allocations of TURN REST credentials end when the credential expires
   std::vector<UserConfig> users;
   std::vector<SharedSecretConfig> shared_secrets;
+  // RFC 7635 third-party authorization: keys from here (and PostgreSQL); the server name in
+  // THIRD-PARTY-AUTHORIZATION and the tokens' AAD ("" = the realm); accepted clock skew.
+  std::vector<OAuthKeyConfig> oauth_keys;
+  std::string oauth_server_name;
+  uint32_t oauth_clock_skew{};
+  bool oauth_enabled{};  // auth.oauth: also true when oauth_keys is not empty
 };
 
 struct TurnConfig {
@@ -233,7 +249,14 @@ struct Config {
   std::map<std::string, std::string> origins;
 
   Config();  // the embedded defaults: the schema table's (config_schema.cpp)
-  bool turn_enabled() const { return !auth.users.empty() || !auth.shared_secrets.empty() || !database.url.empty(); }
+  bool turn_enabled() const {
+    return !auth.users.empty() || !auth.shared_secrets.empty() || !auth.oauth_keys.empty() || !database.url.empty();
+  }
+  // Third-party authorization is offered: keys configured, or auth.oauth (keys in PostgreSQL).
+  bool oauth_enabled() const { return auth.oauth_enabled || !auth.oauth_keys.empty(); }
+  const std::string& oauth_server_name() const {
+    return auth.oauth_server_name.empty() ? realm : auth.oauth_server_name;
+  }
 };
 
 struct ConfigError {
@@ -291,6 +314,8 @@ std::string parse_relay_spec(std::string_view text, std::vector<RelayAddressConf
 std::string check_cidr(std::string_view text);
 // "NAME:SHA256HEX" as FERRY_HTTP_API_KEYS and --api-key-hash take it. Appends; error detail or "".
 std::string parse_api_key_spec(std::string_view text, std::vector<ApiKeyConfig>& out);
+// FERRY_AUTH_OAUTH_KEYS items: "KID:BASE64KEY" (32 bytes once decoded).
+std::string parse_oauth_key_spec(std::string_view text, std::vector<OAuthKeyConfig>& out);
 // A stun:, stuns:, turn: or turns: URL (RFC 7064, RFC 7065). Error detail or "".
 std::string check_ice_url(std::string_view text);
 

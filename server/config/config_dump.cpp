@@ -72,6 +72,20 @@ void dump_shared_secrets(YAML::Emitter& out, const Config& c) {
   out << YAML::EndSeq;
 }
 
+void dump_oauth_keys(YAML::Emitter& out, const Config& c) {
+  flow_if_empty(out, c.auth.oauth_keys.empty());
+  out << YAML::BeginSeq;
+  for (const auto& k : c.auth.oauth_keys) {
+    out << YAML::BeginMap << YAML::Key << "kid" << YAML::Value << k.kid;
+    if (!k.key_file.empty()) out << YAML::Key << "key_file" << YAML::Value << k.key_file;
+    else out << YAML::Key << "key" << YAML::Value << std::string(kMasked);
+    if (k.lifetime_max != 0) out << YAML::Key << "lifetime_max" << YAML::Value << k.lifetime_max;
+    if (!k.as_url.empty()) out << YAML::Key << "as_url" << YAML::Value << k.as_url;
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+}
+
 void dump_api_keys(YAML::Emitter& out, const Config& c) {
   flow_if_empty(out, c.http.api_keys.empty());
   out << YAML::BeginSeq;

@@ -274,4 +274,44 @@ std::optional<ConfigError> parse_shared_secrets_yaml(YamlReader& r, const YAML::
   return std::nullopt;
 }
 
+std::optional<ConfigError> parse_oauth_keys_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark&) {
+  std::vector<OAuthKeyConfig> out;
+  for (size_t i = 0; i < seq.size(); ++i) {
+    const YAML::Node item = seq[i];
+    std::string item_path = "auth.oauth_keys[" + std::to_string(i) + "]";
+    if (!item.IsMap()) return r.error(item.Mark(), item_path, "must be a mapping with kid and key or key_file");
+    OAuthKeyConfig k;
+    int keys = 0;
+    if (auto e = r.each_key(item, item_path, {"kid", "key", "key_file", "lifetime_max", "as_url"},
+                            [&](const std::string& name, const std::string& text, const YAML::Mark& m,
+                                const std::string& key) -> std::optional<ConfigError> {
+                              std::string d;
+                              if (name == "kid") {
+                                d = check_oauth_kid(text);
+                                k.kid = text;
+                              } else if (name == "key" || name == "key_file") {
+                                if (++keys > 1) return r.error(m, key, "set only one of key, key_file");
+                                std::string b64 = text;
+                                if (name == "key_file") d = read_secret_file(b64, k.key_file, text, r.base_dir());
+                                if (d.empty()) d = parse_oauth_key_base64(k.key, b64);
+                                std::fill(b64.begin(), b64.end(), '\0');
+                              } else if (name == "lifetime_max") {
+                                d = parse_uint(k.lifetime_max, text, 0, 86400 * 365);
+                              } else {
+                                k.as_url = text;
+                              }
+                              if (!d.empty()) return r.error(m, key, d);
+                              return std::nullopt;
+                            }))
+      return e;
+    if (k.kid.empty()) return r.error(item.Mark(), item_path, "needs a kid");
+    if (keys == 0) return r.error(item.Mark(), item_path, "kid '" + k.kid + "' needs key or key_file");
+    for (const auto& prev : out)
+      if (prev.kid == k.kid) return r.error(item.Mark(), item_path + ".kid", "duplicate kid '" + k.kid + "'");
+    out.push_back(std::move(k));
+  }
+  r.config().auth.oauth_keys = std::move(out);
+  return std::nullopt;
+}
+
 }  // namespace ferry::server

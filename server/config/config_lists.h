@@ -22,6 +22,7 @@ std::optional<ConfigError> parse_relay_addresses_yaml(YamlReader& r, const YAML:
 std::optional<ConfigError> parse_users_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
 std::optional<ConfigError> parse_api_keys_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
 std::optional<ConfigError> parse_shared_secrets_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
+std::optional<ConfigError> parse_oauth_keys_yaml(YamlReader& r, const YAML::Node& seq, const YAML::Mark& list_mark);
 
 // The sequences of --check-config's dump, secrets masked.
 void dump_listeners(YAML::Emitter& out, const Config& c);
@@ -29,6 +30,7 @@ void dump_relay_addresses(YAML::Emitter& out, const Config& c);
 void dump_users(YAML::Emitter& out, const Config& c);
 void dump_shared_secrets(YAML::Emitter& out, const Config& c);
 void dump_api_keys(YAML::Emitter& out, const Config& c);
+void dump_oauth_keys(YAML::Emitter& out, const Config& c);
 void dump_strings(YAML::Emitter& out, const std::vector<std::string>& items);
 
 }  // namespace ferry::server

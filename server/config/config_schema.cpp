@@ -184,6 +184,26 @@ std::vector<ConfigKey> build_schema() {
       },
       dump_shared_secrets));
   t.back().secret = Secrecy::Masked;
+  t.push_back(list_key("auth.oauth_keys", "list of AS-RS keys", "", kReload,
+                       "RFC 7635 third-party authorization: {kid, key (base64, 32 bytes) or key_file, lifetime_max, "
+                       "as_url}; tokens sealed (A256GCM) with a key are accepted under its kid.",
+                       parse_oauth_keys_yaml, items_into(FIELD(auth.oauth_keys), parse_oauth_key_spec),
+                       dump_oauth_keys));
+  t.back().secret = Secrecy::Masked;
+  t.push_back(bool_key("auth.oauth", "false", kRestart,
+                       "Offer RFC 7635 third-party authorization with keys from PostgreSQL only (implied by "
+                       "auth.oauth_keys).",
+                       FIELD(auth.oauth_enabled)));
+  t.push_back(scalar_key(
+      "auth.oauth_server_name", "string", "", kRestart,
+      "STUN server name sent in THIRD-PARTY-AUTHORIZATION and sealed into tokens as their AAD; \"\" = the realm.",
+      [](Config& c, std::string_view v, std::string_view) {
+    return parse_stun_text(c.auth.oauth_server_name, v, true);
+      },
+      [](const Config& c) { return c.auth.oauth_server_name; }));
+  t.push_back(uint_key("auth.oauth_clock_skew", 0, 3600, "5", kRestart,
+                       "Seconds an access token is accepted before its timestamp or after its expiry.",
+                       FIELD(auth.oauth_clock_skew)));
 
   t.push_back(strings_key("peers.allow", "list of CIDR", kRestart,
                           "Addresses or CIDRs relayed traffic may always go to, even when denied.", check_cidr,

@@ -35,6 +35,10 @@ std::optional<ConfigError> validate_config(const Config& c) {
   if (c.tls.cert.empty() != c.tls.key.empty())
     return fail(c.tls.cert.empty() ? "tls.key" : "tls.cert", "tls.cert and tls.key go together: set both or neither");
 
+  // RFC 7635 keys come from auth.oauth_keys or the database; auth.oauth with neither offers a
+  // mechanism no token could pass.
+  if (c.auth.oauth_enabled && c.auth.oauth_keys.empty() && c.database.url.empty())
+    return fail("auth.oauth", "needs auth.oauth_keys or database.url (ferryctl oauthkey) to find AS-RS keys");
   if (c.relay.addresses.empty()) return fail("relay.addresses", "needs at least one address");
   for (const auto& r : c.relay.addresses) {
     if (r.external && r.external->family != r.address.family)

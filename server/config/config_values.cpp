@@ -3,6 +3,8 @@
 // location and the key ("ferry.yaml:12: limits.max_lifetime: must be at most 3600 (got 7200)").
 #include "server/config/config_values.h"
 
+#include "auth/access_token.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -341,6 +343,37 @@ std::string parse_api_key_spec(std::string_view text, std::vector<ApiKeyConfig>&
   if (auto d = check_api_key_name(k.name); !d.empty()) return d;
   if (auto d = parse_sha256_hex(k.sha256, text.substr(colon + 1)); !d.empty()) return d;
   out.push_back(k);
+  return "";
+}
+
+std::string detail::parse_oauth_key_base64(std::array<uint8_t, 32>& out, std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.remove_suffix(1);
+  auto bytes = auth::base64_decode(text);
+  if (!bytes) return "must be base64";
+  if (bytes->size() != out.size())
+    return "must be 32 bytes (A256GCM) once decoded, got " + std::to_string(bytes->size());
+  std::copy(bytes->begin(), bytes->end(), out.begin());
+  return "";
+}
+
+std::string detail::check_oauth_kid(std::string_view kid) {
+  if (kid.empty()) return "kid must not be empty";
+  if (kid.size() > 128) return "kid must be at most 128 bytes";
+  for (char c : kid)
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) return "kid must be printable, without spaces";
+  return "";
+}
+
+std::string parse_oauth_key_spec(std::string_view text, std::vector<OAuthKeyConfig>& out) {
+  auto colon = text.find(':');
+  if (colon == std::string_view::npos) return "must be KID:BASE64KEY";
+  OAuthKeyConfig k;
+  k.kid = std::string(text.substr(0, colon));
+  if (auto d = check_oauth_kid(k.kid); !d.empty()) return d;
+  if (auto d = parse_oauth_key_base64(k.key, text.substr(colon + 1)); !d.empty()) return "key " + d;
+  for (const auto& prev : out)
+    if (prev.kid == k.kid) return "duplicate kid '" + k.kid + "'";
+  out.push_back(std::move(k));
   return "";
 }
 

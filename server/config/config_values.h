@@ -38,6 +38,9 @@ std::string parse_stun_text(std::string& out, std::string_view text, bool allow_
 std::string resolve_path(std::string_view path, std::string_view base_dir);
 std::string parse_path(std::string& out, std::string_view text, std::string_view base_dir);
 // Reads a secret from a file: one trailing newline (\n or \r\n) is dropped, the rest is the secret.
+// An A256GCM AS-RS key in base64 (trailing newline allowed); a kid's syntax.
+std::string parse_oauth_key_base64(std::array<uint8_t, 32>& out, std::string_view text);
+std::string check_oauth_kid(std::string_view kid);
 std::string read_secret_file(std::string& out, std::string& path_out, std::string_view text, std::string_view base_dir);
 std::string parse_ip_into(stun::TransportAddress& out, std::string_view text);
 std::string parse_http_address(std::optional<stun::TransportAddress>& out, std::string_view text);

@@ -22,8 +22,8 @@ constexpr const char* kFamilies[] = {"ipv4", "ipv6", "dual"};
 constexpr const char* kMethods[] = {"binding", "allocate", "refresh", "create_permission", "channel_bind", "other"};
 constexpr const char* kResults[] = {"success", "error"};
 constexpr const char* kDirections[] = {"client_to_peer", "peer_to_client"};
-constexpr const char* kAuthFailures[] = {"missing_credentials", "bad_nonce",         "unknown_user",
-                                         "bad_integrity",       "store_unavailable", "wrong_user"};
+constexpr const char* kAuthFailures[] = {"missing_credentials", "bad_nonce",  "unknown_user", "bad_integrity",
+                                         "store_unavailable",   "wrong_user", "bad_token"};
 constexpr const char* kQueryStatuses[] = {"ok", "error", "timeout", "unavailable"};
 // Allocate error codes reported even while zero, so rate() sees their first increment.
 constexpr uint16_t kAllocateCodes[] = {300, 400, 420, 437, 440, 442, 486, 500, 508};

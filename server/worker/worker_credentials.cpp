@@ -26,6 +26,7 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
   users_ = std::make_shared<auth::StaticUsers>(settings.users ? *settings.users : auth::StaticUsers(realm_));
   config_secrets_ = settings.secrets;
   secrets_ = std::make_shared<auth::SharedSecretStore>(realm_, clock_, config_secrets_);
+  oauth_->set(settings.oauth_keys);
   std::vector<std::shared_ptr<auth::CredentialStore>> stores{users_, secrets_};
   if (!settings.database.url.empty()) {
     db::PgPoolOptions po;
@@ -42,6 +43,10 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
     so.log = spdlog_logger();
     db_store_ = std::make_shared<db::PgCredentialStore>(*pool_, clock_, std::move(so));
     stores.push_back(db_store_);
+    // RFC 7635 AS-RS keys not in the config are looked up in oauth_keys, with the same cache times.
+    db_oauth_ = std::make_shared<db::PgOAuthKeys>(
+        *pool_, clock_, db::PgOAuthKeysOptions{settings.database.cache_ttl, settings.database.negative_cache_ttl});
+    oauth_->set_fallback(db_oauth_);
   }
   chain_.set(std::move(stores));
 }
@@ -49,12 +54,15 @@ WorkerCredentials::WorkerCredentials(uv_loop_t* loop, const Clock& clock, const 
 WorkerCredentials::~WorkerCredentials() {
   alive_.end();
   stop();
+  oauth_->set_fallback(nullptr);
+  db_oauth_.reset();
   db_store_.reset();
   pool_.reset();
 }
 
 void WorkerCredentials::start(turn::ServerCore& core) {
   core_ = &core;
+  core.set_oauth_keys(oauth_.get());  // looked at only when the core has an oauth_server_name
   if (!pool_) return;
   auto alive = alive_.watch();
   // §4 of the credentials design: a revoked user loses its open allocations at once.
@@ -92,6 +100,7 @@ void WorkerCredentials::stop() {
 void WorkerCredentials::reload(const CredentialSettings& settings) {
   *users_ = settings.users ? *settings.users : auth::StaticUsers(realm_);
   config_secrets_ = settings.secrets;
+  oauth_->set(settings.oauth_keys);
   rebuild_secrets();
   if (core_ != nullptr) core_->revalidate_users();
 }

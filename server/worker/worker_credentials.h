@@ -1,8 +1,9 @@
 // The credential stores of one worker loop, and how changes to them reach that worker's core:
 //   static users (config) -> shared secrets (config + database) -> PostgreSQL users
-// asked in that order. Everything here lives on the worker's loop; nothing is shared with other
-// workers, which hold their own copies (and their own database connections), so a revocation
-// NOTIFY reaches every worker of every ferry instance on its own LISTEN connection.
+// asked in that order; beside them the RFC 7635 AS-RS keys (config, then the oauth_keys table).
+// Everything here lives on the worker's loop; nothing is shared with other workers, which hold
+// their own copies (and their own database connections), so a revocation NOTIFY reaches every
+// worker of every ferry instance on its own LISTEN connection.
 #pragma once
 
 #include <chrono>
@@ -14,10 +15,12 @@
 
 #include "base/lifetime.h"
 #include "auth/chained_store.h"
+#include "auth/oauth_keys.h"
 #include "auth/shared_secret.h"
 #include "auth/static_users.h"
 #include "db/pg_connection.h"
 #include "db/pg_credential_store.h"
+#include "db/pg_oauth_keys.h"
 #include "base/clock.h"
 #include "server/net/uv_handle.h"
 #include "turn/server_core.h"
@@ -37,6 +40,7 @@ struct CredentialSettings {
   std::string realm;
   std::shared_ptr<const auth::StaticUsers> users;  // shared read-only; each worker copies it
   std::vector<std::string> secrets;                // from the config file
+  std::vector<auth::OAuthKey> oauth_keys;          // RFC 7635 AS-RS keys from the config file
   DatabaseSettings database;
 };
 
@@ -49,6 +53,8 @@ class WorkerCredentials {
   WorkerCredentials& operator=(const WorkerCredentials&) = delete;
 
   auth::CredentialStore& store() { return chain_; }
+  // RFC 7635 AS-RS keys: the configured ones, then PostgreSQL's.
+  auth::OAuthKeyStore& oauth_keys() { return *oauth_; }
 
   // Revocations and secret changes now act on `core`'s allocations. Starts the database
   // connections, if any. On the loop thread.
@@ -78,10 +84,12 @@ class WorkerCredentials {
   auth::ChainedStore chain_;
   std::shared_ptr<auth::StaticUsers> users_;
   std::shared_ptr<auth::SharedSecretStore> secrets_;
+  std::shared_ptr<auth::OAuthKeyRing> oauth_ = std::make_shared<auth::OAuthKeyRing>();
   std::vector<std::string> config_secrets_;
   std::vector<std::string> database_secrets_;
   std::unique_ptr<db::PgPool> pool_;
   std::shared_ptr<db::PgCredentialStore> db_store_;
+  std::shared_ptr<db::PgOAuthKeys> db_oauth_;
   UvHandle<uv_timer_t> secrets_timer_;
   std::chrono::seconds secrets_refresh_{60};
   size_t pool_size_ = 0;

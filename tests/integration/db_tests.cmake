@@ -77,6 +77,18 @@ function(_ferry_db_tests_register)
   if(FERRY_IT_UCLIENT AND FERRY_IT_PEER)
     _ferry_db_server_test(server test_db_server.py 240 --uclient ${FERRY_IT_UCLIENT} --peer ${FERRY_IT_PEER})
   endif()
+  # RFC 7635 AS-RS keys in PostgreSQL: ferryctl oauthkey, and ferry opening tokens with them.
+  if(TARGET ferry)
+    add_test(NAME integration.db.oauth
+             COMMAND ${FERRY_IT_PYTHON} ${_ferry_db_it_dir}/test_oauth_db.py --bin $<TARGET_FILE:ferry>
+                     --ferryctl $<TARGET_FILE:ferryctl>
+             WORKING_DIRECTORY ${_ferry_db_it_dir})
+    set_tests_properties(integration.db.oauth PROPERTIES
+      LABELS "integration;db"
+      TIMEOUT 120
+      RESOURCE_LOCK ferry_integration_server
+      FAIL_REGULAR_EXPRESSION "(^|\n)FAIL ")
+  endif()
 endfunction()
 
 cmake_language(DEFER DIRECTORY ${CMAKE_SOURCE_DIR} CALL _ferry_db_tests_register)

@@ -10,6 +10,10 @@ implementation checks the server against the RFC, not against our reading of it.
     relayed = c.allocate()          # ("127.0.0.1", 50123); raises TurnError(code, reason)
     c.create_permission("127.0.0.1")
     c.close()
+
+RFC 7635 third-party authorization: pass `access_token` (the ACCESS-TOKEN value the AS issued)
+and `mac_key` (its session key); USERNAME is then the kid, requests carry ACCESS-TOKEN and are
+signed with mac_key as is, and the 401's THIRD-PARTY-AUTHORIZATION is kept in `third_party`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ USERNAME, MESSAGE_INTEGRITY, ERROR_CODE = 0x0006, 0x0008, 0x0009
 LIFETIME, XOR_PEER_ADDRESS, DATA_ATTR, REALM, NONCE = 0x000D, 0x0012, 0x0013, 0x0014, 0x0015
 XOR_RELAYED_ADDRESS, REQUESTED_TRANSPORT, XOR_MAPPED_ADDRESS = 0x0016, 0x0019, 0x0020
 ALTERNATE_SERVER = 0x8023
+ACCESS_TOKEN, THIRD_PARTY_AUTHORIZATION = 0x001B, 0x802E  # RFC 7635 §6
 
 
 class TurnError(Exception):
@@ -90,8 +95,11 @@ def parse(data: bytes):
 
 class TurnUdpClient:
     def __init__(self, server: tuple[str, int], username: str, password: str, local: str | None = None,
-                 timeout: float = 2.0):
+                 timeout: float = 2.0, access_token: bytes | None = None, mac_key: bytes | None = None):
         self.server = server
+        self.access_token = access_token
+        self.mac_key = mac_key
+        self.third_party: bytes | None = None
         self.username = username
         self.password = password
         fam = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
@@ -113,11 +121,19 @@ class TurnUdpClient:
         if auth:
             body += _attr(USERNAME, self.username.encode()) + _attr(REALM, self.realm.encode()) + \
                 _attr(NONCE, self.nonce)
+            if self.access_token is not None:
+                body += _attr(ACCESS_TOKEN, self.access_token)
             # RFC 8489 §14.5: the length covers MESSAGE-INTEGRITY, which is computed over what precedes it.
             head = struct.pack("!HHI", method | cls, len(body) + 24, MAGIC) + txid
             mac = hmac.new(self.key, head + body, hashlib.sha1).digest()
             body += _attr(MESSAGE_INTEGRITY, mac)
         return struct.pack("!HHI", method | cls, len(body), MAGIC) + txid + body
+
+    def _derive_key(self) -> bytes:
+        # RFC 7635 §5: with a token the session key is the HMAC key itself.
+        if self.mac_key is not None:
+            return self.mac_key
+        return hashlib.md5(f"{self.username}:{self.realm}:{self.password}".encode()).digest()
 
     def _recv_answer(self, txid: bytes, deadline: float):
         while True:
@@ -166,7 +182,8 @@ class TurnUdpClient:
                 fresh = self.nonce is None or code == 438
                 self.nonce = a[NONCE]
                 self.realm = a[REALM].decode()
-                self.key = hashlib.md5(f"{self.username}:{self.realm}:{self.password}".encode()).digest()
+                self.key = self._derive_key()
+                self.third_party = a.get(THIRD_PARTY_AUTHORIZATION)
                 if fresh:
                     continue  # answer the challenge
             raise TurnError(code, reason, a)
@@ -183,7 +200,8 @@ class TurnUdpClient:
             raise TurnError(0, "no challenge")
         self.nonce = a[NONCE]
         self.realm = a[REALM].decode()
-        self.key = hashlib.md5(f"{self.username}:{self.realm}:{self.password}".encode()).digest()
+        self.key = self._derive_key()
+        self.third_party = a.get(THIRD_PARTY_AUTHORIZATION)
 
     # -- TURN ----------------------------------------------------------------------------------------
     def allocate(self, lifetime: int | None = None) -> tuple[str, int]:

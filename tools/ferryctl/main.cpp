@@ -14,6 +14,7 @@
 //   ferryctl nodes [--json] | drain NODE [--deadline S] | undrain NODE   (the fleet: fleet.h)
 //   ferryctl sessions [--user U] [--node N] [--json] | kill --user U | --allocation NODE/ID
 //   ferryctl usage [--user U] [--since T] [--json]     (tools/ferryctl/usage.cpp)
+//   ferryctl oauthkey add KID [--key-stdin] | list | remove KID   (RFC 7635 AS-RS keys, oauth.cpp)
 //
 // The database comes from --database or FERRY_DATABASE_URL (prefer the variable, or ~/.pgpass: a
 // password in argv shows in `ps`). Passwords and secrets are never taken from argv: they are read
@@ -47,6 +48,7 @@
 #include "db/migrations.h"
 #include "db/pg_connection.h"
 #include "stun/integrity.h"
+#include "tools/ferryctl/oauth.h"
 #include "tools/ferryctl/fleet.h"
 #include "tools/ferryctl/probe.h"
 #include "tools/ferryctl/usage.h"
@@ -586,6 +588,7 @@ int main(int argc, char** argv) {
   ferry::ferryctl::add_probe_command(app);  // runs from its own parse callback
   const ferry::ferryctl::FleetCommands fleet(app);
   ferry::ferryctl::add_usage_command(app, g.database);
+  ferry::ferryctl::add_oauthkey_command(app, g.database);  // tools/ferryctl/oauth.cpp
 
   try {
     app.parse(argc, argv);

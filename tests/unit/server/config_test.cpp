@@ -1013,3 +1013,47 @@ TEST(ConfigListeners, ProxyProtocolErrorsNameTheKey) {
 }
 }  // namespace
 }  // namespace ferry::server
+
+// RFC 7635 AS-RS keys: YAML and FERRY_* forms, the errors naming the key, the masked dump.
+namespace ferry::server {
+namespace {
+TEST(ConfigOAuth, KeysParseMaskAndRefuseBadOnes) {
+  TempDir dir;
+  const std::string k1 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";  // bytes 0..31
+  const std::string key_file = dir.write("as.key", "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\n");
+  auto r = load_config_string(
+      "auth:\n  oauth_server_name: turn.example.org\n  oauth_keys:\n"
+      "    - {kid: k1, key: \"" +
+          k1 +
+          "\", lifetime_max: 3600, as_url: https://as}\n"
+          "    - {kid: k2, key_file: \"" +
+          key_file + "\"}\n",
+      "ferry.yaml", {});
+  ASSERT_TRUE(r) << error_of(r);
+  ASSERT_EQ(r->auth.oauth_keys.size(), 2u);
+  EXPECT_EQ(r->auth.oauth_keys[0].key[31], 31);
+  EXPECT_EQ(r->auth.oauth_keys[0].lifetime_max, 3600u);
+  EXPECT_EQ(r->auth.oauth_keys[1].key[0], 32);
+  EXPECT_TRUE(r->oauth_enabled());
+  EXPECT_TRUE(r->turn_enabled());
+  EXPECT_EQ(r->oauth_server_name(), "turn.example.org");
+  auto dump = dump_effective(*r);
+  EXPECT_THAT(dump, Not(HasSubstr(k1))) << dump;
+  EXPECT_THAT(dump, HasSubstr("kid: k1"));
+
+  EXPECT_THAT(error_of(load("auth:\n  oauth_keys:\n    - {kid: k1, key: \"aGVsbG8=\"}\n")),
+              HasSubstr("auth.oauth_keys[0].key: must be 32 bytes"));
+  EXPECT_THAT(error_of(load("auth:\n  oauth_keys:\n    - {key: \"" + k1 + "\"}\n")), HasSubstr("needs a kid"));
+  EXPECT_THAT(error_of(load("auth:\n  oauth_keys:\n    - {kid: a, key: \"" + k1 + "\"}\n    - {kid: a, key: \"" + k1 +
+                            "\"}\n")),
+              HasSubstr("duplicate kid"));
+  EXPECT_THAT(error_of(load("auth:\n  oauth: true\n")), HasSubstr("auth.oauth: needs auth.oauth_keys or database.url"));
+
+  auto e = load("realm: r\n", Environment{{"FERRY_AUTH_OAUTH_KEYS", "k9:" + k1}});
+  ASSERT_TRUE(e) << error_of(e);
+  ASSERT_EQ(e->auth.oauth_keys.size(), 1u);
+  EXPECT_EQ(e->auth.oauth_keys[0].kid, "k9");
+  EXPECT_EQ(e->oauth_server_name(), "r");  // the realm by default
+}
+}  // namespace
+}  // namespace ferry::server

@@ -244,6 +244,38 @@ TEST(StunRoundTrip, EveryOtherAttribute) {
   EXPECT_EQ(m.unknown_required(out), 0u) << "every attribute the builder writes is known";
 }
 
+// RFC 7635 §6: ACCESS-TOKEN splits into its nonce and sealed block; THIRD-PARTY-AUTHORIZATION is
+// text. Both are known, so a request carrying ACCESS-TOKEN (comprehension-required) gets no 420.
+TEST(StunRoundTrip, Rfc7635AccessTokenAndThirdPartyAuthorization) {
+  EXPECT_EQ(attr::AccessToken, 0x001B);
+  EXPECT_EQ(attr::ThirdPartyAuthorization, 0x802E);
+  EXPECT_EQ(attr::name(attr::AccessToken), "ACCESS-TOKEN");
+  EXPECT_EQ(attr::name(attr::ThirdPartyAuthorization), "THIRD-PARTY-AUTHORIZATION");
+  const auto nonce = from_hex("000102030405060708090a0b");
+  const auto sealed = from_hex("deadbeefcafebabe00112233445566778899aabbccddeeff");
+  uint8_t value[64];
+  const size_t n = encode_access_token(Bytes(nonce), Bytes(sealed), value);
+  ASSERT_EQ(n, 2 + nonce.size() + sealed.size());
+  EXPECT_EQ(to_hex(Bytes(value, 2)), "000c");
+  const auto bytes = build([&](MessageBuilder& mb) {
+    mb.add(attr::AccessToken, Bytes(value, n)).add_text(attr::ThirdPartyAuthorization, "turn.example.org");
+  });
+  const auto m = parsed(bytes);
+  auto t = decode_access_token(m.find(attr::AccessToken)->value);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(to_hex(t->nonce), to_hex(Bytes(nonce)));
+  EXPECT_EQ(to_hex(t->sealed), to_hex(Bytes(sealed)));
+  EXPECT_EQ(*decode_text(m.find(attr::ThirdPartyAuthorization)->value, kMaxRealmBytes), "turn.example.org");
+  uint16_t out[4];
+  EXPECT_EQ(m.unknown_required(out), 0u);
+  // Malformed: too short for the length, a zero-length nonce, a nonce with nothing after it.
+  EXPECT_FALSE(decode_access_token(from_hex("00")).ok());
+  EXPECT_FALSE(decode_access_token(from_hex("0000aabb")).ok());
+  EXPECT_FALSE(decode_access_token(from_hex("0002aabb")).ok());
+  EXPECT_FALSE(decode_access_token(from_hex("0005aabb")).ok());
+  EXPECT_TRUE(decode_access_token(from_hex("0002aabbcc")).ok());
+}
+
 // RFC 6062 §6.1: the TCP-allocation methods and their message types on the wire.
 TEST(StunRoundTrip, Rfc6062MethodsAndConnectionId) {
   EXPECT_EQ(make_type(Method::Connect, Class::Request), 0x000A);
