@@ -109,7 +109,7 @@ auth::CredentialStore::HashLookup PgCredentialStore::resolve_userhash(std::span<
   q.name = kHashName;
   q.sql = kHashSql;
   q.params = {std::string(realm), std::move(hex)};
-  std::weak_ptr<bool> alive = alive_;
+  auto alive = alive_.watch();
   std::string r(realm);
   hash_inflight_[key].push_back(std::move(done));
   auto s = pool_.query(std::move(q), [this, alive, key, r](QueryResult res) {

@@ -76,10 +76,8 @@ inline constexpr uint16_t AlternateServer = 0x8023;
 inline constexpr uint16_t Fingerprint = 0x8028;
 inline constexpr uint16_t ResponseOrigin = 0x802B;           // RFC 5780
 inline constexpr uint16_t OtherAddress = 0x802C;             // RFC 5780
-inline constexpr uint16_t MobilityTicket = 0x8030;           // RFC 8016 §3.1
-inline constexpr uint16_t ResponseOrigin = 0x802B;           // RFC 5780
-inline constexpr uint16_t OtherAddress = 0x802C;             // RFC 5780
 inline constexpr uint16_t ThirdPartyAuthorization = 0x802E;  // RFC 7635 §6.1
+inline constexpr uint16_t MobilityTicket = 0x8030;           // RFC 8016 §3.1
 
 constexpr bool comprehension_required(uint16_t type) { return type < 0x8000; }
 std::string_view name(uint16_t type);  // "XOR-MAPPED-ADDRESS", or "" when unknown

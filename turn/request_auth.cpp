@@ -123,7 +123,7 @@ void ServerCore::authenticate(const FiveTuple& from, const MessageView& msg) {
     auth::CredentialStore::HashLookup found;
     auto pending = std::make_shared<std::vector<uint8_t>>();
     if (h) {
-      std::weak_ptr<bool> alive = alive_;
+      auto alive = alive_.watch();
       found =
           credentials_.resolve_userhash(*h, config_.realm, [this, alive, pending, from](std::optional<std::string> n) {
             if (alive.expired() || pending->empty()) return;
