@@ -3,6 +3,7 @@
 // relayed addresses, permissions and channels included. Tickets themselves: mobility.cpp.
 #include <algorithm>
 
+#include "base/splitmix.h"
 #include "stun/attributes.h"
 #include "turn/server_core.h"
 
@@ -11,15 +12,6 @@ namespace ferry::turn {
 using stun::MessageView;
 namespace attr = stun::attr;
 namespace code = stun::code;
-
-namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-}  // namespace
 
 uint16_t ServerCore::check_mobility_allocate(const FiveTuple& from, const MessageView& msg) const {
   auto t = msg.find(attr::MobilityTicket);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/splitmix.h"
+
 namespace ferry::turn {
 
 RelayPortPool::RelayPortPool(uint16_t min_port, uint16_t max_port, uint64_t seed)
@@ -13,10 +15,9 @@ RelayPortPool::RelayPortPool(uint16_t min_port, uint16_t max_port, uint64_t seed
 }
 
 uint64_t RelayPortPool::next_random() {
-  uint64_t z = (rng_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  const uint64_t z = splitmix64(rng_);  // the usual SplitMix64 stream: state advances by the golden gamma
+  rng_ += 0x9E3779B97F4A7C15ull;
+  return z;
 }
 
 void RelayPortPool::take(uint16_t port, State s) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/splitmix.h"
 #include "stun/attributes.h"
 #include "turn/server_core.h"
 
@@ -17,15 +18,6 @@ using stun::Method;
 using stun::TransportAddress;
 namespace attr = stun::attr;
 namespace code = stun::code;
-
-namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-}  // namespace
 
 uint16_t ServerCore::check_tcp_allocate(const FiveTuple& from, const MessageView& msg) const {
   // §5.1: only over a TCP or TLS client connection, and without the UDP-only attributes.
