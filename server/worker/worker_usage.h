@@ -20,7 +20,7 @@
 #include "base/clock.h"
 #include "db/pg_connection.h"
 #include "db/usage_writer.h"
-#include "server/worker/duration_histogram.h"
+#include "server/worker/bucket_histogram.h"
 #include "server/worker/top_users.h"
 #include "turn/allocation.h"
 #include "turn/server_core.h"

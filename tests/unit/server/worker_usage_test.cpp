@@ -30,7 +30,7 @@ TEST(DurationHistogram, SamplesLandInTheFirstBucketTheyFit) {
   EXPECT_EQ(s.counts[1], 1u);
   EXPECT_EQ(s.counts[7], 1u);
   EXPECT_EQ(s.counts[DurationHistogram::kBuckets - 1], 1u);
-  EXPECT_EQ(s.sum_ms, 1000u + 1001u + 3'600'000u + 172'800'000u);
+  EXPECT_EQ(s.sum, 1000u + 1001u + 3'600'000u + 172'800'000u);
 }
 
 TEST(TopUsers, MergesWorkersAndKeepsTheKHeaviest) {
