@@ -133,6 +133,7 @@ void Worker::run() {
 void Worker::on_tick() {
   const uint32_t part = tick_count_++ % kTickParts;
   core_->tick(part, kTickParts);
+  usage_->on_tick(*core_, part, kTickParts);
   if (part != 0) return;  // the rest once a second
   tcp_->sweep_idle();
   tcp_relays_->sweep();
@@ -143,7 +144,6 @@ void Worker::on_tick() {
   stats_.proxy_untrusted.set(static_cast<int64_t>(connection_stats_.proxy_untrusted.get()));
   stats_.proxy_bad_header.set(static_cast<int64_t>(connection_stats_.proxy_bad_header.get()));
   stats_.heartbeat_ms.set(steady_ms(clock_));
-  usage_->on_second(*core_);
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();
     database_stats_.set_connections(

@@ -127,6 +127,38 @@ TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
   EXPECT_TRUE(u.top_users().snapshot().empty());
 }
 
+// The walk for the top users is spread over the tick's parts: each part sees its share of the
+// allocations, every allocation is seen once a round, and the list is published when a round ends
+// (an allocation that ends between two parts leaves no dangling name behind).
+TEST_F(WorkerUsageTest, TopUsersWalkIsSpreadOverTheTickParts) {
+  WorkerUsage u(nullptr, clock, nullptr, settings(), "ferry");
+  for (int n = 1; n <= 40; ++n) relay(n % 2 ? "alice" : "bob", n, 10, 0);
+  constexpr uint32_t kParts = 10;
+  size_t seen = 0;
+  for (uint32_t p = 0; p < kParts; ++p) {
+    size_t in_part = 0;
+    server().for_each_allocation_in_part(p, kParts, [&](const turn::Allocation&) { ++in_part; });
+    EXPECT_LT(in_part, 40u) << "part " << p << " walked everything";
+    seen += in_part;
+  }
+  EXPECT_EQ(seen, 40u);
+
+  for (uint32_t p = 0; p + 1 < kParts; ++p) u.on_tick(server(), p, kParts);
+  EXPECT_TRUE(u.top_users().snapshot().empty()) << "published before the round ended";
+  server().close_user("bob");  // between two parts
+  u.on_tick(server(), kParts - 1, kParts);
+  auto top = u.top_users().snapshot();
+  ASSERT_FALSE(top.empty());
+  EXPECT_EQ(top[0].user, "alice");
+  EXPECT_EQ(top[0].allocations, 20u);
+  EXPECT_EQ(top[0].bytes, 200u);
+
+  for (uint32_t p = 0; p < kParts; ++p) u.on_tick(server(), p, kParts);  // the next round: bob is gone
+  top = u.top_users().snapshot();
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].user, "alice");
+}
+
 TEST_F(WorkerUsageTest, InterimRecordsAreSpreadOverTheInterval) {
   uv_loop_t loop;
   uv_loop_init(&loop);
