@@ -26,7 +26,6 @@ import re
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import check  # noqa: E402
-from pg_env import PgEnv, PgEnvError  # noqa: E402
+from pg_env import Ferryctl  # noqa: E402
 from turn_udp_client import TurnError, TurnUdpClient  # noqa: E402
 
 NAME = "fleet_nodes"
@@ -43,22 +42,9 @@ HEARTBEAT = 1  # seconds (node.heartbeat_interval)
 API_KEY = secrets.token_urlsafe(24)
 
 
-class Ctl:
-    def __init__(self, binary, url):
-        self.binary = binary
-        self.url = url
-
-    def run(self, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") and not k.startswith("PG")}
-        env["FERRY_DATABASE_URL"] = self.url
-        return subprocess.run([self.binary] + list(args), capture_output=True, text=True, env=env, timeout=30,
-                              stdin=subprocess.DEVNULL)
-
+class Ctl(Ferryctl):
     def nodes(self) -> dict:
-        p = self.run("nodes", "--json")
-        if p.returncode != 0:
-            raise RuntimeError(f"ferryctl nodes --json: {p.returncode} {p.stderr.strip()}")
-        return {n["id"]: n for n in json.loads(p.stdout)}
+        return {n["id"]: n for n in self.json("nodes")}
 
 
 class Echo:
@@ -159,7 +145,7 @@ def relays(client: TurnUdpClient, echo: Echo, payload: bytes) -> bool:
 
 
 def run(args, pg):
-    ctl = Ctl(os.path.abspath(args.ferryctl), pg.url)
+    ctl = Ctl(os.path.abspath(args.ferryctl), pg.url, timeout=30)
     p = ctl.run("db", "migrate")
     check("db migrate applies 0003 nodes", p.returncode == 0 and "applied 3 nodes" in p.stdout, p.stdout + p.stderr)
     p = ctl.run("nodes")
@@ -489,19 +475,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.server != "ferry":
         return harness.report(NAME, [], f"nothing to check against {args.server}")
-
-    def body():
-        try:
-            pg = PgEnv()
-            pg.create()
-        except PgEnvError as e:
-            raise harness.Skip(str(e))
-        try:
-            run(args, pg)
-        finally:
-            pg.destroy()
-
-    return harness.run_test(NAME, body)
+    return harness.run_pg_test(NAME, lambda pg: run(args, pg))
 
 
 if __name__ == "__main__":
