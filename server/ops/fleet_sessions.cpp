@@ -2,9 +2,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
+
 namespace ferry::server {
 
-std::string session_rows_json(const std::vector<SessionInfo>& sessions, size_t max_rows, size_t* left_out) {
+std::string session_rows_json(const std::vector<SessionInfo>& sessions, Instant now, size_t max_rows,
+                              size_t* left_out) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
+  using std::chrono::seconds;
   nlohmann::json rows = nlohmann::json::array();
   size_t dropped = 0;
   for (const auto& s : sessions) {
@@ -24,7 +31,10 @@ std::string session_rows_json(const std::vector<SessionInfo>& sessions, size_t m
                     {"transport", turn::to_string(s.tuple.transport)},
                     {"relayed", relayed},
                     {"permissions", s.permissions},
-                    {"expires_in", s.expires_in < 0 ? 0 : s.expires_in}});
+                    {"expires_in", std::max<int64_t>(0, duration_cast<seconds>(s.expires - now).count())},
+                    {"age_ms", std::max<int64_t>(0, duration_cast<milliseconds>(now - s.started).count())},
+                    {"bytes_in", s.bytes_in},
+                    {"bytes_out", s.bytes_out}});
   }
   if (left_out != nullptr) *left_out = dropped;
   // Invalid UTF-8 in a username (it is client input) must not make the dump throw.

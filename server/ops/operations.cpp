@@ -219,7 +219,9 @@ std::optional<std::string> take_sessions(ShutdownState& st) {
       for (const auto& r : st.sessions->rows)
         if (r.worker < st.worker_user_counts.size()) ++st.worker_user_counts[r.worker][r.username];
       size_t left_out = 0;
-      out = session_rows_json(st.sessions->rows, kMaxSessionRows, &left_out);
+      // Written now, collected a heartbeat ago: age and expiry are taken as of now, the bytes as
+      // of the collection.
+      out = session_rows_json(st.sessions->rows, st.clock->now(), kMaxSessionRows, &left_out);
       if (left_out > 0 && !st.warned_session_cap) {
         spdlog::warn("node registry: {} allocation(s) beyond {} left out of the sessions table", left_out,
                      kMaxSessionRows);
