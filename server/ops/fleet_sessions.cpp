@@ -41,6 +41,37 @@ std::string session_rows_json(const std::vector<SessionInfo>& sessions, Instant 
   return rows.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+bool SessionCollector::start(size_t workers) {
+  std::lock_guard lock(mutex_);
+  if (pending_ > 0) return false;  // a slow worker: wait for it
+  if (untaken_) kept_ = std::move(rows_);
+  rows_.clear();
+  pending_ = workers;
+  untaken_ = true;
+  return true;
+}
+
+void SessionCollector::add(std::vector<SessionInfo> rows) {
+  std::lock_guard lock(mutex_);
+  if (pending_ == 0) return;  // not asked for
+  for (auto& r : rows) rows_.push_back(std::move(r));
+  --pending_;
+}
+
+std::optional<std::vector<SessionInfo>> SessionCollector::take() {
+  std::lock_guard lock(mutex_);
+  std::optional<std::vector<SessionInfo>> out;
+  if (untaken_ && pending_ == 0) {
+    out = std::move(rows_);
+    rows_.clear();
+    untaken_ = false;
+  } else {
+    out = std::move(kept_);
+  }
+  kept_.reset();
+  return out;
+}
+
 std::optional<KillOrder> parse_kill_order(std::string_view payload) {
   auto j = nlohmann::json::parse(payload, nullptr, false);
   if (!j.is_object()) return std::nullopt;

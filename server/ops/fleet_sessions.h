@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,29 @@ inline constexpr size_t kMaxSessionRows = 10000;
 // allocation lives). Rows beyond `max_rows` are left out and counted in `*left_out`.
 std::string session_rows_json(const std::vector<SessionInfo>& sessions, Instant now, size_t max_rows = kMaxSessionRows,
                               size_t* left_out = nullptr);
+
+// The workers' live allocations, gathered for a heartbeat: start() before the heartbeat's upsert
+// (the signal loop then posts each worker its walk), add() on each worker's loop thread as it
+// answers, take() once the upsert is answered. Workers answer well within that database round
+// trip, so the rows written are as of that heartbeat; a slower worker costs one heartbeat: its
+// collection is waited for, never restarted, and a complete one nobody took is written instead.
+class SessionCollector {
+ public:
+  // A new collection of `workers` answers; false (nothing to post) while the current one still
+  // waits for a worker. A complete collection not taken yet is kept for take().
+  bool start(size_t workers);
+  void add(std::vector<SessionInfo> rows);  // one worker's answer, from any thread
+  // The newest complete collection not taken yet: the current one once every worker answered,
+  // else the one start() kept; nullopt when there is none.
+  std::optional<std::vector<SessionInfo>> take();
+
+ private:
+  std::mutex mutex_;
+  std::vector<SessionInfo> rows_;                 // the current collection's, so far
+  size_t pending_ = 0;                            // workers yet to answer it
+  bool untaken_ = false;                          // rows_ has not been handed out by take()
+  std::optional<std::vector<SessionInfo>> kept_;  // a complete collection start() set aside
+};
 
 struct KillOrder {
   std::optional<std::string> user;                   // every node: that user's allocations

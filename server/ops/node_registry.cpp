@@ -133,6 +133,7 @@ void NodeRegistry::stop() {
 void NodeRegistry::beat() {
   if (stopped_) return;
   const NodeReport rep = hooks_.report ? hooks_.report() : NodeReport{};
+  if (hooks_.collect) hooks_.collect();  // the workers walk while the upsert travels
   db::Query q;
   q.name = "ferry_node_upsert";
   q.sql = kUpsert;

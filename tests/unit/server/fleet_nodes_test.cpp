@@ -1,6 +1,7 @@
 // The fleet's pure pieces: node ids (node.id, derived from host and port), the node.* and
 // http.ice_nodes config rows, the least-loaded choice behind /v1/ice-servers and ALTERNATE-SERVER,
-// the registry's JSON columns, the two-reason drain, and /v1/ice-servers with a fleet.
+// the registry's JSON columns, the two-reason drain, /v1/ice-servers with a fleet, and the
+// sessions rows, their collector and kill orders.
 #include "server/ops/fleet_nodes.h"
 
 #include <gmock/gmock.h>
@@ -285,6 +286,51 @@ TEST(FleetSessions, RowsAreBoundedAndSurviveOddUsernames) {
   auto j = nlohmann::json::parse(session_rows_json(many, kNow, 3, &left_out));
   EXPECT_EQ(j.size(), 3u);
   EXPECT_EQ(left_out, 2u);
+}
+
+std::vector<std::string> users(const std::optional<std::vector<SessionInfo>>& rows) {
+  std::vector<std::string> out;
+  if (rows)
+    for (const auto& r : *rows) out.push_back(r.username);
+  return out;
+}
+
+SessionInfo of(std::string user) {
+  SessionInfo s;
+  s.username = std::move(user);
+  return s;
+}
+
+TEST(FleetSessions, CollectorHandsOverWhatEveryWorkerAnswered) {
+  SessionCollector c;
+  EXPECT_FALSE(c.take());  // nothing collected yet: the table is left alone
+  ASSERT_TRUE(c.start(2));
+  c.add({of("a")});
+  EXPECT_FALSE(c.take());  // one worker of two: not yet
+  c.add({of("b"), of("c")});
+  EXPECT_THAT(users(c.take()), ::testing::ElementsAre("a", "b", "c"));
+  EXPECT_FALSE(c.take());  // handed over once
+  ASSERT_TRUE(c.start(1));
+  c.add({});
+  auto empty = c.take();  // no allocations is an answer too: the node's rows go
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+}
+
+TEST(FleetSessions, CollectorWaitsForASlowWorkerAndFallsBackToTheCompleteOne) {
+  SessionCollector c;
+  ASSERT_TRUE(c.start(1));
+  c.add({of("first")});  // complete, but its heartbeat's upsert failed: never taken
+  ASSERT_TRUE(c.start(2));
+  c.add({of("second")});
+  // The new collection waits for its second worker: the complete one before it is handed over.
+  EXPECT_THAT(users(c.take()), ::testing::ElementsAre("first"));
+  EXPECT_FALSE(c.take());
+  EXPECT_FALSE(c.start(2));  // still waiting: not restarted, nothing to post
+  c.add({of("late")});
+  EXPECT_THAT(users(c.take()), ::testing::ElementsAre("second", "late"));
+  c.add({of("unasked")});  // an answer nobody waits for is dropped
+  EXPECT_FALSE(c.take());
 }
 
 TEST(FleetSessions, UserMatchesWholeNameOrRestUserPart) {
