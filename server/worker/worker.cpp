@@ -198,17 +198,7 @@ void Worker::collect_sessions(std::function<void(std::vector<SessionInfo>)> deli
   post([this, deliver = std::move(deliver)] {
     std::vector<SessionInfo> out;
     out.reserve(core_->allocation_count());
-    const Instant now = clock_.now();
-    core_->for_each_allocation([&](const turn::Allocation& a) {
-      SessionInfo s;
-      s.username = a.username;
-      s.tuple = a.tuple;
-      if (a.v4) s.relayed.push_back(a.v4->advertised);
-      if (a.v6) s.relayed.push_back(a.v6->advertised);
-      s.permissions = static_cast<uint32_t>(a.permissions.size());
-      s.expires_in = std::chrono::duration_cast<std::chrono::seconds>(a.expires - now).count();
-      out.push_back(std::move(s));
-    });
+    core_->for_each_allocation([&](const turn::Allocation& a) { out.push_back(session_info_of(a)); });
     deliver(std::move(out));
   });
 }

@@ -1,12 +1,17 @@
 // A worker's usage (server/worker/worker_usage.h) over a real ServerCore: the usage record of an
 // allocation, the allocation-duration histogram, the top users a worker publishes and how the
-// scrape merges them into a bounded ferry_user_relayed_bytes.
+// scrape merges them into a bounded ferry_user_relayed_bytes; and the sessions snapshot
+// (server/worker/session_info.h), which reads the same counters.
 #include "server/worker/worker_usage.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "server/ops/fleet_sessions.h"
 #include "server/ops/metrics.h"
+#include "server/worker/session_info.h"
 #include "tests/unit/fixtures/turn_core_fixture.h"
 
 namespace ferry::server {
@@ -91,6 +96,40 @@ TEST_F(WorkerUsageTest, RecordOfAnAllocation) {
   EXPECT_EQ(u.writer_stats(), nullptr);  // no database: no writer
   u.allocation_ended(*a);
   EXPECT_EQ(u.allocation_duration().snapshot().counts[4], 1u);  // 90 s: le="300"
+}
+
+TEST_F(WorkerUsageTest, SessionSnapshotCarriesStartAndTheUsageRecordsBytes) {
+  WorkerUsage u(nullptr, clock, nullptr, settings(), "ferry");
+  const Instant t0 = clock.now();
+  client::TurnClient c(creds("alice", "alice-pw"));
+  const auto relayed = allocate_ok(c, tuple(1));
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, client::Outcome::Success);
+  send_indication(c, tuple(1), kPeer, std::string(120, 'i'));
+  from_peer(relayed, kPeer, std::string(30, 'o'));
+  clock.advance(90s);
+  const turn::Allocation* a = server().find_allocation(tuple(1));
+  ASSERT_NE(a, nullptr);
+  const SessionInfo s = session_info_of(*a);
+  const db::UsageRecord r = u.record_of(*a, false);
+  EXPECT_EQ(s.username, "alice");
+  EXPECT_EQ(s.tuple, tuple(1));
+  EXPECT_EQ(s.relayed, std::vector<stun::TransportAddress>{relayed});
+  EXPECT_EQ(s.permissions, 1u);
+  EXPECT_EQ(s.started, t0);
+  EXPECT_EQ(s.expires, a->expires);
+  // The same counters as the usage record, in the same directions.
+  EXPECT_EQ(s.bytes_in, 120u);
+  EXPECT_EQ(s.bytes_out, 30u);
+  EXPECT_EQ(s.bytes_in, r.bytes_in);
+  EXPECT_EQ(s.bytes_out, r.bytes_out);
+
+  // More traffic shows in the next snapshot, not in the one already taken.
+  send_indication(c, tuple(1), kPeer, std::string(80, 'i'));
+  auto row = nlohmann::json::parse(session_rows_json({s, session_info_of(*a)}, clock.now()));
+  ASSERT_EQ(row.size(), 2u);
+  EXPECT_EQ(row[0]["bytes_in"], 120u);
+  EXPECT_EQ(row[1]["bytes_in"], 200u);
+  EXPECT_EQ(row[1]["age_ms"], 90'000);
 }
 
 TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
