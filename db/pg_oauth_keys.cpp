@@ -5,8 +5,8 @@
 namespace ferry::db {
 
 namespace {
-constexpr const char* kLookupName = "ferry_oauth_key";
-constexpr const char* kLookupSql =
+constexpr const char* kKeyLookupName = "ferry_oauth_key";
+constexpr const char* kKeyLookupSql =
     "SELECT encode(key, 'hex'), lifetime_max, as_url FROM oauth_keys WHERE kid = $1 AND algorithm = 'A256GCM'";
 
 int hex_digit(char c) {
@@ -35,8 +35,8 @@ std::optional<auth::OAuthKeyResult> PgOAuthKeys::lookup(std::string_view kid, Ca
   if (waiters.size() > 1) return std::nullopt;  // already being fetched
 
   Query q;
-  q.name = kLookupName;
-  q.sql = kLookupSql;
+  q.name = kKeyLookupName;
+  q.sql = kKeyLookupSql;
   q.params = {name};
   auto alive = alive_.watch();
   auto s = pool_.query(std::move(q), [this, alive, name](QueryResult r) {

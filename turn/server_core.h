@@ -167,6 +167,16 @@ class ServerCore {
   void for_each_allocation(F&& f) const {
     for (const auto& [tuple, a] : allocations_) f(*a);
   }
+  // The allocations of part `part` of `parts`, by hash bucket as tick() walks them, so that a walk
+  // spread over the tick's parts visits each allocation once a round and no turn of the loop pays
+  // for all of them. A rehash between two parts (new allocations) may make one round visit an
+  // allocation twice or not at all.
+  template <class F>
+  void for_each_allocation_in_part(uint32_t part, uint32_t parts, F&& f) const {
+    if (parts == 0) parts = 1;
+    for (size_t b = part % parts; b < allocations_.bucket_count(); b += parts)
+      for (auto it = allocations_.begin(b); it != allocations_.end(b); ++it) f(*it->second);
+  }
   const ServerStats& stats() const { return stats_; }
   const ServerCoreConfig& config() const { return config_; }
   size_t open_relay_count() const;

@@ -50,6 +50,23 @@ void add_value(MetricFamily& f, Labels labels, double v) {
   f.metric.push_back(std::move(m));
 }
 
+// One histogram series from a BucketHistogram's snapshot, its bounds printed in seconds.
+template <class H>
+void add_histogram(MetricFamily& f, Labels labels, const typename H::Snapshot& s) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < H::kBuckets; ++i) {
+    cumulative += s.counts[i];
+    const double bound = i < H::kBounds.size() ? static_cast<double>(H::kBounds[i]) * H::kUnitSeconds
+                                               : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back({cumulative, bound});
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = static_cast<double>(s.sum) * H::kUnitSeconds;
+  f.metric.push_back(std::move(m));
+}
+
 template <class F>
 double sum(const std::vector<WorkerStatsView>& ws, F&& get) {
   double total = 0;
@@ -126,17 +143,24 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
       if (w.usage != nullptr) total += w.usage->allocation_duration().snapshot();
     auto f = family("ferry_allocation_duration_seconds", "How long allocations lived, observed when they end.",
                     MetricType::Histogram);
-    ClientMetric m;
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < DurationHistogram::kBuckets; ++i) {
-      cumulative += total.counts[i];
-      const double bound = i < DurationHistogram::kBoundsS.size() ? static_cast<double>(DurationHistogram::kBoundsS[i])
-                                                                  : std::numeric_limits<double>::infinity();
-      m.histogram.bucket.push_back({cumulative, bound});
+    add_histogram<DurationHistogram>(f, {}, total);
+    out.push_back(std::move(f));
+  }
+
+  {
+    // Summed over the workers: a turn is a turn, whichever loop made it.
+    LoopBusyHistogram::Snapshot timers, io;
+    for (const auto& w : ws) {
+      timers += w.shell->loop_busy_timers.snapshot();
+      io += w.shell->loop_busy_io.snapshot();
     }
-    m.histogram.sample_count = cumulative;
-    m.histogram.sample_sum = static_cast<double>(total.sum_ms) / 1e3;
-    f.metric.push_back(std::move(m));
+    auto f = family("ferry_loop_busy_seconds",
+                    "Work done in one turn of a worker's event loop, between two waits for I/O, by phase: timers "
+                    "(the allocation walk, usage records, sweeps) and io (packets, requests, database answers). "
+                    "A packet arriving during a long turn waits it out.",
+                    MetricType::Histogram);
+    add_histogram<LoopBusyHistogram>(f, {{"phase", "timers"}}, timers);
+    add_histogram<LoopBusyHistogram>(f, {{"phase", "io"}}, io);
     out.push_back(std::move(f));
   }
 
@@ -303,18 +327,7 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
       if (w.database != nullptr) total += w.database->query_duration.snapshot();
     auto f = family("ferry_database_query_duration_seconds", "Database query latency, from submission to answer.",
                     MetricType::Histogram);
-    ClientMetric m;
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < LatencyHistogram::kBuckets; ++i) {
-      cumulative += total.counts[i];
-      const double bound = i < LatencyHistogram::kBoundsUs.size()
-                               ? static_cast<double>(LatencyHistogram::kBoundsUs[i]) / 1e6
-                               : std::numeric_limits<double>::infinity();
-      m.histogram.bucket.push_back({cumulative, bound});
-    }
-    m.histogram.sample_count = cumulative;
-    m.histogram.sample_sum = static_cast<double>(total.sum_us) / 1e6;
-    f.metric.push_back(std::move(m));
+    add_histogram<LatencyHistogram>(f, {}, total);
     out.push_back(std::move(f));
   }
   {

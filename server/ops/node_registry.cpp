@@ -38,16 +38,20 @@ constexpr char kFleet[] =
     "WHERE status <> 'down' ORDER BY id LIMIT 256";
 
 // The node's sessions, replaced in one statement: upserted, and the node's other rows deleted
-// (disjoint rows, so the two sub-statements cannot collide).
+// (disjoint rows, so the two sub-statements cannot collide). Times are on the database's clock:
+// expiry and start are now() plus or minus what the node measured on its steady clock.
 constexpr char kSessions[] =
     "WITH s AS (SELECT * FROM jsonb_to_recordset($2::jsonb) AS x(id text, \"user\" text, client text, "
-    "transport text, relayed text, permissions integer, expires_in integer)), "
-    "up AS (INSERT INTO sessions (node, id, username, client, transport, relayed, permissions, expires_at, updated_at) "
+    "transport text, relayed text, permissions integer, expires_in integer, age_ms bigint, bytes_in bigint, "
+    "bytes_out bigint)), "
+    "up AS (INSERT INTO sessions (node, id, username, client, transport, relayed, permissions, expires_at, "
+    "started_at, bytes_in, bytes_out, updated_at) "
     "SELECT $1, id, \"user\", client, transport, relayed, permissions, now() + make_interval(secs => expires_in), "
-    "now() "
+    "now() - make_interval(secs => age_ms / 1000.0), bytes_in, bytes_out, now() "
     "FROM s ON CONFLICT (node, id) DO UPDATE SET username = EXCLUDED.username, client = EXCLUDED.client, "
     "transport = EXCLUDED.transport, relayed = EXCLUDED.relayed, permissions = EXCLUDED.permissions, "
-    "expires_at = EXCLUDED.expires_at, updated_at = now()), "
+    "expires_at = EXCLUDED.expires_at, started_at = EXCLUDED.started_at, bytes_in = EXCLUDED.bytes_in, "
+    "bytes_out = EXCLUDED.bytes_out, updated_at = now()), "
     "del AS (DELETE FROM sessions WHERE node = $1 AND id NOT IN (SELECT id FROM s)) "
     "SELECT count(*) FROM s";
 
@@ -129,6 +133,7 @@ void NodeRegistry::stop() {
 void NodeRegistry::beat() {
   if (stopped_) return;
   const NodeReport rep = hooks_.report ? hooks_.report() : NodeReport{};
+  if (hooks_.collect) hooks_.collect();  // the workers walk while the upsert travels
   db::Query q;
   q.name = "ferry_node_upsert";
   q.sql = kUpsert;
@@ -188,7 +193,9 @@ void NodeRegistry::on_upsert(db::QueryResult r) {
   auto submitted = pool_->query(std::move(sq), [this, alive](db::QueryResult sr) {
     if (alive.expired()) return;
     if (!sr.ok() && !warned_sessions_) {
-      spdlog::warn("node registry: could not write this node's sessions: {}", sr.error);
+      // 42703: a column this version writes is missing (age and bytes came with migration 0007).
+      spdlog::warn("node registry: could not write this node's sessions: {}{}", sr.error,
+                   sr.sqlstate == "42703" ? " (run `ferryctl db migrate`)" : "");
       warned_sessions_ = true;
     } else if (sr.ok()) {
       warned_sessions_ = false;

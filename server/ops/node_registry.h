@@ -7,9 +7,10 @@
 // writes desired_state), then read the fleet from node_status (status computed in SQL) for the
 // alternate server and /v1/ice-servers. A NOTIFY on 'ferry_nodes' naming this node brings the
 // next heartbeat forward, so a drain is seen at once rather than within an interval. Between the
-// two, the node's rows in `sessions` are replaced by what `sessions` collected; a NOTIFY on
-// 'ferry_kill' goes to `kill` as it arrives. Last, the other live nodes' allocations per user
-// (from their `sessions` rows) go to `user_counts`, for the fleet-wide per-user quota.
+// two, the node's rows in `sessions` are replaced by what `sessions` hands over (the walk that
+// `collect` started before the upsert); a NOTIFY on 'ferry_kill' goes to `kill` as it arrives.
+// Last, the other live nodes' allocations per user (from their `sessions` rows) go to
+// `user_counts`, for the fleet-wide per-user quota.
 #pragma once
 
 #include <uv.h>
@@ -58,8 +59,9 @@ class NodeRegistry {
     std::function<NodeReport()> report;                        // before each upsert
     std::function<void(const NodeDirective&)> directive;       // after each answered upsert
     std::function<void(const std::vector<FleetNode>&)> fleet;  // after each fleet read; {} when it failed
-    // The node's live allocations as a JSON array of session rows (session_rows_json), or
-    // nullopt when none was collected since the last heartbeat: then the table is left alone.
+    std::function<void()> collect;  // before each upsert: start collecting what `sessions` hands over
+    // After each answered upsert: the node's live allocations as a JSON array of session rows
+    // (session_rows_json), or nullopt when no collection is complete: the table is left alone.
     std::function<std::optional<std::string>()> sessions;
     std::function<void(std::string_view payload)> kill;  // a NOTIFY on ferry_kill
     // The other live nodes' allocations per username, after each fleet read; {} when it failed

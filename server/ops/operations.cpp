@@ -3,7 +3,6 @@
 #include <sys/resource.h>
 
 #include <csignal>
-#include <mutex>
 
 #include <spdlog/spdlog.h>
 #include <uv.h>
@@ -78,15 +77,6 @@ std::optional<std::string> Operations::start() {
 void Operations::stop() { http_.stop(); }
 
 namespace {
-
-// The workers' live allocations, gathered for the next heartbeat: each worker appends on its own
-// loop thread (control path), the signal loop takes the lot once every worker has answered.
-struct SessionCollector {
-  std::mutex mutex;
-  std::vector<SessionInfo> rows;  // guarded by mutex
-  size_t pending = 0;             // workers yet to answer; guarded by mutex
-  bool started = false;           // guarded by mutex
-};
 
 struct ShutdownState {
   Operations* ops = nullptr;
@@ -207,37 +197,30 @@ void apply_fleet(ShutdownState& st, const std::vector<FleetNode>& nodes) {
   st.ops->api().set_fleet(std::move(urls));
 }
 
-// The rows collected since the last heartbeat (nullopt until a collection is complete), and a new
-// collection started for the next one.
-std::optional<std::string> take_sessions(ShutdownState& st) {
-  std::optional<std::string> out;
-  {
-    std::lock_guard lock(st.sessions->mutex);
-    if (st.sessions->started && st.sessions->pending > 0) return std::nullopt;  // a slow worker: wait
-    if (st.sessions->started) {
-      st.worker_user_counts.assign(st.pool->size(), {});
-      for (const auto& r : st.sessions->rows)
-        if (r.worker < st.worker_user_counts.size()) ++st.worker_user_counts[r.worker][r.username];
-      size_t left_out = 0;
-      out = session_rows_json(st.sessions->rows, kMaxSessionRows, &left_out);
-      if (left_out > 0 && !st.warned_session_cap) {
-        spdlog::warn("node registry: {} allocation(s) beyond {} left out of the sessions table", left_out,
-                     kMaxSessionRows);
-        st.warned_session_cap = true;
-      }
-    }
-    st.sessions->rows.clear();
-    st.sessions->pending = st.pool->size();
-    st.sessions->started = true;
-  }
+// Before a heartbeat's upsert: each worker walks its allocations on its own loop (control path).
+void collect_sessions(ShutdownState& st) {
+  if (!st.sessions->start(st.pool->size())) return;  // a slow worker: wait for it
   std::weak_ptr<SessionCollector> collector = st.sessions;
   st.pool->collect_sessions([collector](std::vector<SessionInfo> rows) {
-    auto c = collector.lock();
-    if (!c) return;
-    std::lock_guard lock(c->mutex);
-    for (auto& r : rows) c->rows.push_back(std::move(r));
-    if (c->pending > 0) --c->pending;
+    if (auto c = collector.lock()) c->add(std::move(rows));
   });
+}
+
+// After the upsert: the newest complete collection as rows (nullopt: none, the table is left as it
+// is), and this node's other workers' counts per user for the quota.
+std::optional<std::string> take_sessions(ShutdownState& st) {
+  std::optional<std::vector<SessionInfo>> rows = st.sessions->take();
+  if (!rows) return std::nullopt;
+  st.worker_user_counts.assign(st.pool->size(), {});
+  for (const auto& r : *rows)
+    if (r.worker < st.worker_user_counts.size()) ++st.worker_user_counts[r.worker][r.username];
+  size_t left_out = 0;
+  // Age and expiry as of now, the bytes as of the walk.
+  std::string out = session_rows_json(*rows, st.clock->now(), kMaxSessionRows, &left_out);
+  if (left_out > 0 && !st.warned_session_cap) {
+    spdlog::warn("node registry: {} allocation(s) beyond {} left out of the sessions table", left_out, kMaxSessionRows);
+    st.warned_session_cap = true;
+  }
   return out;
 }
 
@@ -302,6 +285,7 @@ void start_registry(ShutdownState& st, uv_loop_t* loop) {
   hooks.report = [&st] { return node_report(st); };
   hooks.directive = [&st](const NodeDirective& d) { on_directive(st, d); };
   hooks.fleet = [&st](const std::vector<FleetNode>& nodes) { apply_fleet(st, nodes); };
+  hooks.collect = [&st] { collect_sessions(st); };
   hooks.sessions = [&st] { return take_sessions(st); };
   hooks.kill = [&st](std::string_view payload) { on_kill(st, payload); };
   // The per-user quota across the fleet: worker i counts the other nodes' allocations (the

@@ -6,7 +6,7 @@
 #include <array>
 
 #include "db/pg_connection.h"
-#include "server/worker/latency_histogram.h"
+#include "server/worker/bucket_histogram.h"
 #include "turn/server_stats.h"
 
 namespace ferry::server {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "base/clock.h"
+#include "server/worker/bucket_histogram.h"
 #include "turn/server_stats.h"
 
 namespace ferry::server {
@@ -24,6 +25,12 @@ struct ShellStats {
   // Milliseconds on the steady clock at the loop's last tick (or start): /healthz checks that
   // every loop has ticked recently.
   Gauge heartbeat_ms;
+  // Each turn of the loop, the work between two waits for I/O: the timer phase (the tick's walk
+  // of the allocations, usage records, sweeps) and the I/O phase (packets, posted tasks, database
+  // answers). A packet that arrives during a long turn waits it out: this is where a latency tail
+  // made by the server itself shows.
+  LoopBusyHistogram loop_busy_timers;
+  LoopBusyHistogram loop_busy_io;
 };
 
 // `clock` in monotonic milliseconds, as heartbeat_ms holds it. The worker stamps with its own

@@ -20,6 +20,7 @@ std::string describe(const ListenerConfig& l) {
 
 Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) : settings_(std::move(settings)) {
   uv_loop_init(&loop_);
+  uv_loop_configure(&loop_, UV_METRICS_IDLE_TIME);  // how long each turn waited, for on_check()
   using Async = UvHandle<uv_async_t>;
   stop_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->on_stop(); });
   posted_.init(&loop_, this, uv_async_init, [](uv_async_t* a) { Async::owner_of<Worker>(a)->run_posted(); });
@@ -27,6 +28,8 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   usage_ = std::make_unique<WorkerUsage>(&loop_, clock_, credentials_->database_pool(), settings_.usage,
                                          settings_.core.realm);
   tick_.init(&loop_, this, uv_timer_init);
+  prepare_.init(&loop_, this, uv_prepare_init);
+  check_.init(&loop_, this, uv_check_init);
   stats_.heartbeat_ms.set(steady_ms(clock_));
 
   constexpr size_t head = turn::ServerCore::kPeerHeadroom;
@@ -120,6 +123,13 @@ void Worker::run() {
     stats_.heartbeat_ms.set(steady_ms(clock_));
     uv_timer_start(
         tick_.get(), [](uv_timer_t* t) { UvHandle<uv_timer_t>::owner_of<Worker>(t)->on_tick(); }, kTickMs, kTickMs);
+    last_check_ = clock_.now();
+    uv_prepare_start(prepare_.get(), [](uv_prepare_t* p) {
+      if (auto* w = UvHandle<uv_prepare_t>::owner_of<Worker>(p)) w->on_prepare();
+    });
+    uv_check_start(check_.get(), [](uv_check_t* c) {
+      if (auto* w = UvHandle<uv_check_t>::owner_of<Worker>(c)) w->on_check();
+    });
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
 }
@@ -127,6 +137,10 @@ void Worker::run() {
 void Worker::on_tick() {
   const uint32_t part = tick_count_++ % kTickParts;
   core_->tick(part, kTickParts);
+  // What the kernel fast path relayed, once a second, before the usage walk, so records and the
+  // top users include it (at most a second old).
+  if (part == 0) harvest_fast_path();
+  usage_->on_tick(*core_, part, kTickParts);
   if (part != 0) return;  // the rest once a second
   tcp_->sweep_idle();
   tcp_relays_->sweep();
@@ -137,13 +151,26 @@ void Worker::on_tick() {
   stats_.proxy_untrusted.set(static_cast<int64_t>(connection_stats_.proxy_untrusted.get()));
   stats_.proxy_bad_header.set(static_cast<int64_t>(connection_stats_.proxy_bad_header.get()));
   stats_.heartbeat_ms.set(steady_ms(clock_));
-  harvest_fast_path();  // before the usage walk, so interim records include the kernel's share
-  usage_->on_second(*core_);
   if (const auto* pool = credentials_->database_pool()) {
     const size_t up = pool->connected_count();
     database_stats_.set_connections(
         up, credentials_->database_pool_size() > up ? credentials_->database_pool_size() - up : 0);
   }
+}
+
+void Worker::on_prepare() {
+  // Since the last check: closing callbacks, then this turn's timers, pending and idle callbacks.
+  last_prepare_ = clock_.now();
+  stats_.loop_busy_timers.observe(std::chrono::duration_cast<std::chrono::microseconds>(last_prepare_ - last_check_));
+  idle_ns_at_prepare_ = uv_metrics_idle_time(&loop_);
+}
+
+void Worker::on_check() {
+  // Since prepare: the wait for I/O (the loop's idle time) and the I/O callbacks.
+  last_check_ = clock_.now();
+  const auto waited = std::chrono::nanoseconds(uv_metrics_idle_time(&loop_) - idle_ns_at_prepare_);
+  stats_.loop_busy_io.observe(
+      std::chrono::duration_cast<std::chrono::microseconds>(last_check_ - last_prepare_ - waited));
 }
 
 void Worker::post(std::function<void()> task) {
@@ -178,17 +205,7 @@ void Worker::collect_sessions(std::function<void(std::vector<SessionInfo>)> deli
   post([this, deliver = std::move(deliver)] {
     std::vector<SessionInfo> out;
     out.reserve(core_->allocation_count());
-    const Instant now = clock_.now();
-    core_->for_each_allocation([&](const turn::Allocation& a) {
-      SessionInfo s;
-      s.username = a.username;
-      s.tuple = a.tuple;
-      if (a.v4) s.relayed.push_back(a.v4->advertised);
-      if (a.v6) s.relayed.push_back(a.v6->advertised);
-      s.permissions = static_cast<uint32_t>(a.permissions.size());
-      s.expires_in = std::chrono::duration_cast<std::chrono::seconds>(a.expires - now).count();
-      out.push_back(std::move(s));
-    });
+    core_->for_each_allocation([&](const turn::Allocation& a) { out.push_back(session_info_of(a)); });
     deliver(std::move(out));
   });
 }
@@ -238,6 +255,8 @@ void Worker::close_handles() {
   if (dtls_) dtls_->close();
   relays_->close_all();
   tick_.close();
+  prepare_.close();
+  check_.close();
   stop_requested_ = true;  // a later stop() finds nothing to wake
   stop_.close();
   {

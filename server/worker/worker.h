@@ -139,6 +139,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void run_posted();     // on the loop thread
   void on_tick();
   void harvest_fast_path();  // what the kernel relayed since the last call, into the core's counters
+  void on_prepare();         // the loop is about to wait for I/O
+  void on_check();           // the I/O callbacks of this turn have run
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
@@ -150,6 +152,13 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   bool posted_closed_ = false;                       // guarded by posted_mutex_
   UvHandle<uv_timer_t> tick_;
   uint32_t tick_count_ = 0;
+  // The loop turn measurement (ShellStats::loop_busy_*): two clock reads and the loop's idle-time
+  // counter per turn, nothing per packet.
+  UvHandle<uv_prepare_t> prepare_;
+  UvHandle<uv_check_t> check_;
+  Instant last_prepare_{};
+  Instant last_check_{};
+  uint64_t idle_ns_at_prepare_ = 0;
   bool handles_closed_ = false;
   bool stopping_ = false;  // on_stop() ran: waiting for the usage records, then closing
   std::atomic<bool> stop_requested_{false};

@@ -120,31 +120,37 @@ void WorkerUsage::allocation_ended(const turn::Allocation& a) {
   if (writer_) writer_->push(record_of(a, /*final=*/true));
 }
 
-void WorkerUsage::on_second(const turn::ServerCore& core) {
-  const Instant now = clock_.now();
-  // Interim records, spread over the interval: this second, the allocations whose serial falls in
-  // its slot (one in `interval` of them), if they are older than an interval. Each live allocation
-  // is so written once per interval, and no second pays for all of them (5,000 records at once
-  // took ~4 ms of the loop).
-  const uint64_t slots = std::max<uint64_t>(1, static_cast<uint64_t>(settings_.interval.count()));
-  const uint64_t slot = seconds_++ % slots;
+void WorkerUsage::on_tick(const turn::ServerCore& core, uint32_t part, uint32_t parts) {
   const bool interim = writer_ != nullptr;
   const bool want_top = settings_.top_users != 0;
   if (!interim && !want_top) return;
-  per_user_.clear();
-  core.for_each_allocation([&](const turn::Allocation& a) {
-    if (interim && a.usage.serial % slots == slot && now - a.usage.started >= settings_.interval)
+  if (parts == 0) parts = 1;
+  part %= parts;
+  // Interim records, spread over the interval: this round (a second), the allocations whose serial
+  // falls in its slot (one in `interval` of them), if they are older than an interval. Each live
+  // allocation is so written once per interval. The walk itself is spread over the round's parts:
+  // 10,000 allocations walked at once held the loop for milliseconds, a stall every packet
+  // arriving meanwhile waited out.
+  const uint64_t slots = std::max<uint64_t>(1, static_cast<uint64_t>(settings_.interval.count()));
+  if (part == 0) {
+    slot_ = rounds_++ % slots;
+    for (auto& [name, sum] : per_user_) sum = Sum{};
+  }
+  const Instant now = clock_.now();
+  core.for_each_allocation_in_part(part, parts, [&](const turn::Allocation& a) {
+    if (interim && a.usage.serial % slots == slot_ && now - a.usage.started >= settings_.interval)
       writer_->push(record_of(a, /*final=*/false));
     if (want_top) {
-      Sum& s = per_user_[a.username];
-      s.bytes += a.usage.bytes[0] + a.usage.bytes[1];
-      ++s.allocations;
+      auto it = per_user_.find(std::string_view(a.username));
+      if (it == per_user_.end()) it = per_user_.emplace(a.username, Sum{}).first;
+      it->second.bytes += a.usage.bytes[0] + a.usage.bytes[1];
+      ++it->second.allocations;
     }
   });
-  if (!want_top) return;
-  // Only the k heaviest become strings.
+  if (!want_top || part != parts - 1) return;
+  std::erase_if(per_user_, [](const auto& kv) { return kv.second.allocations == 0; });  // gone users
+  // Only the k heaviest are copied out.
   std::vector<std::pair<std::string_view, Sum>> all(per_user_.begin(), per_user_.end());
-  per_user_.clear();  // its keys view the allocations: not kept past this walk
   const size_t k = std::min(settings_.top_users, all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
                     [](const auto& x, const auto& y) {

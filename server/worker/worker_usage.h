@@ -20,7 +20,7 @@
 #include "base/clock.h"
 #include "db/pg_connection.h"
 #include "db/usage_writer.h"
-#include "server/worker/duration_histogram.h"
+#include "server/worker/bucket_histogram.h"
 #include "server/worker/top_users.h"
 #include "turn/allocation.h"
 #include "turn/server_core.h"
@@ -54,8 +54,13 @@ class WorkerUsage {
 
   // Io::allocation_ended.
   void allocation_ended(const turn::Allocation& a);
-  // Once a second from the worker's tick: interim records when due, the top users.
-  void on_second(const turn::ServerCore& core);
+  // From each of the worker's tick parts (`parts` a second): interim records when due and the top
+  // users, for the part's share of the allocations; the top list is published when a round ends.
+  void on_tick(const turn::ServerCore& core, uint32_t part, uint32_t parts);
+  // A whole round at once (tests).
+  void on_second(const turn::ServerCore& core) {
+    for (uint32_t p = 0; p < kTestParts; ++p) on_tick(core, p, kTestParts);
+  }
 
   const DurationHistogram& allocation_duration() const { return duration_; }
   const TopUsers& top_users() const { return top_; }
@@ -77,12 +82,20 @@ class WorkerUsage {
   std::chrono::steady_clock::time_point drain_deadline_{};
   DurationHistogram duration_;
   TopUsers top_;
-  uint64_t seconds_ = 0;  // on_second calls so far: picks the slot of interim records
+  static constexpr uint32_t kTestParts = 3;
+  uint64_t rounds_ = 0;  // rounds begun: picks the slot of interim records
+  uint64_t slot_ = 0;    // this round's
   struct Sum {
     uint64_t bytes = 0;
     uint64_t allocations = 0;
   };
-  std::unordered_map<std::string_view, Sum> per_user_;  // reused by on_second; keys view allocations
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  // This round's sums so far. The keys own their names, as an allocation may end between two parts
+  // of a round; a user seen in the last round keeps its entry (no allocation for it each round).
+  std::unordered_map<std::string, Sum, NameHash, std::equal_to<>> per_user_;
 };
 
 }  // namespace ferry::server

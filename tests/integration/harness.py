@@ -22,6 +22,8 @@ Main pieces:
     prints an indented ok/FAIL line and records a failure; run_test(NAME, body) runs the test,
     turns an exception into a failure and ends with report()'s one top-level "PASS NAME: ..." or
     "FAIL NAME: ..." line (exit 0/1; 77 for Skip). CTest fails a test on a top-level FAIL line.
+    run_pg_test(NAME, body) is run_test with body(pg) given a throwaway PostgreSQL (pg_env.py),
+    skipped when none can be made.
 
 Every spawned process gets PR_SET_PDEATHSIG=SIGKILL and its own session, and every one is
 registered for cleanup at exit and on SIGINT/SIGTERM/SIGHUP, so even a killed test run leaves
@@ -1016,6 +1018,25 @@ def run_test(name: str, body) -> int:
         traceback.print_exc()
         CHECKS.problems.append(f"{type(exc).__name__}: {exc}")
     return report(name, CHECKS.problems, summary or f"{CHECKS.passed} checks passed")
+
+
+def run_pg_test(name: str, body) -> int:
+    """run_test(name, ...) with body(pg) given a fresh pg_env.PgEnv, destroyed afterwards; Skip
+    when no PostgreSQL server can be made here."""
+    from pg_env import PgEnv, PgEnvError
+
+    def with_pg():
+        try:
+            pg = PgEnv()
+            pg.create()
+        except PgEnvError as e:
+            raise Skip(str(e))
+        try:
+            return body(pg)
+        finally:
+            pg.destroy()
+
+    return run_test(name, with_pg)
 
 
 def require_tool(path: str) -> str:

@@ -10,6 +10,10 @@
 Run directly it starts a server, prints its URL on stdout and keeps it until stdin closes or it
 gets SIGINT/SIGTERM:   python3 tests/integration/pg_env.py
 
+Tests run ferryctl against it with Ferryctl(binary, pg.url): its environment holds that database
+URL and none of the caller's FERRY_* or PG* variables. harness.run_pg_test(NAME, body) runs a test
+body with a fresh PgEnv (skipped, exit 77, when none can be made).
+
 Details: trust authentication on 127.0.0.1 only (listen_addresses=127.0.0.1), the unix socket in
 the temp dir, fsync off. PostgreSQL refuses to run as root, so when running as root the temp dir is
 chowned to the `postgres` system user and initdb/pg_ctl run under `runuser -u postgres --`.
@@ -18,6 +22,7 @@ Binaries: $FERRY_PG_BINDIR, else the newest /usr/lib/postgresql/*/bin, else PATH
 
 import atexit
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -171,6 +176,29 @@ class PgEnv:
             raise PgEnvError("%s failed (%d): %s%s" % (os.path.basename(argv[0]), p.returncode,
                                                        p.stdout.strip(), p.stderr.strip()))
         return p.stdout
+
+
+class Ferryctl:
+    """Runs ferryctl on one database (FERRY_DATABASE_URL), bounded in time."""
+
+    def __init__(self, binary, url, timeout=60):
+        self.binary = binary
+        self.url = url
+        self.timeout = timeout
+
+    def run(self, *args, ok=False):
+        """The finished process; with ok=True a non-zero exit raises RuntimeError."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") and not k.startswith("PG")}
+        env["FERRY_DATABASE_URL"] = self.url
+        p = subprocess.run([self.binary] + list(args), capture_output=True, text=True, env=env,
+                           timeout=self.timeout, stdin=subprocess.DEVNULL)
+        if ok and p.returncode != 0:
+            raise RuntimeError("ferryctl %s failed (%d): %s" % (" ".join(args), p.returncode, p.stderr.strip()))
+        return p
+
+    def json(self, *args):
+        """`ferryctl ARGS --json`, parsed; raises when it fails."""
+        return json.loads(self.run(*args, "--json", ok=True).stdout)
 
 
 def main():

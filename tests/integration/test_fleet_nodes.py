@@ -12,6 +12,11 @@ node.heartbeat_interval 1 s (n1 and n2 named, the third with the derived id <hos
              leaves the ICE list, while an allocation made on n2 before still refreshes and relays
   undrain    `ferryctl undrain n2`: Allocates succeed on n2 again, /readyz 200
   deadline   `ferryctl drain n2 --deadline 1`: the old allocation is closed after about a second
+  sessions   `ferryctl sessions [--json]` lists allocations on three nodes with their columns; after
+             a known number of payload bytes each way, bytes_in/bytes_out reach exactly those
+             within a few heartbeats (MEASURE: how long after the last byte), the age is the
+             allocation's own and grows; a row without started_at (an older node's) has no age;
+             `ferryctl kill --user|--allocation` closes them at once
   down       n3 killed with SIGKILL: shown `down` within 3 heartbeats (+ slack), no longer listed
              in /v1/ice-servers, never an ALTERNATE-SERVER; with n1 and n2 both drained there is
              no live active node left, so n1 answers 508
@@ -26,7 +31,6 @@ import re
 import secrets
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -35,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 from harness import check  # noqa: E402
-from pg_env import PgEnv, PgEnvError  # noqa: E402
+from pg_env import Ferryctl  # noqa: E402
 from turn_udp_client import TurnError, TurnUdpClient  # noqa: E402
 
 NAME = "fleet_nodes"
@@ -43,22 +47,9 @@ HEARTBEAT = 1  # seconds (node.heartbeat_interval)
 API_KEY = secrets.token_urlsafe(24)
 
 
-class Ctl:
-    def __init__(self, binary, url):
-        self.binary = binary
-        self.url = url
-
-    def run(self, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") and not k.startswith("PG")}
-        env["FERRY_DATABASE_URL"] = self.url
-        return subprocess.run([self.binary] + list(args), capture_output=True, text=True, env=env, timeout=30,
-                              stdin=subprocess.DEVNULL)
-
+class Ctl(Ferryctl):
     def nodes(self) -> dict:
-        p = self.run("nodes", "--json")
-        if p.returncode != 0:
-            raise RuntimeError(f"ferryctl nodes --json: {p.returncode} {p.stderr.strip()}")
-        return {n["id"]: n for n in json.loads(p.stdout)}
+        return {n["id"]: n for n in self.json("nodes")}
 
 
 class Echo:
@@ -159,7 +150,7 @@ def relays(client: TurnUdpClient, echo: Echo, payload: bytes) -> bool:
 
 
 def run(args, pg):
-    ctl = Ctl(os.path.abspath(args.ferryctl), pg.url)
+    ctl = Ctl(os.path.abspath(args.ferryctl), pg.url, timeout=30)
     p = ctl.run("db", "migrate")
     check("db migrate applies 0003 nodes", p.returncode == 0 and "applied 3 nodes" in p.stdout, p.stdout + p.stderr)
     p = ctl.run("nodes")
@@ -252,7 +243,7 @@ def run_with_servers(ctl, pg, servers, echo):
         run_drain(ctl, servers, ids, port_of, old, echo)
     finally:
         old.close()
-    run_sessions(ctl, servers, ids, port_of)
+    run_sessions(ctl, pg, servers, ids, port_of)
     run_outage(ctl, pg, servers, ids, port_of)
     run_down(ctl, servers, ids, port_of)
 
@@ -298,7 +289,81 @@ def until_closed(client: TurnUdpClient, limit: float) -> float | None:
     return None
 
 
-def run_sessions(ctl, servers, ids, port_of):
+def relay_known_bytes(client: TurnUdpClient, peer: socket.socket, sizes_in, sizes_out) -> tuple[int, int]:
+    """Payload bytes that went client -> peer and peer -> client, each datagram waited for."""
+    got_in = got_out = 0
+    for i, n in enumerate(sizes_in):
+        client.send(peer.getsockname(), bytes([i]) * n)
+        got_in += len(peer.recvfrom(65536)[0])
+    for i, n in enumerate(sizes_out):
+        peer.sendto(bytes([i]) * n, client.relayed)
+        d = client.receive_data(2.0)
+        got_out += len(d[1]) if d is not None else 0
+    return got_in, got_out
+
+
+def session_row(ctl, sid: str) -> dict | None:
+    return next((r for r in ctl.json("sessions") if r["id"] == sid), None)
+
+
+def run_session_usage(ctl, pg, a1: TurnUdpClient, sid: str, allocated_at: float):
+    """Age and bytes of a1's row: the bytes relayed, exactly, once a heartbeat wrote them; an age
+    that is the allocation's and grows."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(2.0)
+    try:
+        sent_in, sent_out = relay_known_bytes(a1, peer, [100, 250, 400, 1000], [60, 90, 1200])
+    finally:
+        peer.close()
+    relayed_at = time.monotonic()
+    check("the peer and the client got every byte (1750 in, 1350 out)", (sent_in, sent_out) == (1750, 1350),
+          f"{sent_in} in, {sent_out} out")
+    row, took = wait_for("bytes in the sessions row",
+                         lambda: (lambda r: r if r and (r["bytes_in"], r["bytes_out"]) == (sent_in, sent_out)
+                                  else None)(session_row(ctl, sid)), 3 * HEARTBEAT + 3)
+    check(f"ferryctl sessions --json: bytes_in {sent_in} and bytes_out {sent_out}, exactly, within "
+          f"{3 * HEARTBEAT + 3} s", row is not None, str(took))
+    if row is None:
+        return
+    print(f"MEASURE sessions bytes current after the last relayed byte: {took:.2f} s "
+          f"(node.heartbeat_interval {HEARTBEAT} s)", flush=True)
+    first_age, first_at = row["age"], time.monotonic()
+    expected = first_at - allocated_at
+    check("age is the allocation's own (within 1.5 s of the time since its Allocate)",
+          isinstance(first_age, int) and abs(first_age - expected) <= 1.5, f"age {first_age}, expected ~{expected:.1f}")
+    time.sleep(2.5)
+    row = session_row(ctl, sid) or {}
+    later = time.monotonic() - first_at
+    check("age grows with the time that passed",
+          isinstance(row.get("age"), int) and row["age"] > first_age and abs(row["age"] - first_age - later) <= 1.5,
+          f"{first_age} then {row.get('age')} after {later:.1f} s")
+    check("the bytes stay as they were without traffic",
+          (row.get("bytes_in"), row.get("bytes_out")) == (sent_in, sent_out), json.dumps(row))
+    p = ctl.run("sessions", "--node", "n1")
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith(sid)), "")
+    check("the table has AGE, BYTES_IN and BYTES_OUT, with a1's bytes",
+          p.returncode == 0 and re.search(r"\bAGE\s+BYTES_IN\s+BYTES_OUT\b", p.stdout) is not None
+          and re.search(rf"\s\d+s\s+{sent_in}\s+{sent_out}\s", line) is not None, p.stdout)
+
+    # A row an older node wrote (before migration 0007): no started_at, so no age, and bytes 0.
+    # Its node is marked draining so that no live node hands it out meanwhile.
+    pg.psql("INSERT INTO nodes (id, heartbeat_interval, desired_state) VALUES ('old-node', 3600, 'draining'); "
+            "INSERT INTO sessions (node, id, username, client, transport, relayed, expires_at) VALUES "
+            "('old-node', '127.0.0.1:9', 'old', '127.0.0.1:1', 'udp', '127.0.0.1:9', now() + interval '1 hour')")
+    try:
+        rows = ctl.json("sessions", "--node", "old-node")
+        check("a row without started_at: age null, bytes 0",
+              [(r["age"], r["bytes_in"], r["bytes_out"]) for r in rows] == [(None, 0, 0)], json.dumps(rows))
+        p = ctl.run("sessions", "--node", "old-node")
+        check("... and '-' for its age in the table",
+              p.returncode == 0 and re.search(r"old-node/127\.0\.0\.1:9 .*\s-\s+0\s+0\s", p.stdout) is not None,
+              p.stdout + p.stderr)
+    finally:
+        pg.psql("DELETE FROM nodes WHERE id = 'old-node'")
+
+
+def run_sessions(ctl, pg, servers, ids, port_of):
     n1 = servers["n1"]
     victim = ids[2]
     # alice on n1 and on the third node; bob (a TURN REST credential from /v1/ice-servers) on n2.
@@ -312,6 +377,7 @@ def run_sessions(ctl, servers, ids, port_of):
     rest.username, rest.password = cred["username"], cred["credential"]
     clients = {"a1": a1, "a3": a3, "b2": rest}
     try:
+        allocated_at = time.monotonic()
         for c in clients.values():
             c.allocate(lifetime=600)
             c.create_permission("127.0.0.1")
@@ -341,6 +407,7 @@ def run_sessions(ctl, servers, ids, port_of):
               p.stdout + p.stderr)
         p = ctl.run("sessions")
         check("ferryctl sessions prints a table", p.returncode == 0 and want in p.stdout, p.stdout)
+        run_session_usage(ctl, pg, a1, want, allocated_at)
         p = ctl.run("kill")
         check("ferryctl kill without --user or --allocation is a clear error",
               p.returncode != 0 and "--user" in p.stderr, p.stderr)
@@ -489,19 +556,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.server != "ferry":
         return harness.report(NAME, [], f"nothing to check against {args.server}")
-
-    def body():
-        try:
-            pg = PgEnv()
-            pg.create()
-        except PgEnvError as e:
-            raise harness.Skip(str(e))
-        try:
-            run(args, pg)
-        finally:
-            pg.destroy()
-
-    return harness.run_test(NAME, body)
+    return harness.run_pg_test(NAME, lambda pg: run(args, pg))
 
 
 if __name__ == "__main__":

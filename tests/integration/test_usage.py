@@ -25,14 +25,13 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
-from pg_env import PgEnv, PgEnvError  # noqa: E402
+from pg_env import Ferryctl  # noqa: E402
 from turn_udp_client import TurnUdpClient  # noqa: E402
 
 NAME = "usage"
@@ -46,22 +45,9 @@ def measure(name: str, value: float, unit: str) -> None:
     print(f"MEASURE {name}: {value:.2f} {unit}", flush=True)
 
 
-class Ctl:
-    def __init__(self, binary: str, url: str):
-        self.binary, self.url = binary, url
-
-    def run(self, *args, ok: bool = True) -> subprocess.CompletedProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") and not k.startswith("PG")}
-        env["FERRY_DATABASE_URL"] = self.url
-        p = subprocess.run([self.binary, *args], capture_output=True, text=True, env=env, timeout=60,
-                           stdin=subprocess.DEVNULL)
-        if ok and p.returncode != 0:
-            raise RuntimeError(f"ferryctl {' '.join(args)} failed: {p.stderr.strip()}")
-        return p
-
+class Ctl(Ferryctl):
     def usage(self, *args) -> dict[str, dict]:
-        out = json.loads(self.run("usage", "--json", *args).stdout)
-        return {row["user"]: row for row in out}
+        return {row["user"]: row for row in self.json("usage", *args)}
 
 
 def metrics(port: int) -> str:
@@ -146,7 +132,7 @@ def start_ferry(args, pg, **usage) -> harness.Server:
 
 def run(args, pg) -> None:
     ctl = Ctl(os.path.abspath(args.ferryctl), pg.url)
-    ctl.run("db", "migrate")
+    ctl.run("db", "migrate", ok=True)
     peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     peer.bind(("127.0.0.1", 0))
     a = start_ferry(args, pg)
@@ -229,7 +215,7 @@ def run_with_server(ctl: Ctl, pg, peer: socket.socket, a: harness.Server, args, 
     bad = ctl.run("usage", "--since", "last tuesday-ish", ok=False)
     check("a bad --since is refused with a message naming it",
           bad.returncode != 0 and "--since" in bad.stderr, bad.stderr.strip())
-    table = ctl.run("usage").stdout
+    table = ctl.run("usage", ok=True).stdout
     check("the table lists each user", all(s.user in table for s in sessions) and "BYTES_IN" in table, table)
 
     text = metrics(hp)
@@ -296,19 +282,7 @@ def main() -> int:
     ap = harness.common_arguments(__doc__.splitlines()[0])
     ap.add_argument("--ferryctl", required=True)
     args = ap.parse_args()
-
-    def body():
-        try:
-            pg = PgEnv()
-            pg.create()
-        except PgEnvError as e:
-            raise harness.Skip(str(e))
-        try:
-            run(args, pg)
-        finally:
-            pg.destroy()
-
-    return harness.run_test(NAME, body)
+    return harness.run_pg_test(NAME, lambda pg: run(args, pg))
 
 
 if __name__ == "__main__":

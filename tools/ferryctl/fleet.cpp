@@ -145,12 +145,16 @@ int cmd_sessions(PGconn* conn, const std::optional<std::string>& user, const std
       "greatest(0, extract(epoch FROM s.expires_at - now()))::bigint, "
       "to_char(s.updated_at AT TIME ZONE 'UTC', '" +
       t +
-      "') FROM sessions s JOIN node_status n ON n.id = s.node "
+      "'), CASE WHEN s.started_at IS NOT NULL THEN greatest(0, floor(extract(epoch FROM now() - s.started_at))) "
+      "END::bigint, s.bytes_in, s.bytes_out "
+      "FROM sessions s JOIN node_status n ON n.id = s.node "
       "WHERE n.status <> 'down' AND s.expires_at > now() AND ($1::text IS NULL OR " +
       kUserMatch + ") AND ($2::text IS NULL OR s.node = $2) ORDER BY s.node, s.username, s.id";
   Result r = exec(conn, sql.c_str(), {user, node});
   const int n = PQntuples(r.get());
   auto val = [&](int row, int col) { return std::string(PQgetvalue(r.get(), row, col)); };
+  // No age in rows written by a node older than migration 0007 (started_at NULL).
+  auto has_age = [&](int row) { return PQgetisnull(r.get(), row, 9) == 0; };
   if (json) {
     nlohmann::json out = nlohmann::json::array();
     for (int i = 0; i < n; ++i) {
@@ -162,6 +166,9 @@ int cmd_sessions(PGconn* conn, const std::optional<std::string>& user, const std
                      {"relayed", val(i, 5)},
                      {"permissions", std::stoll(val(i, 6))},
                      {"expires_in", std::stoll(val(i, 7))},
+                     {"age", has_age(i) ? nlohmann::json(std::stoll(val(i, 9))) : nlohmann::json()},
+                     {"bytes_in", std::stoll(val(i, 10))},
+                     {"bytes_out", std::stoll(val(i, 11))},
                      {"as_of", val(i, 8)}});
     }
     std::cout << out.dump(2) << "\n";
@@ -171,10 +178,13 @@ int cmd_sessions(PGconn* conn, const std::optional<std::string>& user, const std
     std::cout << "no live allocations\n";
     return 0;
   }
-  std::printf("%-40s %-24s %-24s %-4s %-24s %5s %8s\n", "ID", "USER", "CLIENT", "VIA", "RELAYED", "PERMS", "EXPIRES");
+  std::printf("%-40s %-24s %-24s %-4s %-24s %5s %8s %15s %15s %8s\n", "ID", "USER", "CLIENT", "VIA", "RELAYED", "PERMS",
+              "AGE", "BYTES_IN", "BYTES_OUT", "EXPIRES");
   for (int i = 0; i < n; ++i) {
-    std::printf("%-40s %-24s %-24s %-4s %-24s %5s %7ss\n", (val(i, 0) + "/" + val(i, 1)).c_str(), val(i, 2).c_str(),
-                val(i, 3).c_str(), val(i, 4).c_str(), val(i, 5).c_str(), val(i, 6).c_str(), val(i, 7).c_str());
+    std::printf("%-40s %-24s %-24s %-4s %-24s %5s %8s %15s %15s %7ss\n", (val(i, 0) + "/" + val(i, 1)).c_str(),
+                val(i, 2).c_str(), val(i, 3).c_str(), val(i, 4).c_str(), val(i, 5).c_str(), val(i, 6).c_str(),
+                (has_age(i) ? val(i, 9) + "s" : "-").c_str(), val(i, 10).c_str(), val(i, 11).c_str(),
+                val(i, 7).c_str());
   }
   return 0;
 }
@@ -224,11 +234,16 @@ FleetCommands::FleetCommands(CLI::App& app) {
       ->check(CLI::Range(0u, 31536000u));
   undrain_ = app.add_subcommand("undrain", "let a drained node take allocations again");
   undrain_->add_option("node", node_, "node id")->required();
-  sessions_ =
-      app.add_subcommand("sessions", "list live allocations across the fleet (as of each node's last heartbeat)");
+  sessions_ = app.add_subcommand(
+      "sessions",
+      "list live allocations across the fleet (as of each node's last heartbeat): id, user, client and transport, "
+      "relayed address, permissions, age in seconds, payload bytes in (client to peers) and out (peers to client), "
+      "seconds to expiry");
   sessions_->add_option("--user", user_, "only this user's (a TURN REST username's user part counts)");
   sessions_->add_option("--node", filter_node_, "only this node's");
-  sessions_->add_flag("--json", json_, "a JSON array of objects (id, node, user, client, transport, relayed, ...)");
+  sessions_->add_flag("--json", json_,
+                      "a JSON array of objects (id, node, user, client, transport, relayed, permissions, expires_in, "
+                      "age, bytes_in, bytes_out, as_of)");
   kill_ = app.add_subcommand("kill", "close allocations on whichever node holds them");
   kill_->add_option("--user", user_, "every allocation of this user");
   kill_->add_option("--allocation", allocation_, "one allocation, NODE/ID as `ferryctl sessions` shows it");

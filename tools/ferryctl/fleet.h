@@ -6,7 +6,7 @@
 //                                                node, or 508); after SECONDS its allocations close
 //   ferryctl undrain NODE                        the node takes allocations again
 //   ferryctl sessions [--user U] [--node N] [--json]   live allocations, as of each node's last
-//                                                heartbeat
+//                                                heartbeat: age, bytes in/out, expiry, ...
 //   ferryctl kill --user U | --allocation NODE/ID     closes them wherever they are (NOTIFY
 //                                                ferry_kill: at once, not at a heartbeat)
 //

@@ -1,6 +1,7 @@
 // The fleet's pure pieces: node ids (node.id, derived from host and port), the node.* and
 // http.ice_nodes config rows, the least-loaded choice behind /v1/ice-servers and ALTERNATE-SERVER,
-// the registry's JSON columns, the two-reason drain, and /v1/ice-servers with a fleet.
+// the registry's JSON columns, the two-reason drain, /v1/ice-servers with a fleet, and the
+// sessions rows, their collector and kill orders.
 #include "server/ops/fleet_nodes.h"
 
 #include <gmock/gmock.h>
@@ -227,6 +228,8 @@ TEST(FleetIce, ListsUpToMaxNodesWithOneCredential) {
 
 // ---- sessions and kill orders ----------------------------------------------------------------
 
+constexpr Instant kNow = FakeClock::kDefaultStart;
+
 SessionInfo session(std::string user, std::string client, std::vector<std::string> relayed) {
   SessionInfo s;
   s.username = std::move(user);
@@ -235,14 +238,18 @@ SessionInfo session(std::string user, std::string client, std::vector<std::strin
   s.tuple.transport = turn::Transport::Tcp;
   for (const auto& r : relayed) s.relayed.push_back(address(r));
   s.permissions = 2;
-  s.expires_in = 300;
+  s.started = kNow - std::chrono::milliseconds(90'250);
+  s.expires = kNow + std::chrono::milliseconds(300'900);
+  s.bytes_in = 5'000'000'000;  // past 32 bits
+  s.bytes_out = 1234;
   return s;
 }
 
 TEST(FleetSessions, RowsNameEachAllocationByItsRelayedAddress) {
   auto j = nlohmann::json::parse(
       session_rows_json({session("alice", "192.0.2.7:5555", {"203.0.113.1:50000", "[2001:db8::1]:50002"}),
-                         session("bob", "192.0.2.8:6666", {})}));  // not yet allocated: left out
+                         session("bob", "192.0.2.8:6666", {})},  // not yet allocated: left out
+                        kNow));
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["id"], "203.0.113.1:50000");
   EXPECT_EQ(j[0]["user"], "alice");
@@ -251,6 +258,23 @@ TEST(FleetSessions, RowsNameEachAllocationByItsRelayedAddress) {
   EXPECT_EQ(j[0]["relayed"], "203.0.113.1:50000 [2001:db8::1]:50002");
   EXPECT_EQ(j[0]["permissions"], 2);
   EXPECT_EQ(j[0]["expires_in"], 300);
+  EXPECT_EQ(j[0]["age_ms"], 90'250);
+  EXPECT_EQ(j[0]["bytes_in"], 5'000'000'000u);
+  EXPECT_EQ(j[0]["bytes_out"], 1234u);
+}
+
+TEST(FleetSessions, AgeAndExpiryAreTakenAtTheWriteNotAtTheWalk) {
+  // Rows are written a heartbeat after the workers' walk: the same snapshot, written later, is
+  // older and nearer its expiry; the bytes stay those of the walk.
+  const SessionInfo s = session("alice", "192.0.2.7:5555", {"203.0.113.1:50000"});
+  auto later = nlohmann::json::parse(session_rows_json({s}, kNow + std::chrono::seconds(5)));
+  EXPECT_EQ(later[0]["age_ms"], 95'250);
+  EXPECT_EQ(later[0]["expires_in"], 295);
+  EXPECT_EQ(later[0]["bytes_in"], 5'000'000'000u);
+  auto expired = nlohmann::json::parse(session_rows_json({s}, kNow + std::chrono::seconds(400)));
+  EXPECT_EQ(expired[0]["expires_in"], 0);  // past its expiry: 0, never negative
+  auto early = nlohmann::json::parse(session_rows_json({s}, s.started - std::chrono::seconds(1)));
+  EXPECT_EQ(early[0]["age_ms"], 0);  // never negative either
 }
 
 TEST(FleetSessions, RowsAreBoundedAndSurviveOddUsernames) {
@@ -259,9 +283,54 @@ TEST(FleetSessions, RowsAreBoundedAndSurviveOddUsernames) {
     many.push_back(session("u", "192.0.2.7:5555", {"203.0.113.1:" + std::to_string(50000 + i)}));
   many[0].username = std::string("ÿþ", 2);  // not UTF-8: replaced, never a throw
   size_t left_out = 0;
-  auto j = nlohmann::json::parse(session_rows_json(many, 3, &left_out));
+  auto j = nlohmann::json::parse(session_rows_json(many, kNow, 3, &left_out));
   EXPECT_EQ(j.size(), 3u);
   EXPECT_EQ(left_out, 2u);
+}
+
+std::vector<std::string> users(const std::optional<std::vector<SessionInfo>>& rows) {
+  std::vector<std::string> out;
+  if (rows)
+    for (const auto& r : *rows) out.push_back(r.username);
+  return out;
+}
+
+SessionInfo of(std::string user) {
+  SessionInfo s;
+  s.username = std::move(user);
+  return s;
+}
+
+TEST(FleetSessions, CollectorHandsOverWhatEveryWorkerAnswered) {
+  SessionCollector c;
+  EXPECT_FALSE(c.take());  // nothing collected yet: the table is left alone
+  ASSERT_TRUE(c.start(2));
+  c.add({of("a")});
+  EXPECT_FALSE(c.take());  // one worker of two: not yet
+  c.add({of("b"), of("c")});
+  EXPECT_THAT(users(c.take()), ::testing::ElementsAre("a", "b", "c"));
+  EXPECT_FALSE(c.take());  // handed over once
+  ASSERT_TRUE(c.start(1));
+  c.add({});
+  auto empty = c.take();  // no allocations is an answer too: the node's rows go
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->empty());
+}
+
+TEST(FleetSessions, CollectorWaitsForASlowWorkerAndFallsBackToTheCompleteOne) {
+  SessionCollector c;
+  ASSERT_TRUE(c.start(1));
+  c.add({of("first")});  // complete, but its heartbeat's upsert failed: never taken
+  ASSERT_TRUE(c.start(2));
+  c.add({of("second")});
+  // The new collection waits for its second worker: the complete one before it is handed over.
+  EXPECT_THAT(users(c.take()), ::testing::ElementsAre("first"));
+  EXPECT_FALSE(c.take());
+  EXPECT_FALSE(c.start(2));  // still waiting: not restarted, nothing to post
+  c.add({of("late")});
+  EXPECT_THAT(users(c.take()), ::testing::ElementsAre("second", "late"));
+  c.add({of("unasked")});  // an answer nobody waits for is dropped
+  EXPECT_FALSE(c.take());
 }
 
 TEST(FleetSessions, UserMatchesWholeNameOrRestUserPart) {

@@ -12,7 +12,7 @@
 
 #include <unistd.h>
 
-#include "server/worker/latency_histogram.h"
+#include "server/worker/bucket_histogram.h"
 #include "turn/five_tuple.h"
 
 namespace ferry::server {
@@ -37,7 +37,7 @@ TEST(LatencyHistogram, SamplesLandInTheFirstBucketTheyFit) {
   EXPECT_EQ(s.counts[12], 1u);
   EXPECT_EQ(s.counts[LatencyHistogram::kBuckets - 1], 1u);
   EXPECT_EQ(s.count(), 6u);
-  EXPECT_EQ(s.sum_us, 500u + 501u + 3'000'000u + 60'000'000u);
+  EXPECT_EQ(s.sum, 500u + 501u + 3'000'000u + 60'000'000u);
 }
 
 TEST(DatabaseStats, ObserveCountsByStatus) {
@@ -84,6 +84,9 @@ TEST(Metrics, SumsEveryWorker) {
   w.shell[0].dtls_sessions.set(4);
   w.db[0].observe(db::QueryStats{"", db::QueryStatus::Ok, 0us, 1500us});
   w.db[0].set_connections(1, 0);
+  w.shell[0].loop_busy_io.observe(20us);
+  w.shell[1].loop_busy_io.observe(300us);
+  w.shell[1].loop_busy_timers.observe(2ms);
   w.draining = true;
 
   const std::string text = render_metrics(w.collector());
@@ -117,6 +120,13 @@ TEST(Metrics, SumsEveryWorker) {
   EXPECT_THAT(text, HasSubstr("ferry_database_query_duration_seconds_sum 0.0015\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE ferry_allocations_created_total counter\n"));
   EXPECT_THAT(text, HasSubstr("# TYPE ferry_database_query_duration_seconds histogram\n"));
+  // Loop turns of both workers, by phase.
+  EXPECT_THAT(text, HasSubstr("ferry_loop_busy_seconds_bucket{phase=\"io\",le=\"2.5e-05\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_loop_busy_seconds_bucket{phase=\"io\",le=\"0.0005\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_loop_busy_seconds_count{phase=\"io\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_loop_busy_seconds_bucket{phase=\"timers\",le=\"0.001\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_loop_busy_seconds_bucket{phase=\"timers\",le=\"0.0025\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("ferry_allocation_duration_seconds_bucket{le=\"86400\"} 0\n"));
 }
 
 // Prometheus' own linter: names, units, _total suffixes, HELP/TYPE, histogram shape.

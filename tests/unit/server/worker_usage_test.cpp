@@ -1,12 +1,17 @@
 // A worker's usage (server/worker/worker_usage.h) over a real ServerCore: the usage record of an
 // allocation, the allocation-duration histogram, the top users a worker publishes and how the
-// scrape merges them into a bounded ferry_user_relayed_bytes.
+// scrape merges them into a bounded ferry_user_relayed_bytes; and the sessions snapshot
+// (server/worker/session_info.h), which reads the same counters.
 #include "server/worker/worker_usage.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "server/ops/fleet_sessions.h"
 #include "server/ops/metrics.h"
+#include "server/worker/session_info.h"
 #include "tests/unit/fixtures/turn_core_fixture.h"
 
 namespace ferry::server {
@@ -30,7 +35,7 @@ TEST(DurationHistogram, SamplesLandInTheFirstBucketTheyFit) {
   EXPECT_EQ(s.counts[1], 1u);
   EXPECT_EQ(s.counts[7], 1u);
   EXPECT_EQ(s.counts[DurationHistogram::kBuckets - 1], 1u);
-  EXPECT_EQ(s.sum_ms, 1000u + 1001u + 3'600'000u + 172'800'000u);
+  EXPECT_EQ(s.sum, 1000u + 1001u + 3'600'000u + 172'800'000u);
 }
 
 TEST(TopUsers, MergesWorkersAndKeepsTheKHeaviest) {
@@ -93,6 +98,40 @@ TEST_F(WorkerUsageTest, RecordOfAnAllocation) {
   EXPECT_EQ(u.allocation_duration().snapshot().counts[4], 1u);  // 90 s: le="300"
 }
 
+TEST_F(WorkerUsageTest, SessionSnapshotCarriesStartAndTheUsageRecordsBytes) {
+  WorkerUsage u(nullptr, clock, nullptr, settings(), "ferry");
+  const Instant t0 = clock.now();
+  client::TurnClient c(creds("alice", "alice-pw"));
+  const auto relayed = allocate_ok(c, tuple(1));
+  ASSERT_EQ(permit(c, tuple(1), {kPeer}).outcome, client::Outcome::Success);
+  send_indication(c, tuple(1), kPeer, std::string(120, 'i'));
+  from_peer(relayed, kPeer, std::string(30, 'o'));
+  clock.advance(90s);
+  const turn::Allocation* a = server().find_allocation(tuple(1));
+  ASSERT_NE(a, nullptr);
+  const SessionInfo s = session_info_of(*a);
+  const db::UsageRecord r = u.record_of(*a, false);
+  EXPECT_EQ(s.username, "alice");
+  EXPECT_EQ(s.tuple, tuple(1));
+  EXPECT_EQ(s.relayed, std::vector<stun::TransportAddress>{relayed});
+  EXPECT_EQ(s.permissions, 1u);
+  EXPECT_EQ(s.started, t0);
+  EXPECT_EQ(s.expires, a->expires);
+  // The same counters as the usage record, in the same directions.
+  EXPECT_EQ(s.bytes_in, 120u);
+  EXPECT_EQ(s.bytes_out, 30u);
+  EXPECT_EQ(s.bytes_in, r.bytes_in);
+  EXPECT_EQ(s.bytes_out, r.bytes_out);
+
+  // More traffic shows in the next snapshot, not in the one already taken.
+  send_indication(c, tuple(1), kPeer, std::string(80, 'i'));
+  auto row = nlohmann::json::parse(session_rows_json({s, session_info_of(*a)}, clock.now()));
+  ASSERT_EQ(row.size(), 2u);
+  EXPECT_EQ(row[0]["bytes_in"], 120u);
+  EXPECT_EQ(row[1]["bytes_in"], 200u);
+  EXPECT_EQ(row[1]["age_ms"], 90'000);
+}
+
 TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
   WorkerUsage u(nullptr, clock, nullptr, settings(), "ferry");
   relay("alice", 1, 100, 0);
@@ -125,6 +164,38 @@ TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
   server().close_user("carol");
   u.on_second(server());
   EXPECT_TRUE(u.top_users().snapshot().empty());
+}
+
+// The walk for the top users is spread over the tick's parts: each part sees its share of the
+// allocations, every allocation is seen once a round, and the list is published when a round ends
+// (an allocation that ends between two parts leaves no dangling name behind).
+TEST_F(WorkerUsageTest, TopUsersWalkIsSpreadOverTheTickParts) {
+  WorkerUsage u(nullptr, clock, nullptr, settings(), "ferry");
+  for (int n = 1; n <= 40; ++n) relay(n % 2 ? "alice" : "bob", n, 10, 0);
+  constexpr uint32_t kParts = 10;
+  size_t seen = 0;
+  for (uint32_t p = 0; p < kParts; ++p) {
+    size_t in_part = 0;
+    server().for_each_allocation_in_part(p, kParts, [&](const turn::Allocation&) { ++in_part; });
+    EXPECT_LT(in_part, 40u) << "part " << p << " walked everything";
+    seen += in_part;
+  }
+  EXPECT_EQ(seen, 40u);
+
+  for (uint32_t p = 0; p + 1 < kParts; ++p) u.on_tick(server(), p, kParts);
+  EXPECT_TRUE(u.top_users().snapshot().empty()) << "published before the round ended";
+  server().close_user("bob");  // between two parts
+  u.on_tick(server(), kParts - 1, kParts);
+  auto top = u.top_users().snapshot();
+  ASSERT_FALSE(top.empty());
+  EXPECT_EQ(top[0].user, "alice");
+  EXPECT_EQ(top[0].allocations, 20u);
+  EXPECT_EQ(top[0].bytes, 200u);
+
+  for (uint32_t p = 0; p < kParts; ++p) u.on_tick(server(), p, kParts);  // the next round: bob is gone
+  top = u.top_users().snapshot();
+  ASSERT_EQ(top.size(), 1u);
+  EXPECT_EQ(top[0].user, "alice");
 }
 
 TEST_F(WorkerUsageTest, InterimRecordsAreSpreadOverTheInterval) {
