@@ -12,7 +12,9 @@
 #          and the benchmark/example tools link (the top CMakeLists.txt's find_package lines)
 #   test   run + GoogleTest, clang (fuzz stage), clang-format (lint.format), coturn (reference server and turnutils_* clients),
 #          haproxy (PROXY protocol test), python3-cryptography (OAuth test), postgresql, chromium and node/npm (browser and deployment-file tests), podman, runc and
-#          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git
+#          mmdebstrap (container test), prometheus (promtool), openssl, iproute2, procps, git, and the kernel
+#          fast path's build and test (libbpf-dev, bpftool, libelf-dev, zlib1g-dev, ethtool); without them
+#          ferry builds without data_path: kernel
 #   bench  run + coturn and Go with Pion's TURN sources (bench/compare drives both with the same
 #          load as ferry), valgrind (bench/instructions counts instructions per packet)
 #
@@ -53,6 +55,10 @@ TEST_PACKAGES=(
   podman runc mmdebstrap
   # promtool, for checking the Prometheus config in examples/ (and metrics)
   prometheus
+  # the kernel fast path (data_path: kernel, server/fastpath/): libbpf and its headers, bpftool
+  # (skeleton generation, map dumps in tests), libelf/zlib (libbpf's link deps), clang above for
+  # -target bpf; ethtool turns veth checksum offload off in tests/integration/test_kernel_fastpath.py
+  libbpf-dev bpftool libelf-dev zlib1g-dev ethtool
 )
 
 BENCH_PACKAGES=(

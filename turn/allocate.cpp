@@ -407,6 +407,7 @@ void ServerCore::handle_refresh(const FiveTuple& from, const MessageView& msg, c
   // strict_expiry, never past the credential's expiry).
   const uint32_t granted = grant_lifetime(a, lifetime_for(requested));
   a.granted_lifetime = granted;
+  sync_fast_path(a);  // the allocation's expiry caps its channels' deadlines
   auto b = start_response(msg, Class::Success);
   b.add_u32(attr::Lifetime, granted);
   if (ticket) {

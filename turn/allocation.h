@@ -77,6 +77,13 @@ struct Allocation {
   // mobility) and carries mobility_counter, which moves on with every ticket handed out.
   uint64_t mobility_id = 0;
   uint64_t mobility_counter = 0;
+  // The channels the kernel fast path relays for it (Io::fast_path_install), with the deadline
+  // it was given. Empty unless ServerCoreConfig::fast_path.
+  struct FastPathEntry {
+    uint16_t channel = 0;
+    Instant deadline{};
+  };
+  std::vector<FastPathEntry> fast_path;
 
   const RelayLeg* leg_for(stun::Family f) const {
     const auto& leg = f == stun::Family::V4 ? v4 : v6;

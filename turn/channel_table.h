@@ -83,6 +83,12 @@ class ChannelTable {
   std::optional<Instant> next_deadline(Instant now) const;
 
   size_t live_count(Instant now) const;
+  // Calls f(ChannelNumber, const TransportAddress& peer, Instant expires) for each live binding.
+  template <class F>
+  void for_each_live(Instant now, F&& f) const {
+    for (const Entry& e : entries_)
+      if (now < e.expires) f(e.channel, e.peer, e.expires);
+  }
   size_t size() const { return entries_.size(); }  // live + quarantined (+ not yet reclaimed)
   size_t max_size() const { return max_; }
 

@@ -1,8 +1,10 @@
 // What the TURN core asks of the I/O shell. The core decides; the shell owns sockets and executes.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
+#include "base/clock.h"
 #include "stun/bytes.h"
 #include "stun/transport_address.h"
 #include "turn/five_tuple.h"
@@ -20,6 +22,24 @@ enum class OpenRelayResult { Opened, PortInUse, NoResources };
 // RFC 6062 §6.2.1 CONNECTION-ID: names one peer data connection of a TCP allocation. Chosen by the
 // core, unique among its open connections and hard to guess (a client binds to it by value).
 using ConnectionId = uint32_t;
+
+// A channel the kernel may relay on the core's behalf (ServerCoreConfig::fast_path): ChannelData
+// `channel` from `client` leaves from `relay_local` to `peer`, and the peer's datagrams to
+// `relay_local` go back to `client` as that channel, until `deadline` (the earliest of the
+// channel's, the permission's and the allocation's expiry) and no later.
+struct FastPathChannel {
+  FiveTuple client;
+  uint16_t channel = 0;
+  stun::TransportAddress relay_local;
+  stun::TransportAddress peer;
+  Instant deadline{};
+};
+
+// What the kernel relayed for one channel since it was last read, by turn::Direction.
+struct FastPathUsage {
+  std::array<uint64_t, 2> packets{};
+  std::array<uint64_t, 2> bytes{};
+};
 
 class Io {
  public:
@@ -39,6 +59,17 @@ class Io {
   // it is freed, with its usage final. Not called for the allocations a destroyed core drops.
   // Control path; the shell must not call back into the core from here.
   virtual void allocation_ended(const Allocation& /*a*/) {}
+
+  // ---- The kernel fast path. Only called when ServerCoreConfig::fast_path is set. ----
+  // Installs `c`, or moves its deadline (or peer) when (client, channel) is installed already.
+  // Told after a ChannelBind the peer policy allowed, and again whenever a Refresh,
+  // CreatePermission or ChannelBind moves its deadline. Past the deadline the kernel must hand the
+  // packets to the core again.
+  virtual void fast_path_install(const FastPathChannel& /*c*/) {}
+  // Removes (client, channel) and returns what the kernel relayed for it since it was last read
+  // (the core adds it to the allocation's usage). Told when the deadline passed, and when the
+  // allocation ends or moves (expiry, Refresh 0, revocation, kill, drain, mobility).
+  virtual FastPathUsage fast_path_remove(const FiveTuple& /*client*/, uint16_t /*channel*/) { return {}; }
 
   // ---- RFC 6062 TCP allocations. The defaults refuse, for shells without TCP relays. ----
   // Listens for TCP at exactly `local` (the relayed address of a TCP allocation, §5.1);

@@ -116,6 +116,7 @@ void ServerCore::handle_mobility_refresh(const FiveTuple& from, const MessageVie
   }
   // Re-key the allocation under its new 5-tuple; everything else (relays, permissions, channels,
   // lifetime, counters) stays as it is. From now on the old 5-tuple has no allocation.
+  clear_fast_path(a);  // keyed by the old 5-tuple; the Refresh below installs them under the new one
   auto node = allocations_.extract(a.tuple);
   node.key() = from;
   a.tuple = from;

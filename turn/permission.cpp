@@ -70,6 +70,7 @@ void ServerCore::handle_create_permission(const FiveTuple& from, const MessageVi
     }
   }
   stats_.permissions_active.add(static_cast<int64_t>(a.permissions.size()) - static_cast<int64_t>(before));
+  sync_fast_path(a);  // a refreshed permission moves its channels' deadlines
   auto b = start_response(msg, Class::Success);
   finish_and_send(from, msg, b, &auth);
 }
@@ -123,6 +124,7 @@ void ServerCore::handle_channel_bind(const FiveTuple& from, const MessageView& m
     note_peer(a, *peer);
   }
   stats_.permissions_active.add(static_cast<int64_t>(a.permissions.size()) - static_cast<int64_t>(before));
+  sync_fast_path(a);  // a refreshed permission moves its channels' deadlines
   auto b = start_response(msg, Class::Success);
   finish_and_send(from, msg, b, &auth);
 }

@@ -228,6 +228,7 @@ void ServerCore::destroy(Allocation& a, bool connection_gone) {
   if (a.v4) close_leg(*a.v4);
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
+  clear_fast_path(a);  // the kernel's last counts join the usage before it is final
   io_.allocation_ended(a);
   forget_mobility(a);
   allocations_.erase(tuple);  // `a` is gone after this
@@ -261,6 +262,7 @@ void ServerCore::tick(uint32_t part, uint32_t parts) {
       }
       a->permissions.expire(now);
       a->channels.expire(now);
+      if (!a->fast_path.empty()) expire_fast_path(*a, now);
       round_counts_.first += static_cast<int64_t>(a->permissions.size());
       round_counts_.second += static_cast<int64_t>(a->channels.live_count(now));
     }

@@ -83,6 +83,9 @@ struct ServerCoreConfig {
   // Tokens are accepted up to `oauth_clock_skew` seconds before their timestamp or after expiry.
   std::string oauth_server_name;
   uint32_t oauth_clock_skew = 5;
+  // data_path kernel (server/fastpath/): tell the shell, through Io::fast_path_install/remove,
+  // which channels the kernel may relay. Off: no call is made and nothing changes.
+  bool fast_path = false;
 };
 
 class ServerCore {
@@ -144,6 +147,10 @@ class ServerCore {
   // allocations are offered, strict_expiry, mobility) and ignores
   // its other fields. Open allocations keep the permission/channel/bandwidth limits they got.
   void set_limits(const ServerCoreConfig& limits);
+  // What the kernel fast path relayed for the allocation of `client` since it was last read
+  // (the shell reads it about once a second): added to the allocation's usage and the server's
+  // relayed counters, as if the core had relayed it. Unknown clients are ignored.
+  void add_fast_path_usage(const FiveTuple& client, const FastPathUsage& u);
   // What the other nodes of the fleet hold per username (their last published sessions); a
   // per-user quota counts them with this core's own (user_quota.h). Empty: this core alone.
   void set_remote_user_counts(UserCounts counts) { remote_per_user_ = std::move(counts); }
@@ -268,6 +275,13 @@ class ServerCore {
     ++a.usage.packets[idx(d)];
     a.usage.bytes[idx(d)] += bytes;
   }
+
+  // fast_path.cpp (ServerCoreConfig::fast_path)
+  bool fast_path_eligible(const Allocation& a) const;
+  void sync_fast_path(Allocation& a);                 // (re)install a's live channels with their deadlines
+  void clear_fast_path(Allocation& a);                // remove them all, their last counts into a's usage
+  void expire_fast_path(Allocation& a, Instant now);  // remove those past their deadline
+  void count_fast_path(Allocation& a, const FastPathUsage& u);
 
   // tcp_relay.cpp (RFC 6062)
   uint16_t check_tcp_allocate(const FiveTuple& from, const stun::MessageView& msg) const;

@@ -56,6 +56,10 @@ struct ServerStats {
   std::array<Counter, static_cast<size_t>(AuthFailure::Count)> auth_failures;
   std::array<Counter, static_cast<size_t>(Direction::Count)> relayed_packets;
   std::array<Counter, static_cast<size_t>(Direction::Count)> relayed_bytes;
+  // The part of relayed_packets/relayed_bytes the kernel fast path relayed (added when read back).
+  std::array<Counter, static_cast<size_t>(Direction::Count)> fast_path_packets;
+  std::array<Counter, static_cast<size_t>(Direction::Count)> fast_path_bytes;
+  Gauge fast_path_channels;  // channels installed in the kernel now
   Counter requests;
   Counter permissions_created;
   Counter channels_bound;

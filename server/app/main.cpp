@@ -20,6 +20,7 @@
 #include "server/config/config.h"
 #include "server/config/local_addresses.h"
 #include "server/config/node_id.h"
+#include "server/fastpath/kernel_fast_path.h"
 #include "server/app/log.h"
 #include "server/worker/transport_config.h"
 #include "server/ops/operations.h"
@@ -157,6 +158,7 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
   };
   if (a.realm != b.realm) changed.push_back("realm");
   if (a.workers != b.workers) changed.push_back("workers");
+  if (a.data_path != b.data_path) changed.push_back("data_path");
   if (listeners(a) != listeners(b)) changed.push_back("listeners");
   if (a.nat_discovery.other_address != b.nat_discovery.other_address ||
       a.nat_discovery.other_port != b.nat_discovery.other_port)
@@ -215,6 +217,26 @@ struct Reloader {
   }
 };
 
+// data_path: the kernel fast path, loaded and attached once for every worker. false: refuse to start.
+bool open_fast_path(const Config& config, server::WorkerSettings& base) {
+  if (config.data_path == server::DataPath::User) return true;
+  std::string why;
+  base.fast_path = server::fastpath::KernelFastPath::open(&why);
+  if (!base.fast_path) {
+    if (config.data_path == server::DataPath::Kernel) {
+      spdlog::error("data_path kernel: {}", why);
+      return false;
+    }
+    spdlog::info("data_path auto: relaying in user space, the kernel fast path is unavailable: {}", why);
+    return true;
+  }
+  std::string names;
+  for (const auto& n : base.fast_path->interfaces()) names += (names.empty() ? "" : ", ") + n;
+  spdlog::info("data_path {}: kernel fast path at TC ingress of {} (IPv4 UDP channels)",
+               server::to_string(config.data_path), names);
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -258,6 +280,7 @@ int main(int argc, char** argv) {
     spdlog::error("{}", *err);
     return 1;
   }
+  if (!open_fast_path(config, base)) return 1;
   const auto tls = base.tls;  // reloaded on SIGHUP; connections keep the certificate they started with
 
   const size_t ports = size_t{config.relay.port_max} - config.relay.port_min + 1;

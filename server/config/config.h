@@ -42,6 +42,13 @@ enum class LogLevel { Trace, Debug, Info, Warn, Error, Off };
 std::string_view to_string(LogLevel l);
 std::optional<LogLevel> parse_log_level(std::string_view text);  // also accepts "warning"
 
+// data_path: where established UDP ChannelData is relayed. user: ferry's loops (the default);
+// kernel: a BPF program at TC ingress (server/fastpath/), refused at start when it cannot load;
+// auto: the kernel when it loads, else user space with a log line saying why.
+enum class DataPath : uint8_t { User, Kernel, Auto };
+std::string_view to_string(DataPath d);
+std::optional<DataPath> parse_data_path(std::string_view text);
+
 enum class LogFormat { Text, Json };
 std::string_view to_string(LogFormat f);
 std::optional<LogFormat> parse_log_format(std::string_view text);
@@ -229,7 +236,8 @@ struct UsageConfig {
 struct Config {
   std::string realm{};
   std::string software{};
-  uint32_t workers{};                     // 0 = one per CPU core
+  uint32_t workers{};  // 0 = one per CPU core
+  DataPath data_path{};
   std::vector<ListenerConfig> listeners;  // default: 0.0.0.0 and :: on 3478, udp and tcp
   RelayConfig relay;
   AuthConfig auth;

@@ -135,6 +135,18 @@ std::vector<ConfigKey> build_schema() {
       [](const Config& c) { return c.software; }));
   t.back().doc_default = "ferry/<version>";
   t.push_back(uint_key("workers", 0, 1024, "0", kRestart, "Worker threads; 0 = one per CPU core.", FIELD(workers)));
+  t.push_back(scalar_key(
+      "data_path", "user|kernel|auto", "user", kRestart,
+      "Where established UDP ChannelData is relayed: user (ferry's loops), kernel (a BPF program at TC ingress "
+      "relays IPv4 UDP channels; needs CAP_BPF, CAP_NET_ADMIN, Linux >= 6.3 with BTF and a build with libbpf; refused "
+      "when unavailable) or auto (the kernel when available, else user with a log line).",
+      [](Config& c, std::string_view v, std::string_view) -> std::string {
+        auto d = parse_data_path(v);
+        if (!d) return "must be user, kernel or auto (got " + quote(v) + ")";
+        c.data_path = *d;
+        return "";
+      },
+      [](const Config& c) { return std::string(to_string(c.data_path)); }));
   t.push_back(list_key(
       "listeners", "list of listeners", "0.0.0.0:3478/udp,[::]:3478/udp,0.0.0.0:3478/tcp,[::]:3478/tcp", kRestart,
       "Sockets to listen on: {address, port, transport: udp|tcp|tls|dtls} or \"IP:PORT/TRANSPORT\"; tcp and "

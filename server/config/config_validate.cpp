@@ -22,6 +22,12 @@ std::optional<ConfigError> validate_config(const Config& c) {
   };
 
   if (c.listeners.empty()) return fail("listeners", "needs at least one listener");
+#if !FERRY_HAVE_BPF
+  if (c.data_path == DataPath::Kernel)
+    return fail("data_path",
+                "kernel needs ferry built with libbpf, clang and bpftool (this build has no kernel fast "
+                "path); use user or auto");
+#endif
   for (size_t i = 0; i < c.listeners.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (c.listeners[i] == c.listeners[j])

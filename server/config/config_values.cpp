@@ -77,6 +77,23 @@ std::optional<LogLevel> parse_log_level(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(DataPath d) {
+  switch (d) {
+    case DataPath::User: return "user";
+    case DataPath::Kernel: return "kernel";
+    case DataPath::Auto: return "auto";
+  }
+  return "user";
+}
+
+std::optional<DataPath> parse_data_path(std::string_view text) {
+  auto t = lower(text);
+  if (t == "user") return DataPath::User;
+  if (t == "kernel") return DataPath::Kernel;
+  if (t == "auto") return DataPath::Auto;
+  return std::nullopt;
+}
+
 std::string_view to_string(LogFormat f) { return f == LogFormat::Json ? "json" : "text"; }
 
 std::optional<LogFormat> parse_log_format(std::string_view text) {

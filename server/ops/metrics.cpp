@@ -240,18 +240,26 @@ std::vector<MetricFamily> MetricsCollector::Collect() const {
   }
 
   // ---- relayed data ----
-  {
-    auto packets = family("ferry_relayed_packets_total", "Packets relayed, by direction.", MetricType::Counter);
-    auto bytes = family("ferry_relayed_bytes_total", "Payload bytes relayed, by direction.", MetricType::Counter);
-    for (size_t d = 0; d < idx(turn::Direction::Count); ++d) {
-      add_value(packets, {{"direction", kDirections[d]}},
-                sum(ws, [&](const WorkerStatsView& w) { return w.core->relayed_packets[d].get(); }));
-      add_value(bytes, {{"direction", kDirections[d]}},
-                sum(ws, [&](const WorkerStatsView& w) { return w.core->relayed_bytes[d].get(); }));
-    }
-    out.push_back(std::move(packets));
-    out.push_back(std::move(bytes));
-  }
+  // A counter family by direction, from one of the core's per-direction arrays.
+  auto by_direction = [&](const char* name, const char* help, auto member) {
+    auto f = family(name, help, MetricType::Counter);
+    for (size_t d = 0; d < idx(turn::Direction::Count); ++d)
+      add_value(f, {{"direction", kDirections[d]}},
+                sum(ws, [&](const WorkerStatsView& w) { return ((*w.core).*member)[d].get(); }));
+    out.push_back(std::move(f));
+  };
+  by_direction("ferry_relayed_packets_total", "Packets relayed, by direction.", &turn::ServerStats::relayed_packets);
+  by_direction("ferry_relayed_bytes_total", "Payload bytes relayed, by direction.", &turn::ServerStats::relayed_bytes);
+  // data_path kernel: the kernel's share of the above, read back about once a second.
+  by_direction("ferry_fastpath_relayed_packets_total",
+               "Packets the kernel fast path relayed (included in ferry_relayed_packets_total), by direction; "
+               "counted when read back, about once a second.",
+               &turn::ServerStats::fast_path_packets);
+  by_direction("ferry_fastpath_relayed_bytes_total",
+               "Payload bytes the kernel fast path relayed (included in ferry_relayed_bytes_total).",
+               &turn::ServerStats::fast_path_bytes);
+  gauge("ferry_fastpath_channels", "Channels the kernel fast path relays now (data_path kernel).",
+        sum(ws, [](const WorkerStatsView& w) { return w.core->fast_path_channels.get(); }));
   {
     auto f = family("ferry_dropped_packets_total",
                     "Packets not relayed or answered, by reason. back_pressure: TCP frames over a connection's "

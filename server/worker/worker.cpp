@@ -42,6 +42,10 @@ Worker::Worker(WorkerSettings settings, const CredentialSettings& credentials) :
   tcp_ = std::make_unique<TcpListener>(&loop_, clock_, static_cast<StreamHandler&>(*this), settings_.tcp, limiter_,
                                        connection_stats_);
   tcp_relays_ = std::make_unique<TcpRelays>(&loop_, clock_, *tcp_);
+  if (settings_.fast_path) {
+    fast_path_ = std::make_unique<fastpath::WorkerFastPath>(*settings_.fast_path);
+    settings_.core.fast_path = true;
+  }
   core_ = std::make_unique<turn::ServerCore>(settings_.core, clock_, *this, credentials_->store(), settings_.policy);
   tcp_relays_->set_core(core_.get());
 }
@@ -133,6 +137,9 @@ void Worker::run() {
 void Worker::on_tick() {
   const uint32_t part = tick_count_++ % kTickParts;
   core_->tick(part, kTickParts);
+  // What the kernel fast path relayed, once a second, before the usage walk, so records and the
+  // top users include it (at most a second old).
+  if (part == 0) harvest_fast_path();
   usage_->on_tick(*core_, part, kTickParts);
   if (part != 0) return;  // the rest once a second
   tcp_->sweep_idle();
@@ -228,6 +235,7 @@ void Worker::stop() {
 void Worker::on_stop() {
   if (handles_closed_ || stopping_) return;
   stopping_ = true;
+  harvest_fast_path();
   // The allocations still open end with the process: their usage records become final, and the
   // loop keeps running (a little) until they are written.
   usage_->finish(*core_);
@@ -331,6 +339,20 @@ void Worker::allocation_closed(const turn::FiveTuple& client) {
 }
 
 void Worker::allocation_ended(const turn::Allocation& a) { usage_->allocation_ended(a); }
+
+void Worker::fast_path_install(const turn::FastPathChannel& c) {
+  if (fast_path_) fast_path_->install(c);
+}
+
+turn::FastPathUsage Worker::fast_path_remove(const turn::FiveTuple& client, uint16_t channel) {
+  return fast_path_ ? fast_path_->remove(client, channel) : turn::FastPathUsage{};
+}
+
+void Worker::harvest_fast_path() {
+  if (!fast_path_) return;
+  fast_path_->harvest(
+      [this](const turn::FiveTuple& client, const turn::FastPathUsage& u) { core_->add_fast_path_usage(client, u); });
+}
 
 void Worker::on_closed(const turn::FiveTuple& client) { core_->on_client_closed(client); }
 

@@ -15,6 +15,8 @@
 #include <uv.h>
 
 #include "server/config/config.h"
+#include "server/fastpath/kernel_fast_path.h"
+#include "server/fastpath/worker_fast_path.h"
 #include "server/net/connection_limits.h"
 #include "server/net/dtls_listener.h"
 #include "server/worker/database_stats.h"
@@ -44,6 +46,9 @@ struct WorkerSettings {
   TcpLimits tcp;                          // TCP and TLS connections and DTLS sessions
   std::shared_ptr<TlsCertificates> tls;   // for tls and dtls listeners; shared by all workers
   UsageSettings usage;                    // usage records (with a database) and per-user metrics
+  // data_path kernel (or auto, loaded): the process's kernel fast path, shared by the workers;
+  // null relays everything in user space.
+  std::shared_ptr<fastpath::KernelFastPath> fast_path;
 };
 
 class Worker final : public turn::Io, private DatagramHandler, private StreamHandler {
@@ -109,6 +114,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   bool connect_peer(turn::ConnectionId id, turn::RelayId relay, const stun::TransportAddress& peer) override;
   void bind_data_connection(turn::ConnectionId id, const turn::FiveTuple& client) override;
   void close_peer_connection(turn::ConnectionId id) override;
+  void fast_path_install(const turn::FastPathChannel& c) override;
+  turn::FastPathUsage fast_path_remove(const turn::FiveTuple& client, uint16_t channel) override;
 
  private:
   // Peer datagrams arrive here; client datagrams go to the Worker's own on_datagram.
@@ -131,8 +138,9 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void close_handles();  // on the loop thread
   void run_posted();     // on the loop thread
   void on_tick();
-  void on_prepare();  // the loop is about to wait for I/O
-  void on_check();    // the I/O callbacks of this turn have run
+  void harvest_fast_path();  // what the kernel relayed since the last call, into the core's counters
+  void on_prepare();         // the loop is about to wait for I/O
+  void on_check();           // the I/O callbacks of this turn have run
   SocketOptions listener_options() const;
 
   uv_loop_t loop_{};
@@ -173,6 +181,7 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   std::unique_ptr<DtlsListener> dtls_;     // made by bind() when a dtls listener is configured
   std::vector<UdpSocket*> udp_listeners_;
   std::vector<ListenerConfig> bound_;
+  std::unique_ptr<fastpath::WorkerFastPath> fast_path_;  // this loop's kernel entries; outlives core_
   std::unique_ptr<turn::ServerCore> core_;
   ShellStats stats_;
   DatabaseStats database_stats_;

@@ -106,6 +106,7 @@ TEST(ConfigDefaults, EmbeddedDefaultsRunStunOn3478) {
   EXPECT_EQ(c.limits.unauth_requests_per_second, 50u);
   EXPECT_EQ(c.log.level, LogLevel::Info);
   EXPECT_EQ(c.log.format, LogFormat::Text);
+  EXPECT_EQ(c.data_path, DataPath::User);  // the user-space path stays the default
   ASSERT_TRUE(c.http.address.has_value());
   EXPECT_EQ(c.http.address->to_string(), "127.0.0.1:9641");
   EXPECT_TRUE(c.database.url.empty());
@@ -162,6 +163,7 @@ TEST(ConfigFile, EveryKeyIsRead) {
 realm: example.org
 software: "ferry test"
 workers: 4
+data_path: auto
 listeners:
   - {address: 192.0.2.1, port: 3479, transport: udp}
   - {address: "::1", transport: tls}
@@ -212,6 +214,7 @@ database:
   EXPECT_EQ(c.realm, "example.org");
   EXPECT_EQ(c.software, "ferry test");
   EXPECT_EQ(c.workers, 4u);
+  EXPECT_EQ(c.data_path, DataPath::Auto);
   ASSERT_EQ(c.listeners.size(), 3u);
   EXPECT_EQ(c.listeners[0].address.to_string(), "192.0.2.1:3479");
   EXPECT_EQ(c.listeners[1].address.to_string(), "[::1]:5349");  // tls default port
@@ -252,7 +255,7 @@ database:
   EXPECT_EQ(c.log.format, LogFormat::Json);
   EXPECT_EQ(c.http.address->to_string(), "[::1]:9000");
   EXPECT_EQ(c.database.url, "postgresql://ferry:dbpass@db/ferry");
-  EXPECT_EQ(c.origins.at("limits.max_lifetime"), path + ":36");
+  EXPECT_EQ(c.origins.at("limits.max_lifetime"), path + ":37");
   EXPECT_EQ(c.origins.at("realm"), path + ":2");
 }
 
@@ -308,6 +311,7 @@ TEST(ConfigErrors, WrongTypes) {
   EXPECT_EQ(error_of(load("log:\n  level: loud\n")),
             "ferry.yaml:2: log.level: must be one of trace, debug, info, warn, error, off (got 'loud')");
   EXPECT_EQ(error_of(load("log:\n  format: xml\n")), "ferry.yaml:2: log.format: must be text or json (got 'xml')");
+  EXPECT_EQ(error_of(load("data_path: xdp\n")), "ferry.yaml:1: data_path: must be user, kernel or auto (got 'xdp')");
   EXPECT_EQ(error_of(load("realm:\n")), "ferry.yaml:1: realm: must not be empty");
   EXPECT_EQ(error_of(load("workers:\n")), "ferry.yaml:1: workers: needs a value (a whole number)");
   EXPECT_EQ(error_of(load("- a\n- b\n")),

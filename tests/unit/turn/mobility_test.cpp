@@ -146,7 +146,8 @@ TEST_F(MobilityTest, ForgedOrGarbledTicketGets400) {
   TurnClient c = alice();
   auto ticket = allocate_with_ticket(c, tuple(1));
   auto forged = ticket;
-  forged.back() ^= 0x01;  // the MAC
+  ASSERT_FALSE(forged.empty());  // (and tells GCC so: its -Wstringop-overflow misreads back() here)
+  forged.back() ^= 0x01;         // the MAC
   expect_error(refresh_with_ticket(c, tuple(2), forged), code::BadRequest);
   auto other_counter = ticket;
   other_counter[19] ^= 0x01;  // the counter, MAC unchanged
@@ -290,6 +291,24 @@ TEST(MobilityTickets, SealVerifyAndBindToTheUser) {
   EXPECT_FALSE(MobilityTickets(key).verify(Bytes(ticket), "alice"));  // another server
   ticket[1] = 1;                                                      // reserved bytes must be zero
   EXPECT_FALSE(MobilityTickets::parse(Bytes(ticket)).has_value());
+}
+
+TEST_F(MobilityTest, AMoveTakesTheKernelFastPathEntriesToTheNewTuple) {
+  config.fast_path = true;
+  TurnClient c = alice();
+  auto ticket = allocate_with_ticket(c, tuple(1));
+  ASSERT_EQ(bind(c, tuple(1), 0x4000, kPeer).outcome, Outcome::Success);
+  ASSERT_EQ(io.fast_path.size(), 1u);
+  io.next_removal_usage.packets = {4, 0};
+  io.next_removal_usage.bytes = {400, 0};
+  ASSERT_EQ(refresh_with_ticket(c, tuple(2), ticket, 600).outcome, Outcome::Success);
+  // The old 5-tuple's entry went (its counts kept), the new one's came with the Refresh.
+  ASSERT_EQ(io.removes.size(), 1u);
+  EXPECT_EQ(io.removes[0].first, tuple(1));
+  ASSERT_EQ(io.fast_path.size(), 1u);
+  EXPECT_EQ(io.fast_path.begin()->second.client, tuple(2));
+  EXPECT_EQ(io.fast_path.begin()->second.peer, kPeer);
+  EXPECT_EQ(server().find_allocation(tuple(2))->usage.packets[0], 4u);
 }
 
 }  // namespace
