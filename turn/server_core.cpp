@@ -220,6 +220,10 @@ Gauge& ServerCore::active_gauge(const Allocation& a) {
 
 void ServerCore::destroy(Allocation& a, bool connection_gone) {
   const FiveTuple tuple = a.tuple;
+  // The kernel stops relaying first: closing a relay socket below sends what the shell queued,
+  // the answer to a Refresh 0 among it, and the client may send again at once. The kernel's last
+  // counts join the usage before it is final.
+  clear_fast_path(a);
   // RFC 6062 §5.5: the allocation's data connections end with it.
   while (!a.tcp_connections.empty()) close_tcp_connection(a.tcp_connections.back(), /*tell_shell=*/true);
   active_gauge(a).sub();
@@ -228,7 +232,6 @@ void ServerCore::destroy(Allocation& a, bool connection_gone) {
   if (a.v4) close_leg(*a.v4);
   if (a.v6) close_leg(*a.v6);
   if (auto it = per_user_.find(a.username); it != per_user_.end() && --it->second == 0) per_user_.erase(it);
-  clear_fast_path(a);  // the kernel's last counts join the usage before it is final
   io_.allocation_ended(a);
   forget_mobility(a);
   allocations_.erase(tuple);  // `a` is gone after this

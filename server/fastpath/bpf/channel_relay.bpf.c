@@ -20,7 +20,10 @@
  * Checksums: the IPv4 header's is recomputed; the UDP checksum is updated incrementally with
  * bpf_l4_csum_replace (addresses, ports and length in the pseudo-header and the header, the
  * ChannelData header's two words added or removed; 16-bit alignment of the payload is kept, so
- * the payload's sum does not change). A zero UDP checksum (none) stays zero. */
+ * the payload's sum does not change). A zero UDP checksum (none) stays zero. Not kept exact:
+ * skb->csum of a CHECKSUM_COMPLETE packet (some NIC drivers): transmit ignores it, but a packet
+ * redirected into a veth and checked by a local receiver would be re-verified in software (with a
+ * "hw csum failure" warning). Untested: veths never produce CHECKSUM_COMPLETE. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -215,9 +218,13 @@ int ferry_channel_relay(struct __sk_buff *skb) {
    * datagram may be shorter than that). */
   __u32 head = ETH_LEN + IP_LEN + UDP_LEN + CD_LEN;
   if (skb->len < head) head = skb->len;
-  if (bpf_skb_pull_data(skb, head) < 0) return TC_ACT_OK;
   void *data = (void *)(long)skb->data;
   void *end = (void *)(long)skb->data_end;
+  if (data + head > end) {  // usually linear already: pulling costs a helper call per packet
+    if (bpf_skb_pull_data(skb, head) < 0) return TC_ACT_OK;
+    data = (void *)(long)skb->data;
+    end = (void *)(long)skb->data_end;
+  }
   struct ethhdr *eth = data;
   struct iphdr *ip = data + ETH_LEN;
   struct udphdr *udp = data + ETH_LEN + IP_LEN;

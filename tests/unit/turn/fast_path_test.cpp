@@ -120,6 +120,10 @@ TEST_F(FastPathTest, RefreshZeroRemovesBeforeTheUsageIsFinal) {
   io.next_removal_usage.bytes = {500, 700};
   ASSERT_EQ(refresh(client_, tuple(1), 0).outcome, Outcome::Success);
   ASSERT_EQ(io.removes.size(), 1u);
+  // Before the relay socket closes: closing it sends the queued answer, and the client may send
+  // again at once; the kernel must not relay that.
+  EXPECT_EQ(io.closed_at_removes[0], 0u);
+  EXPECT_EQ(io.closed, 1u);
   ASSERT_EQ(io.ended.size(), 1u);
   EXPECT_EQ(io.ended[0].usage.packets[0], 5u);
   EXPECT_EQ(io.ended[0].usage.bytes[1], 700u);
