@@ -57,10 +57,6 @@ class WorkerUsage {
   // From each of the worker's tick parts (`parts` a second): interim records when due and the top
   // users, for the part's share of the allocations; the top list is published when a round ends.
   void on_tick(const turn::ServerCore& core, uint32_t part, uint32_t parts);
-  // A whole round at once (tests).
-  void on_second(const turn::ServerCore& core) {
-    for (uint32_t p = 0; p < kTestParts; ++p) on_tick(core, p, kTestParts);
-  }
 
   const DurationHistogram& allocation_duration() const { return duration_; }
   const TopUsers& top_users() const { return top_; }
@@ -82,7 +78,6 @@ class WorkerUsage {
   std::chrono::steady_clock::time_point drain_deadline_{};
   DurationHistogram duration_;
   TopUsers top_;
-  static constexpr uint32_t kTestParts = 3;
   uint64_t rounds_ = 0;  // rounds begun: picks the slot of interim records
   uint64_t slot_ = 0;    // this round's
   struct Sum {

@@ -51,6 +51,12 @@ TEST(TopUsers, MergesWorkersAndKeepsTheKHeaviest) {
   EXPECT_EQ(top_k_users(all, 100).size(), 5u);
 }
 
+// A whole round of the worker's tick parts at once, as a second of ticks would make it.
+void whole_round(WorkerUsage& u, const turn::ServerCore& core) {
+  constexpr uint32_t kParts = 3;
+  for (uint32_t p = 0; p < kParts; ++p) u.on_tick(core, p, kParts);
+}
+
 class WorkerUsageTest : public TurnCoreTest {
  protected:
   WorkerUsageTest() { users.add_password("carol", "carol-pw"); }
@@ -138,7 +144,7 @@ TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
   relay("alice", 2, 100, 50);  // alice: 250 over two allocations
   relay("bob", 3, 400, 0);
   relay("carol", 4, 10, 0);
-  u.on_second(server());
+  whole_round(u, server());
   auto top = u.top_users().snapshot();
   ASSERT_EQ(top.size(), 2u);  // usage.top_users
   EXPECT_EQ(top[0].user, "bob");
@@ -162,7 +168,7 @@ TEST_F(WorkerUsageTest, TopUsersAreBoundedAndTheScrapeShowsNoMore) {
   server().close_user("alice");
   server().close_user("bob");
   server().close_user("carol");
-  u.on_second(server());
+  whole_round(u, server());
   EXPECT_TRUE(u.top_users().snapshot().empty());
 }
 
@@ -211,17 +217,17 @@ TEST_F(WorkerUsageTest, InterimRecordsAreSpreadOverTheInterval) {
     WorkerUsage u(&loop, clock, &pool, s, "ferry");
     ASSERT_NE(u.writer_stats(), nullptr);
     for (int n = 1; n <= 8; ++n) relay(n % 2 ? "alice" : "bob", n, 10, 0);
-    u.on_second(server());
+    whole_round(u, server());
     EXPECT_EQ(u.writer_stats()->queued.get(), 0) << "younger than an interval: no interim record yet";
     clock.advance(5s);
     std::vector<int64_t> queued;
     for (int i = 0; i < 4; ++i) {
-      u.on_second(server());
+      whole_round(u, server());
       queued.push_back(u.writer_stats()->queued.get());
     }
     // A quarter of the allocations each second (serials 1..8 over 4 slots), all of them once.
     EXPECT_EQ(queued, (std::vector<int64_t>{2, 4, 6, 8}));
-    u.on_second(server());  // the next round replaces the records still waiting
+    whole_round(u, server());  // the next round replaces the records still waiting
     EXPECT_EQ(u.writer_stats()->queued.get(), 8);
     const turn::Allocation* a = server().find_allocation(tuple(1));
     ASSERT_NE(a, nullptr);
