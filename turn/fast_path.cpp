@@ -37,19 +37,18 @@ void ServerCore::sync_fast_path(Allocation& a) {
   });
 }
 
-void ServerCore::clear_fast_path(Allocation& a) {
-  for (const auto& e : a.fast_path) count_fast_path(a, io_.fast_path_remove(a.tuple, e.channel));
-  stats_.fast_path_channels.sub(static_cast<int64_t>(a.fast_path.size()));
-  a.fast_path.clear();
-}
+void ServerCore::clear_fast_path(Allocation& a) { remove_fast_path(a, a.fast_path.begin()); }
 
 void ServerCore::expire_fast_path(Allocation& a, Instant now) {
   // The kernel already hands these channels' packets to the core; this frees their entries.
-  auto past = std::partition(a.fast_path.begin(), a.fast_path.end(),
-                             [&](const Allocation::FastPathEntry& e) { return now < e.deadline; });
-  for (auto it = past; it != a.fast_path.end(); ++it) count_fast_path(a, io_.fast_path_remove(a.tuple, it->channel));
-  stats_.fast_path_channels.sub(static_cast<int64_t>(a.fast_path.end() - past));
-  a.fast_path.erase(past, a.fast_path.end());
+  remove_fast_path(a, std::partition(a.fast_path.begin(), a.fast_path.end(),
+                                     [&](const Allocation::FastPathEntry& e) { return now < e.deadline; }));
+}
+
+void ServerCore::remove_fast_path(Allocation& a, std::vector<Allocation::FastPathEntry>::iterator first) {
+  for (auto it = first; it != a.fast_path.end(); ++it) count_fast_path(a, io_.fast_path_remove(a.tuple, it->channel));
+  stats_.fast_path_channels.sub(static_cast<int64_t>(a.fast_path.end() - first));
+  a.fast_path.erase(first, a.fast_path.end());
 }
 
 void ServerCore::count_fast_path(Allocation& a, const FastPathUsage& u) {

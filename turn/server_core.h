@@ -281,6 +281,8 @@ class ServerCore {
   void sync_fast_path(Allocation& a);                 // (re)install a's live channels with their deadlines
   void clear_fast_path(Allocation& a);                // remove them all, their last counts into a's usage
   void expire_fast_path(Allocation& a, Instant now);  // remove those past their deadline
+  // Removes a.fast_path's entries from `first` on, their last counts into a's usage.
+  void remove_fast_path(Allocation& a, std::vector<Allocation::FastPathEntry>::iterator first);
   void count_fast_path(Allocation& a, const FastPathUsage& u);
 
   // tcp_relay.cpp (RFC 6062)
