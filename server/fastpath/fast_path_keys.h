@@ -27,7 +27,7 @@ uint64_t monotonic_ns(Instant deadline);
 // relay it: an IPv6 client, listener, relay or peer, a client that is not UDP, a relay bound to a
 // wildcard address. A wildcard listener (0.0.0.0) is kept as 0 in the client-to-peer key (the
 // program then matches any destination address); the egress devices (ifindex) and a wildcard
-// listener's answer source are left 0 for KernelFastPath::route to fill in.
+// listener's answer source are left 0 for RouteLookup::fill to fill in.
 std::optional<ChannelEntries> channel_entries(const turn::FastPathChannel& c, uint32_t c2p_slot, uint32_t p2c_slot,
                                               std::string* why = nullptr);
 

@@ -4,8 +4,6 @@
 
 #if FERRY_HAVE_BPF
 #include <ifaddrs.h>
-#include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -49,58 +47,6 @@ std::vector<std::pair<std::string, unsigned>> ipv4_interfaces() {
   return out;
 }
 
-struct Route {
-  uint32_t ifindex = 0;
-  uint32_t source = 0;  // preferred source address, network order
-};
-
-// RTM_GETROUTE for dst (from src, when not 0) on a NETLINK_ROUTE socket: what `ip route get` says.
-// Only unicast routes count; local, broadcast, unreachable... give nullopt.
-std::optional<Route> route_get(int fd, uint32_t dst, uint32_t src) {
-  struct {
-    nlmsghdr nh;
-    rtmsg rt;
-    char attrs[2 * RTA_SPACE(4)];
-  } req{};
-  static uint32_t seq = 0;
-  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
-  req.nh.nlmsg_type = RTM_GETROUTE;
-  req.nh.nlmsg_flags = NLM_F_REQUEST;
-  req.nh.nlmsg_seq = ++seq;
-  req.rt.rtm_family = AF_INET;
-  auto add = [&](unsigned short type, uint32_t value) {
-    auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.nh.nlmsg_len));
-    rta->rta_type = type;
-    rta->rta_len = RTA_LENGTH(4);
-    std::memcpy(RTA_DATA(rta), &value, 4);
-    req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_SPACE(4);
-  };
-  add(RTA_DST, dst);
-  req.rt.rtm_dst_len = 32;
-  if (src != 0) {
-    add(RTA_SRC, src);
-    req.rt.rtm_src_len = 32;
-  }
-  if (send(fd, &req, req.nh.nlmsg_len, 0) < 0) return std::nullopt;
-  alignas(nlmsghdr) char buf[4096];
-  const ssize_t n = recv(fd, buf, sizeof buf, 0);
-  if (n <= 0) return std::nullopt;
-  auto* nh = reinterpret_cast<nlmsghdr*>(buf);
-  for (int left = static_cast<int>(n); NLMSG_OK(nh, left); nh = NLMSG_NEXT(nh, left)) {
-    if (nh->nlmsg_seq != req.nh.nlmsg_seq || nh->nlmsg_type != RTM_NEWROUTE) continue;
-    auto* rt = static_cast<rtmsg*>(NLMSG_DATA(nh));
-    if (rt->rtm_type != RTN_UNICAST) return std::nullopt;
-    Route r;
-    int len = static_cast<int>(RTM_PAYLOAD(nh));
-    for (auto* a = RTM_RTA(rt); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
-      if (a->rta_type == RTA_OIF) std::memcpy(&r.ifindex, RTA_DATA(a), 4);
-      if (a->rta_type == RTA_PREFSRC) std::memcpy(&r.source, RTA_DATA(a), 4);
-    }
-    if (r.ifindex == 0) return std::nullopt;
-    return r;
-  }
-  return std::nullopt;
-}
 }  // namespace
 
 struct KernelFastPath::Impl {
@@ -116,8 +62,6 @@ struct KernelFastPath::Impl {
   unsigned cpus = 1;
   std::vector<Attached> attached;
   std::vector<std::string> names;
-  int netlink_fd = -1;
-  std::mutex netlink_mutex;  // one request at a time on netlink_fd
   std::mutex slots_mutex;
   std::vector<uint32_t> free_slots;  // guarded by slots_mutex
 
@@ -132,7 +76,6 @@ struct KernelFastPath::Impl {
       }
     }
     if (skel != nullptr) channel_relay__destroy(skel);
-    if (netlink_fd >= 0) close(netlink_fd);
   }
 };
 
@@ -152,13 +95,6 @@ std::unique_ptr<KernelFastPath> KernelFastPath::open(std::string* why) {
   impl->c2p_fd = bpf_map__fd(impl->skel->maps.ferry_c2p);
   impl->p2c_fd = bpf_map__fd(impl->skel->maps.ferry_p2c);
   impl->counters_fd = bpf_map__fd(impl->skel->maps.ferry_counters);
-  impl->netlink_fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (impl->netlink_fd < 0) {
-    *why = "cannot open a NETLINK_ROUTE socket: " + errno_text(errno);
-    return nullptr;
-  }
-  timeval timeout{1, 0};  // the kernel answers at once; never hang a loop on it
-  setsockopt(impl->netlink_fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   const int prog_fd = bpf_program__fd(impl->skel->progs.ferry_channel_relay);
   for (const auto& [name, index] : ipv4_interfaces()) {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(index), .attach_point = BPF_TC_INGRESS);
@@ -211,20 +147,6 @@ void KernelFastPath::free_slot(uint32_t slot) {
   impl_->free_slots.push_back(slot);
 }
 
-bool KernelFastPath::route(ChannelEntries& e) {
-  std::lock_guard lock(impl_->netlink_mutex);
-  auto to_peer = route_get(impl_->netlink_fd, e.c2p.peer_ip, e.c2p.relay_ip);
-  auto to_client = route_get(impl_->netlink_fd, e.p2c.to.client_ip, e.p2c.to.listen_ip);
-  if (!to_peer || !to_client) return false;
-  e.c2p.ifindex = to_peer->ifindex;
-  e.p2c.ifindex = to_client->ifindex;
-  if (e.p2c.to.listen_ip == 0) {
-    if (to_client->source == 0) return false;
-    e.p2c.to.listen_ip = to_client->source;
-  }
-  return true;
-}
-
 bool KernelFastPath::put(const ChannelEntries& e, std::string* why) {
   // Peer to client first: a client's first relayed packet may well draw an answer at once.
   if (bpf_map_update_elem(impl_->p2c_fd, &e.p2c_key, &e.p2c, BPF_ANY) != 0 ||
@@ -271,7 +193,6 @@ std::unique_ptr<KernelFastPath> KernelFastPath::open(std::string* why) {
 }
 const std::vector<std::string>& KernelFastPath::interfaces() const { return impl_->names; }
 std::optional<uint32_t> KernelFastPath::take_slot() { return std::nullopt; }
-bool KernelFastPath::route(ChannelEntries&) { return false; }
 void KernelFastPath::free_slot(uint32_t) {}
 bool KernelFastPath::put(const ChannelEntries&, std::string*) { return false; }
 void KernelFastPath::erase(const ChannelEntries&) {}

@@ -35,10 +35,6 @@ class KernelFastPath {
   // A free counter slot, zeroed, or nullopt when all are taken.
   std::optional<uint32_t> take_slot();
   void free_slot(uint32_t slot);
-  // Fills in where each direction leaves (the routing table's output device) and, for a wildcard
-  // listener, the source address of the answers. false: a destination that is local or has no
-  // unicast route; the channel stays in user space.
-  bool route(ChannelEntries& e);
   // Inserts or replaces both entries of a channel. false with errno's text in *why on failure.
   bool put(const ChannelEntries& e, std::string* why);
   // Deletes both entries (missing ones are fine).

@@ -16,8 +16,8 @@ void WorkerFastPath::install(const turn::FastPathChannel& c) {
   const Key key{c.client, c.channel};
   if (auto it = entries_.find(key); it != entries_.end()) {
     auto maps = channel_entries(c, it->second.maps.c2p.slot, it->second.maps.p2c.slot);
-    if (!maps) return;            // cannot happen: the same channel was accepted before
-    if (!kernel_.route(*maps)) {  // the route went away: user space relays it from now on
+    if (!maps) return;           // cannot happen: the same channel was accepted before
+    if (!routes_.fill(*maps)) {  // the route went away: user space relays it from now on
       kernel_.erase(it->second.maps);
       ++refused_;
       return;
@@ -33,7 +33,7 @@ void WorkerFastPath::install(const turn::FastPathChannel& c) {
   auto c2p_slot = kernel_.take_slot();
   auto p2c_slot = c2p_slot ? kernel_.take_slot() : std::nullopt;
   auto maps = p2c_slot ? channel_entries(c, *c2p_slot, *p2c_slot) : std::nullopt;
-  if (!maps || !kernel_.route(*maps) || !kernel_.put(*maps, nullptr)) {
+  if (!maps || !routes_.fill(*maps) || !kernel_.put(*maps, nullptr)) {
     if (c2p_slot) kernel_.free_slot(*c2p_slot);
     if (p2c_slot) kernel_.free_slot(*p2c_slot);
     ++refused_;

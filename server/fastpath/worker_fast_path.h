@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "server/fastpath/kernel_fast_path.h"
+#include "server/fastpath/route_lookup.h"
 #include "turn/five_tuple.h"
 #include "turn/io.h"
 
@@ -53,6 +54,7 @@ class WorkerFastPath {
   turn::FastPathUsage take(Entry& e);  // the counts since the last read
 
   KernelFastPath& kernel_;
+  RouteLookup routes_;  // this worker's own netlink socket
   std::unordered_map<Key, Entry, KeyHash> entries_;
   uint64_t refused_ = 0;
 };

@@ -46,7 +46,7 @@ TEST(FastPathKeys, BothDirectionsInNetworkOrder) {
   EXPECT_EQ(e->c2p.relay_port, htons(50000));
   EXPECT_EQ(e->c2p.peer_port, htons(5000));
   EXPECT_EQ(e->c2p.slot, 7u);
-  EXPECT_EQ(e->c2p.ifindex, 0u);  // filled in by KernelFastPath::route
+  EXPECT_EQ(e->c2p.ifindex, 0u);  // filled in by RouteLookup::fill
   // Peer to client: keyed by what the peer's datagram carries, answering the same client.
   EXPECT_EQ(e->p2c_key.peer_ip, e->c2p.peer_ip);
   EXPECT_EQ(e->p2c_key.relay_ip, e->c2p.relay_ip);
@@ -79,7 +79,7 @@ TEST(FastPathKeys, WildcardListenerKeepsZero) {
   auto e = channel_entries(c, 1, 2);
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->c2p_key.listen_ip, 0u);
-  EXPECT_EQ(e->p2c.to.listen_ip, 0u);  // the route's source, filled in by KernelFastPath::route
+  EXPECT_EQ(e->p2c.to.listen_ip, 0u);  // the route's source, filled in by RouteLookup::fill
 }
 
 TEST(FastPathKeys, RefusesWhatTheKernelDoesNotRelay) {
