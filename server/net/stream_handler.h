@@ -14,6 +14,10 @@ class StreamHandler {
   virtual ~StreamHandler() = default;
   // One complete frame (a STUN message or ChannelData); `frame` is valid only during the call.
   virtual void on_frame(const turn::FiveTuple& from, stun::Bytes frame) = 0;
+  // Around the frames of one read of a TCP/TLS connection: `buffer` holds them all and stays put
+  // until frames_end(), so what they relay may be sent together then.
+  virtual void frames_begin(stun::Bytes /*buffer*/) {}
+  virtual void frames_end() {}
   // The connection or session is gone (peer closed, error, garbage, timeout). Not called for
   // ones closed through close_connection() or close().
   virtual void on_closed(const turn::FiveTuple& client) = 0;

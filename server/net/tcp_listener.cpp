@@ -267,6 +267,7 @@ void TcpListener::decrypt(Connection& c, size_t n) {
 void TcpListener::consume(Connection& c) {
   uint8_t* buf = c.buffer.get();
   size_t off = 0;
+  handler_.frames_begin(stun::Bytes(buf, c.used));
   while (!c.closing && !c.raw) {
     // Frame every ChannelData number a client may have bound (up to 0x7FFF); the core decides validity.
     auto size = stun::stream_frame_size(stun::Bytes(buf + off, c.used - off), stun::kMaxChannelRfc5766);
@@ -281,6 +282,7 @@ void TcpListener::consume(Connection& c) {
     handler_.on_frame(c.tuple, stun::Bytes(buf + off, n));
     off += n;
   }
+  handler_.frames_end();  // before the buffer moves: what the frames relayed leaves now
   if (c.closing) return;  // the handler ended the connection (e.g. its allocation went away)
   if (c.raw) {
     // A data connection (possibly since the frame just handled, its ConnectionBind): whatever

@@ -269,7 +269,8 @@ void Worker::close_handles() {
 
 // ---- data path: no allocation, no lock, no syscall but the send ----------------------------------
 // Relayed datagrams leave when the receive batch that brought them ends (SendBatch): one sendmmsg
-// per socket per batch.
+// per socket per batch. Frames from a TCP/TLS client: when the frames of one read are handled
+// (frames_begin/frames_end around TcpListener::consume).
 
 void Worker::on_datagram(UdpSocket& socket, const stun::TransportAddress& from, uint8_t* storage, size_t len) {
   // The answer is built in the receive buffer after the request, so it joins the batch's sendmmsg.

@@ -131,6 +131,8 @@ class Worker final : public turn::Io, private DatagramHandler, private StreamHan
   void on_receive_error(UdpSocket&, int) override { stats_.receive_errors.add(); }
   // StreamHandler (TCP, TLS and DTLS)
   void on_frame(const turn::FiveTuple& from, stun::Bytes frame) override;
+  void frames_begin(stun::Bytes buffer) override { send_batch_->lend(buffer); }
+  void frames_end() override { send_batch_->end_lend(); }
   void on_closed(const turn::FiveTuple& client) override;
   bool holds_allocation(const turn::FiveTuple& client) const override;
 

@@ -1,5 +1,5 @@
 // SendBatch: datagrams held until the batch ends, one sendmmsg per socket, in order per socket,
-// nothing sent for a socket being closed. Real UDP sockets on loopback.
+// nothing sent for a socket being closed, a stream's lent read buffer. Real UDP sockets on loopback.
 #include "server/net/send_batch.h"
 
 #include <gtest/gtest.h>
@@ -77,6 +77,25 @@ TEST(SendBatch, DiscardForgetsAClosedSocketsDatagrams) {
   batch.discard(a.fd);
   batch.flush();
   EXPECT_EQ(sink.drain(), (std::vector<std::string>{"y"}));
+}
+
+TEST(SendBatch, ALentStreamBufferIsHeldUntilEndLendSendsWhatCameFromIt) {
+  Udp a, sink;
+  std::vector<uint8_t> receive(16);
+  SendBatch batch(receive.data(), receive.size());
+  std::string stream = "f1f2";  // a TCP connection's frames of one read
+  EXPECT_FALSE(batch.holds(bytes_of(stream)));
+  batch.lend(bytes_of(stream));
+  EXPECT_TRUE(batch.holds(bytes_of(stream).subspan(2, 2)));
+  EXPECT_TRUE(batch.holds({receive.data(), 4}));  // the receive buffer still counts
+  Counter dropped;
+  batch.add(a.fd, sink.address, bytes_of(stream).subspan(0, 2), dropped);
+  batch.add(a.fd, sink.address, bytes_of(stream).subspan(2, 2), dropped);
+  EXPECT_TRUE(sink.drain().empty());
+  batch.end_lend();
+  EXPECT_EQ(batch.pending(), 0u);
+  EXPECT_EQ(sink.drain(), (std::vector<std::string>{"f1", "f2"}));
+  EXPECT_FALSE(batch.holds(bytes_of(stream)));  // the buffer may move now
 }
 
 TEST(SendBatch, FullBatchFlushesItselfAndFailuresAreCounted) {
