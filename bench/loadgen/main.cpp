@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
   app.add_option("--drain", o.drain, "Seconds to wait for late packets")
       ->check(CLI::Range(0.0, 10.0))
       ->default_str("0.3");
-  app.add_option("--batch", o.batch, "Datagrams per sendmmsg (per stream in turn)")
+  app.add_option("--batch", o.batch, "Datagrams per sendmmsg (per stream in turn); TCP/TLS: frames per write")
       ->check(CLI::Range(1u, 1024u))
       ->default_str("32");
   app.add_option("--sender-threads", o.sender_threads, "relay/raw: sending threads")
@@ -163,7 +163,8 @@ int main(int argc, char** argv) {
                  "limits.default_lifetime must not be above it)")
       ->check(CLI::Range(1u, 3600u))
       ->default_str("4");
-  app.add_option("--setup-concurrency", o.setup_concurrency, "relay: allocations being set up at once")
+  app.add_option("--setup-concurrency", o.setup_concurrency,
+                 "relay: allocations (and RFC 6062 data connections) being set up at once")
       ->check(CLI::Range(1u, 10000u))
       ->default_str("64");
   app.add_option("--count", o.max_count,
