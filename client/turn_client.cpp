@@ -208,6 +208,15 @@ stun::Result<Bytes> TurnClient::channel_bind_request(MutableBytes out, uint16_t 
   return build(out, std::move(p));
 }
 
+stun::Result<Bytes> TurnClient::connect_request(MutableBytes out, const TransportAddress& peer) {
+  return request(out, Method::Connect, [peer](MessageBuilder& b) { b.add_xor_address(attr::XorPeerAddress, peer); });
+}
+
+stun::Result<Bytes> TurnClient::connection_bind_request(MutableBytes out, uint32_t connection_id) {
+  return request(out, Method::ConnectionBind,
+                 [connection_id](MessageBuilder& b) { b.add_u32(attr::ConnectionId, connection_id); });
+}
+
 stun::Result<Bytes> TurnClient::send_indication(MutableBytes out, const TransportAddress& peer, Bytes data,
                                                 bool dont_fragment) {
   MessageBuilder b(out, Method::Send, stun::Class::Indication, random_transaction_id());
@@ -364,6 +373,12 @@ Response TurnClient::on_response(Bytes packet) {
         auto v = stun::decode_reservation_token(a.value);
         if (!v) return fail();
         r.reservation_token = *v;
+        break;
+      }
+      case attr::ConnectionId: {
+        auto v = stun::decode_u32(a.value);
+        if (!v) return fail();
+        r.connection_id = *v;
         break;
       }
       case attr::AddressErrorCode: {

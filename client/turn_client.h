@@ -96,6 +96,7 @@ struct Response {
   std::optional<TransportAddress> mapped;  // XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS without it
   std::optional<uint32_t> lifetime;
   std::optional<uint64_t> reservation_token;
+  std::optional<uint32_t> connection_id;      // CONNECTION-ID of a Connect success (RFC 6062 §4.3)
   std::optional<AddressError> address_error;  // ADDRESS-ERROR-CODE (dual allocation, RFC 8656 §18.4)
   std::vector<uint16_t> unknown_attributes;   // UNKNOWN-ATTRIBUTES of a 420
   std::optional<TransportAddress> response_origin;
@@ -144,6 +145,12 @@ class TurnClient {
     return create_permission_request(out, std::span<const TransportAddress>(peers.begin(), peers.size()));
   }
   stun::Result<Bytes> channel_bind_request(MutableBytes out, uint16_t channel, const TransportAddress& peer);
+  // RFC 6062 TCP allocations: Connect asks the server to open a TCP connection to `peer` (§4.3; its
+  // success carries Response::connection_id); ConnectionBind, sent on a new connection to the server,
+  // makes that connection the data connection of `connection_id` (§4.4). A client for the data
+  // connection can start from the control connection's client's auth_state().
+  stun::Result<Bytes> connect_request(MutableBytes out, const TransportAddress& peer);
+  stun::Result<Bytes> connection_bind_request(MutableBytes out, uint32_t connection_id);
   // Any request: `body` writes the method's attributes; then come SOFTWARE, the credentials (once a
   // realm is known and `authenticate` is set), MESSAGE-INTEGRITY(-SHA256) and FINGERPRINT.
   stun::Result<Bytes> request(MutableBytes out, stun::Method method, Body body, bool authenticate = true);

@@ -24,6 +24,7 @@ using ferry::bench::ClientTransport;
 using ferry::bench::Framing;
 using ferry::bench::Mode;
 using ferry::bench::Options;
+using ferry::bench::PeerTransport;
 
 constexpr int kUsage = 2;
 
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, Framing> framings{{"channel", Framing::Channel}, {"send", Framing::Send}};
   const std::map<std::string, ClientTransport> transports{
       {"udp", ClientTransport::Udp}, {"tcp", ClientTransport::Tcp}, {"tls", ClientTransport::Tls}};
+  const std::map<std::string, PeerTransport> peer_transports{{"udp", PeerTransport::Udp}, {"tcp", PeerTransport::Tcp}};
   app.add_option(
          "--mode", o.mode,
          "relay: allocations send to the sink through the server; raw: the same packets as plain UDP "
@@ -99,16 +101,24 @@ int main(int argc, char** argv) {
                  "allocate: clients allocating at once")
       ->check(CLI::Range(1u, 60000u))
       ->default_str("1");
-  app.add_option("--framing", o.framing, "relay: channel (ChannelData) or send (Send indications)")
-      ->transform(CLI::CheckedTransformer(framings, CLI::ignore_case))
+  auto* framing = app.add_option("--framing", o.framing,
+                                 "relay: channel (ChannelData) or send (Send indications); UDP peer legs only");
+  framing->transform(CLI::CheckedTransformer(framings, CLI::ignore_case))
       ->option_text("channel|send (default channel)");
   app.add_option("--transport", o.transport,
                  "relay: the client leg, udp, tcp or tls (TURN over TCP or TLS, RFC 8656 §12.5; the server's "
-                 "certificate is not checked; the peer leg stays UDP). An IPv6 --target and --sink make IPv6 "
-                 "client and peer legs.")
+                 "certificate is not checked). An IPv6 --target and --sink make IPv6 client and peer legs.")
       ->transform(CLI::CheckedTransformer(transports, CLI::ignore_case))
       ->option_text("udp|tcp|tls (default udp)");
-  app.add_option("-s,--size", o.size, "Payload bytes per packet (at least 24: the stamp)")
+  app.add_option("--peer-transport", o.peer_transport,
+                 "relay: the peer leg. tcp: RFC 6062 TCP allocations (needs --transport tcp or tls): each "
+                 "allocation Connects to the sink's TCP listener and sends its stamped payloads back to back "
+                 "over a data connection (ConnectionBind); the sink cuts the stream into records of --size "
+                 "bytes, counted as packets")
+      ->transform(CLI::CheckedTransformer(peer_transports, CLI::ignore_case))
+      ->option_text("udp|tcp (default udp)");
+  app.add_option("-s,--size", o.size,
+                 "Payload bytes per packet (at least 24: the stamp); TCP peer legs: bytes per record")
       ->check(CLI::Range(24, 65000))
       ->default_str("100");
   app.add_option("-r,--rate", o.rate, "Packets/s over all streams; 0 = as fast as --window allows (churn: 1000)")
@@ -126,7 +136,7 @@ int main(int argc, char** argv) {
   app.add_option("--drain", o.drain, "Seconds to wait for late packets")
       ->check(CLI::Range(0.0, 10.0))
       ->default_str("0.3");
-  app.add_option("--batch", o.batch, "Datagrams per sendmmsg (per stream in turn)")
+  app.add_option("--batch", o.batch, "Datagrams per sendmmsg (per stream in turn); TCP/TLS: frames per write")
       ->check(CLI::Range(1u, 1024u))
       ->default_str("32");
   app.add_option("--sender-threads", o.sender_threads, "relay/raw: sending threads")
@@ -137,7 +147,9 @@ int main(int argc, char** argv) {
                  "then use all of them)")
       ->check(CLI::Range(1u, 254u))
       ->default_str("16");
-  app.add_option("--sink", o.sink, "relay/raw: the sink's IP:PORT (port 0: any)")->default_str(o.sink);
+  app.add_option("--sink", o.sink,
+                 "relay/raw: the sink's IP:PORT (port 0: any; a TCP listener for --peer-transport tcp)")
+      ->default_str(o.sink);
   app.add_option("--hold", o.hold,
                  "relay: after setup print READY and keep the allocations idle this many seconds (memory probes)")
       ->check(CLI::Range(0.0, 3600.0));
@@ -151,7 +163,8 @@ int main(int argc, char** argv) {
                  "limits.default_lifetime must not be above it)")
       ->check(CLI::Range(1u, 3600u))
       ->default_str("4");
-  app.add_option("--setup-concurrency", o.setup_concurrency, "relay: allocations being set up at once")
+  app.add_option("--setup-concurrency", o.setup_concurrency,
+                 "relay: allocations (and RFC 6062 data connections) being set up at once")
       ->check(CLI::Range(1u, 10000u))
       ->default_str("64");
   app.add_option("--count", o.max_count,
@@ -185,6 +198,12 @@ int main(int argc, char** argv) {
   }
   if (o.transport != ClientTransport::Udp && o.mode != Mode::Relay) {
     std::cerr << "ferry-loadgen: --transport tcp/tls: only --mode relay has TCP and TLS client legs\n";
+    return kUsage;
+  }
+  if (o.peer_transport == PeerTransport::Tcp &&
+      (o.mode != Mode::Relay || o.transport == ClientTransport::Udp || framing->count() != 0)) {
+    std::cerr << "ferry-loadgen: --peer-transport tcp (RFC 6062): only with --mode relay and --transport tcp or "
+                 "tls, and without --framing (the data connection carries bare payloads)\n";
     return kUsage;
   }
   if (o.mode == Mode::Relay || o.mode == Mode::Allocate || o.mode == Mode::Churn) {

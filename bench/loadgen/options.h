@@ -18,6 +18,9 @@ enum class Mode {
 
 enum class Framing { Channel, Send };          // ChannelData or Send indications
 enum class ClientTransport { Udp, Tcp, Tls };  // relay: the client leg (TURN over UDP, TCP or TLS, RFC 8656 §12.5)
+// relay: the peer leg. Tcp: RFC 6062 TCP allocations, each with a Connect to the sink's TCP listener
+// and a data connection (ConnectionBind) that carries the bare payloads; needs a TCP or TLS client leg.
+enum class PeerTransport { Udp, Tcp };
 
 struct Options {
   Mode mode = Mode::Relay;
@@ -29,7 +32,8 @@ struct Options {
   uint32_t allocations = 1;  // relay/raw: streams; binding: sockets; allocate: transactions in flight
   Framing framing = Framing::Channel;
   ClientTransport transport = ClientTransport::Udp;
-  size_t size = 100;      // payload bytes per packet (the relayed UDP payload)
+  PeerTransport peer_transport = PeerTransport::Udp;
+  size_t size = 100;      // payload bytes per packet (the relayed UDP payload; TCP peer legs: a record)
   double rate = 0;        // packets/s over all streams; 0 = as fast as the window allows
   uint32_t window = 256;  // rate 0: packets in flight over all streams
   double duration = 5;    // seconds of load

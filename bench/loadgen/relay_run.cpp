@@ -1,6 +1,11 @@
 // Relay throughput: N allocations (or, for the ceiling, N plain sockets to a forwarder) send
 // stamped packets to the in-process sink for a bounded time.
 //
+// TCP peer legs (RFC 6062): each allocation is a TCP allocation on its control connection with a
+// permission for the sink and a Connect to the sink's TCP listener; a data connection to the
+// server, bound to the Connect's CONNECTION-ID by a ConnectionBind, then carries the stamped
+// payloads back to back, which the sink cuts into records of --size bytes again.
+//
 // Pacing: with --rate R the senders keep to R packets/s over all streams (open loop, for latency
 // at a given load). With --rate 0 they keep at most --window packets in flight (closed loop, for
 // the maximum rate): in flight = sent - max(received or known lost, sent 50 ms ago). The sink
@@ -12,8 +17,10 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <thread>
@@ -218,14 +225,15 @@ void send_loop(std::vector<Stream*> streams, const SendPlan& plan, std::atomic<u
 }
 
 // Builds stream i's frame: ChannelData or a Send indication around a stamped payload of `size`
-// bytes, or the bare payload for the forwarder.
+// bytes, or the bare payload for the forwarder and for an RFC 6062 data connection.
 void make_frame(Stream& st, uint32_t stream_index, const Options& o, client::TurnClient* client,
                 const stun::TransportAddress& peer) {
   std::vector<uint8_t> payload(o.size, 0xA5);
   write_stamp(payload.data(), Stamp{stream_index, 0, 0});
-  if (o.mode == Mode::Raw) {
+  if (o.mode == Mode::Raw || o.peer_transport == PeerTransport::Tcp) {
     st.frame = payload;
     st.stamp_offset = 0;
+    st.tcp = o.mode == Mode::Relay;  // the data connection
     return;
   }
   std::vector<uint8_t> buf(o.size + 256);
@@ -259,9 +267,10 @@ nlohmann::json run_relay(const Options& o) {
   std::string err;
   const auto sink_addr = stun::TransportAddress::parse(o.sink);
   if (!sink_addr) throw std::runtime_error(cat("--sink: not IP:PORT: ", o.sink));
-  const int sink_fd = open_udp(*sink_addr, UdpOptions{}, err);
+  const bool tcp_peer = o.peer_transport == PeerTransport::Tcp;
+  const int sink_fd = tcp_peer ? open_tcp_listener(*sink_addr, err) : open_udp(*sink_addr, UdpOptions{}, err);
   if (sink_fd < 0) throw std::runtime_error(cat("sink: ", err));
-  Sink sink(sink_fd, o.allocations, 65536);
+  Sink sink(sink_fd, o.allocations, 65536, tcp_peer ? o.size : 0);
   const stun::TransportAddress peer = local_address(sink_fd);
 
   // Sockets, one per stream, from distinct source ports.
@@ -271,12 +280,15 @@ nlohmann::json run_relay(const Options& o) {
     if (!tls_ctx) throw std::runtime_error(cat("TLS: ", err));
   }
   std::vector<std::unique_ptr<Session>> sessions;
+  std::vector<std::unique_ptr<Session>> data_sessions;  // TCP peer legs: the data connections
   sessions.reserve(o.allocations);
   auto close_all = [&] {
-    for (auto& s : sessions) {
-      free_tls(s->ssl);
-      s->ssl = nullptr;
-      if (s->fd >= 0) ::close(s->fd);
+    for (auto* list : {&sessions, &data_sessions}) {
+      for (auto& s : *list) {
+        free_tls(s->ssl);
+        s->ssl = nullptr;
+        if (s->fd >= 0) ::close(s->fd);
+      }
     }
   };
   for (uint32_t i = 0; i < o.allocations; ++i) {
@@ -299,7 +311,11 @@ nlohmann::json run_relay(const Options& o) {
     cc.password = o.password;
     s->client = std::make_unique<client::TurnClient>(cc);
     s->steps = {Step::Allocate, Step::Permission};
-    if (o.framing == Framing::Channel) s->steps.push_back(Step::ChannelBind);
+    if (tcp_peer) {
+      s->steps.push_back(Step::Connect);
+    } else if (o.framing == Framing::Channel) {
+      s->steps.push_back(Step::ChannelBind);
+    }
     sessions.push_back(std::move(s));
   }
 
@@ -313,24 +329,61 @@ nlohmann::json run_relay(const Options& o) {
   sp.stream = o.transport != ClientTransport::Udp;
   // The relayed address must be of the peer's family (RFC 6156 §4.2): ask for IPv6 for an IPv6 sink.
   if (!peer.is_v4()) sp.requested_family = stun::Family::V6;
+  if (tcp_peer) sp.requested_transport = stun::kTransportTcp;
   SessionDriver driver(sp);
 
-  // Setup: every allocation with its permission (and channel).
-  DriveResult setup;
+  // The sink runs from here, measuring nothing yet: a TCP sink accepts the server's connections
+  // during the setup.
   const uint64_t setup_start = now_ns();
+  const uint64_t setup_limit =
+      setup_start + std::min<uint64_t>(seconds_to_ns(10) + o.allocations * 20'000'000ull, seconds_to_ns(300));
+  sink.start(UINT64_MAX, setup_limit + seconds_to_ns(o.hold + o.warmup + o.duration + o.drain + 6));
+
+  // Setup: every allocation with its permission (and channel), or its permission, Connect and data
+  // connection. A data connection starts when its control connection's Connect has succeeded.
+  DriveResult setup;
   if (o.mode == Mode::Relay) {
     size_t cursor = 0;
-    const uint64_t limit =
-        setup_start + std::min<uint64_t>(seconds_to_ns(10) + o.allocations * 20'000'000ull, seconds_to_ns(300));
-    setup = driver.drive([&]() -> Session* { return cursor < sessions.size() ? sessions[cursor++].get() : nullptr; },
-                         [](Session&) {}, nullptr, limit, limit);
+    std::vector<Session*> binds;                  // data connections waiting to send their ConnectionBind
+    std::map<std::string, uint64_t> open_errors;  // data connections that could not even be opened
+    auto next = [&]() -> Session* {
+      if (!binds.empty()) {
+        Session* d = binds.back();
+        binds.pop_back();
+        return d;
+      }
+      return cursor < sessions.size() ? sessions[cursor++].get() : nullptr;
+    };
+    auto done = [&](Session& s) {
+      if (!tcp_peer || s.failed || s.steps.front() != Step::Allocate) return;
+      auto d = std::make_unique<Session>();
+      d->index = s.index;
+      d->connection_id = s.connection_id;
+      d->fd = open_tcp_connected(client_source(o, s.index), o.target, err, tls_ctx.get(), &d->ssl);
+      if (d->fd < 0) {
+        ++open_errors[cat("data connection: ", err)];
+        return;
+      }
+      // Signed with the control connection's nonce, as RFC 6062 clients do (a 401 or 438 is followed).
+      d->client = std::make_unique<client::TurnClient>(s.client->config());
+      d->client->set_auth_state(s.client->auth_state());
+      d->steps = {Step::ConnectionBind};
+      data_sessions.push_back(std::move(d));
+      binds.push_back(data_sessions.back().get());
+    };
+    setup = driver.drive(next, done, nullptr, setup_limit, setup_limit);
+    for (const auto& [what, n] : open_errors) {
+      setup.errors[what] += n;
+      setup.failed += n;
+    }
   }
   const double setup_s = static_cast<double>(now_ns() - setup_start) / 1e9;
 
+  // The streams: the client sockets, or the bound data connections.
   std::vector<Stream> streams;
   streams.reserve(sessions.size());
-  for (auto& s : sessions) {
-    if (o.mode == Mode::Relay && (s->failed || !s->allocated)) continue;
+  for (auto& s : tcp_peer ? data_sessions : sessions) {
+    if (o.mode == Mode::Relay && (s->failed || (!tcp_peer && !s->allocated))) continue;
     Stream st;
     st.fd = s->fd;
     st.ssl = s->ssl;
@@ -357,7 +410,7 @@ nlohmann::json run_relay(const Options& o) {
   plan.rate = o.rate / threads;
   std::atomic<uint64_t> sent_all{0};
   std::vector<SenderStats> stats(threads);
-  sink.start(plan.measure_from, plan.end + seconds_to_ns(o.drain) + seconds_to_ns(5));
+  sink.set_measure_from(plan.measure_from);
   if (o.duration > 0 && !streams.empty()) {
     std::vector<std::thread> senders;
     for (uint32_t t = 0; t < threads; ++t) {
@@ -414,8 +467,12 @@ nlohmann::json run_relay(const Options& o) {
   const uint64_t lost = total.sent_measured > got.received ? total.sent_measured - got.received : 0;
   nlohmann::json j;
   j["mode"] = o.mode == Mode::Raw ? "raw" : "relay";
-  j["framing"] = o.mode == Mode::Raw ? "udp" : (o.framing == Framing::Channel ? "channel" : "send");
+  j["framing"] = o.mode == Mode::Raw ? "udp"
+                 : tcp_peer          ? "stream"
+                                     : (o.framing == Framing::Channel ? "channel" : "send");
   j["transport"] = o.transport == ClientTransport::Tls ? "tls" : o.transport == ClientTransport::Tcp ? "tcp" : "udp";
+  j["peer_transport"] = tcp_peer ? "tcp" : "udp";
+  if (tcp_peer) j["peer_connections"] = got.connections;
   j["family"] = o.target.is_v4() ? "ipv4" : "ipv6";
   j["peer"] = peer.to_string();
   j["target"] = o.target.to_string();

@@ -78,6 +78,26 @@ int open_tcp_connected(const stun::TransportAddress& local, const stun::Transpor
   return fd;
 }
 
+int open_tcp_listener(const stun::TransportAddress& local, std::string& error) {
+  const int fd = ::socket(local.is_v4() ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  const int one = 1;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_storage ss;
+  const socklen_t len = local.to_sockaddr(ss);
+  // The backlog holds the server's connections until the sink's thread accepts them (the kernel
+  // caps it at net.core.somaxconn).
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 4096) != 0) {
+    error = std::string("bind/listen: ") + std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 size_t stream_frame_length(const uint8_t* data, size_t available) {
   if (available < 4) return 0;
   const size_t length = (static_cast<size_t>(data[2]) << 8) | data[3];

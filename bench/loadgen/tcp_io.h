@@ -28,6 +28,10 @@ void free_tls(ssl_st* ssl);
 int open_tcp_connected(const stun::TransportAddress& local, const stun::TransportAddress& to, std::string& error,
                        ssl_ctx_st* tls = nullptr, ssl_st** ssl = nullptr);
 
+// A non-blocking TCP socket listening on `local` (the sink of RFC 6062 TCP peer legs). -1 with
+// `error` set on failure.
+int open_tcp_listener(const stun::TransportAddress& local, std::string& error);
+
 // Bytes of the STUN message or ChannelData (padded to 4 over TCP) that `data` starts with, or 0
 // while its header is incomplete. SIZE_MAX for bytes that start neither (a broken stream).
 size_t stream_frame_length(const uint8_t* data, size_t available);

@@ -23,6 +23,8 @@ std::string_view to_string(Step s) {
     case Step::ChannelBind: return "ChannelBind";
     case Step::Delete: return "Refresh(0)";
     case Step::Refresh: return "Refresh";
+    case Step::Connect: return "Connect";
+    case Step::ConnectionBind: return "ConnectionBind";
   }
   return "?";
 }
@@ -55,6 +57,7 @@ bool SessionDriver::send_step(Session& s, DriveResult& r) {
       client::AllocateOptions o;
       o.lifetime = lifetime;
       o.requested_family = params_.requested_family;
+      o.transport = params_.requested_transport;
       built = s.client->allocate_request(buf, o);
       break;
     }
@@ -62,6 +65,8 @@ bool SessionDriver::send_step(Session& s, DriveResult& r) {
     case Step::ChannelBind: built = s.client->channel_bind_request(buf, params_.channel, params_.peer); break;
     case Step::Delete: built = s.client->refresh_request(buf, 0u); break;
     case Step::Refresh: built = s.client->refresh_request(buf, lifetime); break;
+    case Step::Connect: built = s.client->connect_request(buf, params_.peer); break;
+    case Step::ConnectionBind: built = s.client->connection_bind_request(buf, s.connection_id); break;
   }
   if (!built) {
     fail(s, cat("building ", to_string(s.steps[s.next]), ": ", stun::to_string(built.error())), r);
@@ -121,6 +126,13 @@ bool SessionDriver::on_datagram(Session& s, stun::Bytes packet, uint64_t now, Dr
         if (!resp.relayed.empty()) s.relayed = resp.relayed.front();
       }
       if (step == Step::Delete) s.allocated = false;
+      if (step == Step::Connect) {
+        if (!resp.connection_id) {
+          fail(s, "Connect: success without CONNECTION-ID", r);
+          return true;
+        }
+        s.connection_id = *resp.connection_id;
+      }
       break;
   }
   if (step_done) step_done(s, step, now, now - s.step_started_ns);
@@ -200,7 +212,6 @@ DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepD
   DriveResult r;
   std::vector<Session*> active;
   std::vector<pollfd> fds;
-  bool more = true;
   auto finish = [&](size_t i) {
     Session* s = active[i];
     active[i] = active.back();
@@ -211,7 +222,8 @@ DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepD
   while (true) {
     uint64_t now = now_ns();
     if (now >= hard_deadline_ns) break;
-    while (more && active.size() < params_.concurrency && now < start_until_ns) {
+    bool more = now < start_until_ns;  // next() is asked on every pass (a Done may have made more)
+    while (more && active.size() < params_.concurrency) {
       Session* s = next();
       if (s == nullptr) {
         more = false;
@@ -223,7 +235,7 @@ DriveResult SessionDriver::drive(const Next& next, const Done& done, const StepD
         active.push_back(s);
       }
     }
-    if (active.empty() && (!more || now >= start_until_ns)) break;
+    if (active.empty() && !more) break;
 
     uint64_t wake = hard_deadline_ns;
     fds.resize(active.size());

@@ -1,5 +1,6 @@
 // Many TURN sessions at once, each one UDP (or TCP, or TLS) socket and one sans-I/O TurnClient (client/), driven
-// through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh, Refresh(LIFETIME 0). The
+// through a list of requests: Allocate, CreatePermission, ChannelBind, Refresh, Refresh(LIFETIME 0), and for
+// RFC 6062 TCP allocations Connect (on the control connection) and ConnectionBind (on a data connection). The
 // client handles the 401/438 challenges (RFC 8489 §9.2); this driver owns the sockets, resends a
 // request's very bytes on its RTO (§6.2.1, doubling; over TCP it only waits as long, §6.2.2) and
 // keeps at most `concurrency` sessions busy.
@@ -20,7 +21,7 @@ struct ssl_st;  // OpenSSL's SSL (TLS client legs)
 
 namespace ferry::bench {
 
-enum class Step : uint8_t { Allocate, Permission, ChannelBind, Delete, Refresh };
+enum class Step : uint8_t { Allocate, Permission, ChannelBind, Delete, Refresh, Connect, ConnectionBind };
 std::string_view to_string(Step s);
 
 struct Session {
@@ -35,8 +36,9 @@ struct Session {
   bool failed = false;
   std::string error;
   stun::TransportAddress relayed;
-  std::vector<uint8_t> rx;  // TCP/TLS: received bytes not yet a whole frame
-  ssl_st* ssl = nullptr;    // TLS: the session over fd (its owner frees it)
+  uint32_t connection_id = 0;  // RFC 6062: from the Connect's success; what ConnectionBind names
+  std::vector<uint8_t> rx;     // TCP/TLS: received bytes not yet a whole frame
+  ssl_st* ssl = nullptr;       // TLS: the session over fd (its owner frees it)
 
   // The request in flight.
   std::vector<uint8_t> request;
@@ -51,14 +53,15 @@ struct Session {
 inline constexpr uint16_t kBenchChannel = 0x4000;
 
 struct SessionParams {
-  stun::TransportAddress peer;  // CreatePermission/ChannelBind target
+  stun::TransportAddress peer;  // CreatePermission/ChannelBind/Connect target
   uint16_t channel = kBenchChannel;
   uint32_t lifetime = 600;
   uint64_t rto_ns = 500'000'000;
   uint32_t transmissions = 5;
   uint32_t concurrency = 64;
-  bool stream = false;                           // the sessions' sockets are TCP or TLS (RFC 8656 §12.5 framing)
-  std::optional<stun::Family> requested_family;  // REQUESTED-ADDRESS-FAMILY (RFC 6156): an IPv6 peer
+  bool stream = false;                                // the sessions' sockets are TCP or TLS (RFC 8656 §12.5 framing)
+  std::optional<stun::Family> requested_family;       // REQUESTED-ADDRESS-FAMILY (RFC 6156): an IPv6 peer
+  uint8_t requested_transport = stun::kTransportUdp;  // REQUESTED-TRANSPORT; kTransportTcp: RFC 6062
 };
 
 struct DriveResult {
@@ -74,7 +77,9 @@ class SessionDriver {
  public:
   explicit SessionDriver(SessionParams params) : params_(std::move(params)) {}
 
-  // A session to start (socket ready, steps set), or nullptr when there are no more.
+  // A session to start (socket ready, steps set), or nullptr when there is none now. It is asked
+  // again on every pass while sessions are busy, so a Done may make more (a data connection after
+  // its control connection's Connect).
   using Next = std::function<Session*()>;
   // Called once per session, after its last step or its failure.
   using Done = std::function<void(Session&)>;

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Smoke test of bench/compare's rounds (label bench): --quick --latency --pairs 2 against coturn
 (and Pion when bench/compare can build it), the same as an A/A of one ferry binary with
---ferry-b, and --quick --transports --pairs 2 (TCP, TLS and IPv6 client/peer legs). Checks the exit status and the --json-out shape the lead's scripts read: two rounds in
-alternating order, a `median` with p99_ratio keyed by allocation count and ferry_p99_flatness,
+--ferry-b, and --quick --transports --pairs 2 (TCP, TLS and IPv6 client/peer legs, RFC 6062 TCP
+peer legs). Checks the exit status and the --json-out shape the lead's scripts read: two rounds
+in alternating order, a `median` with p99_ratio keyed by allocation count and ferry_p99_flatness,
 and every ratio summarised as median/min/max. Figures are not judged (a busy CI machine).
 """
 
@@ -100,17 +101,19 @@ def run() -> None:
         harness.check("--quick --transports --pairs 2 exits 0 and writes --json-out", r.returncode == 0 and d is not None,
                       r.output[-2000:])
         if d is not None:
-            legs = ["udp4", "tcp4", "tls4", "udp6", "tcp6"]
+            legs = ["udp4", "tcp4", "tls4", "udp6", "tcp6", "tcp4-rfc6062"]
             columns = list(d["columns"])
             harness.check("transports: ferry, coturn (and pion when built)",
                           columns[:2] == ["ferry", "coturn"] and columns[2:] in ([], ["pion"]), str(columns))
             check_rounds(d, columns, "transports", latency=False)
             # Pion 2.1 relays over UDP/IPv4 only, and bench/pion has no TLS: its udp4 and tcp4 legs.
             ok = all(p[c]["legs"][leg][k]["transport"] == leg[:3] and p[c]["legs"][leg][k]["family"] == f"ipv{leg[3]}"
+                     and p[c]["legs"][leg][k]["peer_transport"] == ("tcp" if leg.endswith("-rfc6062") else "udp")
                      and p[c]["legs"][leg][k]["received"] > 0
                      for p in d["pairs"] for c in columns for leg in legs if c != "pion" or leg in ("udp4", "tcp4")
                      for k in ("closed", "latency"))
-            harness.check("transports: every leg relayed over its transport and family, every server", ok)
+            harness.check("transports: every leg relayed over its client and peer transports and family, every server",
+                          ok)
             m = d["median"]
             harness.check("transports: median pps/cpu/p99 ratios keyed by leg",
                           all(sorted(m[k]) == sorted(legs) and all(positive(v) for v in m[k].values())

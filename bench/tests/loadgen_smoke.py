@@ -2,9 +2,9 @@
 """Smoke test of ferry-loadgen and ferry-forwarder against a real ferry on loopback (label bench).
 
 Small numbers, a few seconds: every mode runs and reports, packets arrive on every allocation
-(client legs over UDP, TCP and TLS, IPv4 and IPv6), a fixed rate is kept, the loopback guard and wrong
-credentials are refused. Reports through the
-harness (an indented ok/FAIL line per check, one PASS/FAIL line); the exit status is the verdict.
+(client legs over UDP, TCP and TLS, IPv4 and IPv6; RFC 6062 TCP peer legs), a fixed rate is kept,
+the loopback guard and wrong credentials are refused. Reports through the harness (an indented
+ok/FAIL line per check, one PASS/FAIL line); the exit status is the verdict.
 """
 
 from __future__ import annotations
@@ -97,6 +97,20 @@ def run() -> None:
         check(rep is not None and r.returncode == 0 and rep["transport"] == "tls" and rep["ready"] == 4
               and rep["received"] > 0 and rep["streams_seen"] == 4 and rep["loss"] == 0 and rep["teardown_failed"] == 0,
               "TLS client legs: padded ChannelData relays to the sink, allocations deleted", json.dumps(rep))
+        # RFC 6062 TCP relays: Connect to the sink's TCP listener, ConnectionBind on a data connection,
+        # 101-byte records back to back (the sink cuts them out of the stream again).
+        r, rep = loadgen(args, env, "--mode", "relay", "--transport", "tcp", "--peer-transport", "tcp", "-n", "4",
+                         "--size", "101", *common)
+        check(rep is not None and r.returncode == 0 and rep["peer_transport"] == "tcp" and rep["ready"] == 4
+              and rep["peer_connections"] == 4 and rep["received"] > 0 and rep["streams_seen"] == 4
+              and rep["loss"] == 0 and rep["foreign"] == 0 and rep["teardown_failed"] == 0,
+              "RFC 6062 TCP peer legs: records relay over data connections to the TCP sink", json.dumps(rep))
+        r, rep = loadgen(args, env, "--mode", "relay", "--transport", "tls", "--peer-transport", "tcp", "-n", "2",
+                         "--rate", "2000", "--target", f"127.0.0.1:{cfg.tls_port}", "--user", USER, "--warmup", "0.1",
+                         "--duration", "0.5")
+        check(rep is not None and r.returncode == 0 and rep["ready"] == 2 and 700 <= rep["sent"] <= 1300
+              and rep["received"] == rep["sent"] and rep["foreign"] == 0,
+              "RFC 6062 TCP peer legs over TLS control and data connections at a fixed rate", json.dumps(rep))
         v6 = ["--target", f"[::1]:{port}", "--sink", "[::1]:0", "--user", USER, "--warmup", "0.1", "--duration", "0.5"]
         for extra, what in (([], "UDP"), (["--transport", "tcp"], "TCP")):
             r, rep = loadgen(args, env, "--mode", "relay", "-n", "4", *extra, *v6)
@@ -127,6 +141,10 @@ def run() -> None:
     check(r.returncode == 2 and "--user" in r.output, "relay without credentials is a usage error", r.output)
     r, _ = loadgen(args, env, "--mode", "binding", "--transport", "tcp", "--target", target, expect_json=False)
     check(r.returncode == 2 and "--transport tcp" in r.output, "TCP outside relay mode is a usage error", r.output)
+    r, _ = loadgen(args, env, "--mode", "relay", "--peer-transport", "tcp", "--target", target, "--user", USER,
+                   expect_json=False)
+    check(r.returncode == 2 and "--peer-transport tcp" in r.output,
+          "a TCP peer leg over a UDP client leg is a usage error", r.output)
 
     fport = harness.pick_free_port(udp=True, tcp=False, ipv6=False)
     sink = harness.pick_free_port(udp=True, tcp=False, ipv6=False)

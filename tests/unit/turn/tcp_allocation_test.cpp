@@ -21,8 +21,7 @@ class TcpAllocationTest : public TurnCoreTest {
   }
   // Sends a Connect (the client is authenticated already): the answer comes later.
   void send_connect(TurnClient& c, const FiveTuple& t, const TransportAddress& peer) {
-    auto req = c.request(buf, stun::Method::Connect,
-                         [&](stun::MessageBuilder& b) { b.add_xor_address(attr::XorPeerAddress, peer); });
+    auto req = c.connect_request(buf, peer);
     ASSERT_TRUE(req.ok());
     last_request.assign(req->begin(), req->end());
     io.to_client.clear();
@@ -63,13 +62,11 @@ class TcpAllocationTest : public TurnCoreTest {
     EXPECT_EQ(r.method, stun::Method::Connect);
     EXPECT_TRUE(r.authenticated);
     EXPECT_EQ(connection_id(), id);
+    EXPECT_EQ(r.connection_id, id);  // as the client decodes it
     return id;
   }
   Response connection_bind(TurnClient& c, const FiveTuple& t, ConnectionId id) {
-    return transact(c, t, [&](TurnClient& cl, MutableBytes out) {
-      return cl.request(out, stun::Method::ConnectionBind,
-                        [&](stun::MessageBuilder& b) { b.add_u32(attr::ConnectionId, id); });
-    });
+    return transact(c, t, [&](TurnClient& cl, MutableBytes out) { return cl.connection_bind_request(out, id); });
   }
 };
 
