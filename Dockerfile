@@ -31,8 +31,9 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # Only the two binaries: no tests (FERRY_TESTS=OFF needs neither GoogleTest nor shared/),
-# benchmarks or examples.
+# benchmarks or examples; a unity build (files compiled in batches: about half the time).
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DFERRY_TESTS=OFF \
+      -DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=16 \
  && cmake --build /build -j "${JOBS}" --target ferry ferryctl \
  && install -D -m 0755 -s /build/server/ferry /out/usr/local/bin/ferry \
  && install -D -m 0755 -s /build/tools/ferryctl /out/usr/local/bin/ferryctl \

@@ -17,13 +17,12 @@
 #include "server/ops/ice_servers.h"
 #include "server/ops/metrics.h"
 #include "server/ops/ops_api.h"
+#include "tests/unit/fixtures/addresses.h"
 
 namespace ferry::server {
 namespace {
 
 using ::testing::HasSubstr;
-
-stun::TransportAddress address(std::string_view text) { return *stun::TransportAddress::parse(text); }
 
 FleetNode node(std::string id, std::string status, int64_t allocations, double bps = 0, std::string udp = "") {
   FleetNode n;
@@ -32,14 +31,15 @@ FleetNode node(std::string id, std::string status, int64_t allocations, double b
   n.allocations = allocations;
   n.relayed_bps = bps;
   n.urls = {"turn:" + n.id + "?transport=udp"};
-  if (!udp.empty()) n.addresses.emplace_back(Transport::Udp, address(udp));
+  if (!udp.empty()) n.addresses.emplace_back(Transport::Udp, test::addr(udp));
   return n;
 }
 
 // ---- node ids ---------------------------------------------------------------------------------
 
 TEST(NodeId, DerivedFromHostAndFirstListenerPort) {
-  std::vector<ListenerConfig> ls = {{address("0.0.0.0:3478"), Transport::Udp}, {address("[::]:5349"), Transport::Tls}};
+  std::vector<ListenerConfig> ls = {{test::addr("0.0.0.0:3478"), Transport::Udp},
+                                    {test::addr("[::]:5349"), Transport::Tls}};
   EXPECT_EQ(derive_node_id("relay-a.example.org", ls), "relay-a.example.org-3478");
   EXPECT_EQ(derive_node_id("relay a/b", ls), "relay-a-b-3478");  // outside the id alphabet -> '-'
   EXPECT_EQ(derive_node_id("", ls), "ferry-3478");
@@ -122,15 +122,15 @@ TEST(FleetChoice, AlternateIsTheLeastLoadedOtherLiveNode) {
       node("self", "active", 0, 0, "10.0.0.1:3478"), node("busy", "active", 9, 0, "10.0.0.2:3478"),
       node("idle", "active", 1, 0, "10.0.0.3:3478"), node("dead", "down", 0, 0, "10.0.0.4:3478"),
       node("leaving", "draining", 0, 0, "10.0.0.5:3478")};
-  EXPECT_EQ(choose_alternate(nodes, "self"), address("10.0.0.3:3478"));
+  EXPECT_EQ(choose_alternate(nodes, "self"), test::addr("10.0.0.3:3478"));
   // A node without an address to send clients to is passed over.
   nodes[2].addresses.clear();
-  EXPECT_EQ(choose_alternate(nodes, "self"), address("10.0.0.2:3478"));
+  EXPECT_EQ(choose_alternate(nodes, "self"), test::addr("10.0.0.2:3478"));
   // Its udp listener first, else another transport's.
-  nodes[1].addresses = {{Transport::Tcp, address("10.0.0.2:3479")}, {Transport::Udp, address("10.0.0.2:3478")}};
-  EXPECT_EQ(choose_alternate(nodes, "self"), address("10.0.0.2:3478"));
-  nodes[1].addresses = {{Transport::Tcp, address("10.0.0.2:3479")}};
-  EXPECT_EQ(choose_alternate(nodes, "self"), address("10.0.0.2:3479"));
+  nodes[1].addresses = {{Transport::Tcp, test::addr("10.0.0.2:3479")}, {Transport::Udp, test::addr("10.0.0.2:3478")}};
+  EXPECT_EQ(choose_alternate(nodes, "self"), test::addr("10.0.0.2:3478"));
+  nodes[1].addresses = {{Transport::Tcp, test::addr("10.0.0.2:3479")}};
+  EXPECT_EQ(choose_alternate(nodes, "self"), test::addr("10.0.0.2:3479"));
   // Nobody else live and active: none (the drain answers 508).
   nodes.erase(nodes.begin() + 1, nodes.begin() + 3);
   EXPECT_EQ(choose_alternate(nodes, "self"), std::nullopt);
@@ -139,8 +139,8 @@ TEST(FleetChoice, AlternateIsTheLeastLoadedOtherLiveNode) {
 TEST(FleetJson, ColumnsRoundTrip) {
   std::vector<std::string> urls = {"stun:1.2.3.4:3478", "turn:1.2.3.4:3478?transport=udp"};
   EXPECT_EQ(parse_urls_json(urls_json(urls)), urls);
-  std::vector<std::pair<Transport, stun::TransportAddress>> a = {{Transport::Tcp, address("[2001:db8::1]:3478")},
-                                                                 {Transport::Udp, address("1.2.3.4:3478")}};
+  std::vector<std::pair<Transport, stun::TransportAddress>> a = {{Transport::Tcp, test::addr("[2001:db8::1]:3478")},
+                                                                 {Transport::Udp, test::addr("1.2.3.4:3478")}};
   EXPECT_EQ(addresses_json(a), R"({"tcp":"[2001:db8::1]:3478","udp":"1.2.3.4:3478"})");
   EXPECT_EQ(parse_addresses_json(addresses_json(a)), a);
   // What does not parse is left out, never a crash.
@@ -150,17 +150,17 @@ TEST(FleetJson, ColumnsRoundTrip) {
 }
 
 TEST(FleetJson, AdvertisedAddressesOnePerTransport) {
-  std::vector<ListenerConfig> ls = {{address("127.0.0.1:3478"), Transport::Udp},
-                                    {address("127.0.0.2:3478"), Transport::Udp},
-                                    {address("0.0.0.0:5349"), Transport::Tls},
-                                    {address("0.0.0.0:3478"), Transport::Tcp}};
-  std::vector<RelayAddressConfig> relays = {{address("10.0.0.5:0"), address("203.0.113.10:0")}};
+  std::vector<ListenerConfig> ls = {{test::addr("127.0.0.1:3478"), Transport::Udp},
+                                    {test::addr("127.0.0.2:3478"), Transport::Udp},
+                                    {test::addr("0.0.0.0:5349"), Transport::Tls},
+                                    {test::addr("0.0.0.0:3478"), Transport::Tcp}};
+  std::vector<RelayAddressConfig> relays = {{test::addr("10.0.0.5:0"), test::addr("203.0.113.10:0")}};
   auto a = advertised_addresses(ls, relays);
   ASSERT_EQ(a.size(), 3u);
-  EXPECT_EQ(a[0], std::make_pair(Transport::Udp, address("127.0.0.1:3478")));
-  EXPECT_EQ(a[1], std::make_pair(Transport::Tls, address("203.0.113.10:5349")));
-  EXPECT_EQ(a[2], std::make_pair(Transport::Tcp, address("203.0.113.10:3478")));
-  EXPECT_TRUE(advertised_addresses({{address("0.0.0.0:3478"), Transport::Udp}}, {}).empty());
+  EXPECT_EQ(a[0], std::make_pair(Transport::Udp, test::addr("127.0.0.1:3478")));
+  EXPECT_EQ(a[1], std::make_pair(Transport::Tls, test::addr("203.0.113.10:5349")));
+  EXPECT_EQ(a[2], std::make_pair(Transport::Tcp, test::addr("203.0.113.10:3478")));
+  EXPECT_TRUE(advertised_addresses({{test::addr("0.0.0.0:3478"), Transport::Udp}}, {}).empty());
 }
 
 // ---- the drain's two reasons ------------------------------------------------------------------
@@ -168,10 +168,10 @@ TEST(FleetJson, AdvertisedAddressesOnePerTransport) {
 TEST(DrainState, SigtermOrFleetDrains) {
   DrainState d(std::nullopt);
   EXPECT_EQ(d.target(), DrainTarget{});
-  d.set_fleet_alternate(address("10.0.0.3:3478"));
+  d.set_fleet_alternate(test::addr("10.0.0.3:3478"));
   EXPECT_FALSE(d.target().draining);  // an alternate alone drains nothing
   d.set_fleet(true);
-  EXPECT_EQ(d.target(), (DrainTarget{true, address("10.0.0.3:3478")}));
+  EXPECT_EQ(d.target(), (DrainTarget{true, test::addr("10.0.0.3:3478")}));
   d.set_fleet_alternate(std::nullopt);
   EXPECT_EQ(d.target(), (DrainTarget{true, std::nullopt}));  // 508
   d.set_fleet(false);
@@ -183,10 +183,10 @@ TEST(DrainState, SigtermOrFleetDrains) {
 }
 
 TEST(DrainState, ConfiguredAlternateWins) {
-  DrainState d(address("192.0.2.1:3478"));
-  d.set_fleet_alternate(address("10.0.0.3:3478"));
+  DrainState d(test::addr("192.0.2.1:3478"));
+  d.set_fleet_alternate(test::addr("10.0.0.3:3478"));
   d.set_fleet(true);
-  EXPECT_EQ(d.target().alternate, address("192.0.2.1:3478"));
+  EXPECT_EQ(d.target().alternate, test::addr("192.0.2.1:3478"));
 }
 
 // ---- /v1/ice-servers with a fleet -------------------------------------------------------------
@@ -233,10 +233,10 @@ constexpr Instant kNow = FakeClock::kDefaultStart;
 SessionInfo session(std::string user, std::string client, std::vector<std::string> relayed) {
   SessionInfo s;
   s.username = std::move(user);
-  s.tuple.client = address(client);
-  s.tuple.server = address("10.0.0.1:3478");
+  s.tuple.client = test::addr(client);
+  s.tuple.server = test::addr("10.0.0.1:3478");
   s.tuple.transport = turn::Transport::Tcp;
-  for (const auto& r : relayed) s.relayed.push_back(address(r));
+  for (const auto& r : relayed) s.relayed.push_back(test::addr(r));
   s.permissions = 2;
   s.started = kNow - std::chrono::milliseconds(90'250);
   s.expires = kNow + std::chrono::milliseconds(300'900);
@@ -350,7 +350,7 @@ TEST(FleetSessions, KillOrders) {
   ASSERT_TRUE(k);
   EXPECT_FALSE(k->user);
   EXPECT_EQ(k->node, "edge-1");
-  EXPECT_EQ(k->allocation, address("203.0.113.1:50000"));
+  EXPECT_EQ(k->allocation, test::addr("203.0.113.1:50000"));
   for (const char* bad : {"", "nonsense", "[]", R"({"user":""})", R"({"user":3})", R"({"node":"n"})",
                           R"({"node":"","allocation":"1.2.3.4:5"})", R"({"node":"n","allocation":"1.2.3.4"})",
                           R"({"node":"n","allocation":"not an address"})"})

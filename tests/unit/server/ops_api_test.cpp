@@ -10,6 +10,7 @@
 #include "auth/shared_secret.h"
 #include "server/ops/ice_servers.h"
 #include "server/ops/metrics.h"
+#include "tests/unit/fixtures/addresses.h"
 
 namespace ferry::server {
 namespace {
@@ -18,8 +19,6 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 
 ApiKeyConfig key(const std::string& name, const std::string& secret) { return ApiKeyConfig{name, sha256(secret)}; }
-
-stun::TransportAddress address(std::string_view text) { return *stun::TransportAddress::parse(text); }
 
 TEST(Bearer, ParsesRfc6750Tokens) {
   EXPECT_EQ(parse_bearer("Bearer abc123"), "abc123");
@@ -104,10 +103,10 @@ TEST(ApiKeys, UnknownKeysAreLookedUpAndCached) {
 
 TEST(IceServers, DerivesUrlsFromListeners) {
   std::vector<ListenerConfig> listeners = {
-      {address("127.0.0.1:3478"), Transport::Udp}, {address("127.0.0.1:3478"), Transport::Tcp},
-      {address("[::1]:3478"), Transport::Udp},     {address("0.0.0.0:5349"), Transport::Tls},
-      {address("[::]:3479"), Transport::Udp},      {address("0.0.0.0:5349"), Transport::Dtls}};
-  std::vector<RelayAddressConfig> relays = {{address("10.0.0.5:0"), address("203.0.113.10:0")}};
+      {test::addr("127.0.0.1:3478"), Transport::Udp}, {test::addr("127.0.0.1:3478"), Transport::Tcp},
+      {test::addr("[::1]:3478"), Transport::Udp},     {test::addr("0.0.0.0:5349"), Transport::Tls},
+      {test::addr("[::]:3479"), Transport::Udp},      {test::addr("0.0.0.0:5349"), Transport::Dtls}};
+  std::vector<RelayAddressConfig> relays = {{test::addr("10.0.0.5:0"), test::addr("203.0.113.10:0")}};
   EXPECT_EQ(derive_ice_urls(listeners, relays),
             (std::vector<std::string>{"stun:127.0.0.1:3478", "turn:127.0.0.1:3478?transport=udp",
                                       "turn:127.0.0.1:3478?transport=tcp", "stun:[::1]:3478",

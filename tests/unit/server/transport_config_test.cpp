@@ -15,7 +15,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-ConfigResult load(const std::string& yaml, const Environment& env = {}) {
+ConfigResult load_yaml(const std::string& yaml, const Environment& env = {}) {
   return load_config_string(yaml, "ferry.yaml", env);
 }
 
@@ -36,7 +36,7 @@ TEST(TransportConfig, Defaults) {
 }
 
 TEST(TransportConfig, KeysAreReadAndConverted) {
-  auto r = load(R"(
+  auto r = load_yaml(R"(
 listeners: ["0.0.0.0:443/tls", "0.0.0.0:443/dtls"]
 limits:
   max_connections: 500
@@ -75,7 +75,7 @@ tls:
 
 TEST(TransportConfig, BadValuesNameTheKey) {
   auto error = [](const std::string& yaml) {
-    auto r = load(yaml);
+    auto r = load_yaml(yaml);
     return r ? std::string("(accepted)") : r.error().message;
   };
   EXPECT_EQ(error("tls:\n  min_version: \"1.1\"\n"), "ferry.yaml:2: tls.min_version: must be 1.2 or 1.3 (got '1.1')");
@@ -87,9 +87,9 @@ TEST(TransportConfig, BadValuesNameTheKey) {
 }
 
 TEST(TransportConfig, EnvironmentVariables) {
-  auto r = load("", {{"FERRY_LIMITS_MAX_CONNECTIONS_PER_IP", "3"},
-                     {"FERRY_TLS_MIN_VERSION", "1.3"},
-                     {"FERRY_TLS_RELOAD_INTERVAL", "5"}});
+  auto r = load_yaml("", {{"FERRY_LIMITS_MAX_CONNECTIONS_PER_IP", "3"},
+                          {"FERRY_TLS_MIN_VERSION", "1.3"},
+                          {"FERRY_TLS_RELOAD_INTERVAL", "5"}});
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->limits.max_connections_per_ip, 3u);
   EXPECT_EQ(r->tls.min_version, "1.3");
@@ -105,8 +105,8 @@ TEST(TransportConfig, ConfigureLoadsTheCertificateOnlyWhenNeeded) {
 
   testing::CertDir certs;
   ASSERT_TRUE(certs.make("s", "s.ferry.test"));
-  auto r = load("listeners: [\"127.0.0.1:5349/tls\"]\ntls:\n  cert: " + certs.path("s.crt") +
-                "\n  key: " + certs.path("missing.key") + "\n  reload_interval: 0\n");
+  auto r = load_yaml("listeners: [\"127.0.0.1:5349/tls\"]\ntls:\n  cert: " + certs.path("s.crt") +
+                     "\n  key: " + certs.path("missing.key") + "\n  reload_interval: 0\n");
   ASSERT_TRUE(r) << r.error().message;
   auto err = configure_transports(*r, s);
   ASSERT_TRUE(err.has_value());

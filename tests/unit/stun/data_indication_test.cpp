@@ -23,7 +23,7 @@ using ferry::testing::to_hex;
 
 constexpr size_t kHeadroom = 64;  // as ServerCore::kPeerHeadroom
 constexpr size_t kTailroom = 4;   // as ServerCore::kPeerTailroom
-constexpr TransactionId kTxId = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
+using ferry::testing::kRfc5769TxId;
 
 // A peer datagram as the shell hands it over: headroom and tailroom full of garbage around it.
 std::vector<uint8_t> datagram(const std::string& payload) {
@@ -70,7 +70,7 @@ Bytes framed_by_builder(uint8_t* buffer, size_t len, const TransportAddress& pee
 TEST(DataIndication, BuiltInPlaceMatchesKnownBytes) {
   const TransportAddress peer = *TransportAddress::parse("192.0.2.7:5000");
   std::vector<uint8_t> b = datagram("hello");
-  const Bytes msg = framed_by_builder(b.data(), 5, peer, kTxId);
+  const Bytes msg = framed_by_builder(b.data(), 5, peer, kRfc5769TxId);
   // Header (type 0x0017, length 24, cookie, id), XOR-PEER-ADDRESS 192.0.2.7:5000 xor the cookie,
   // DATA "hello" and three bytes of zero padding.
   EXPECT_EQ(to_hex(msg),
@@ -101,8 +101,8 @@ TEST(DataIndication, BuiltInPlaceMatchesTheHandWrittenFraming) {
       const std::string payload(n, 'z');
       std::vector<uint8_t> by_hand = datagram(payload);
       std::vector<uint8_t> by_builder = datagram(payload);
-      const Bytes expected = framed_by_hand(by_hand.data(), n, peer, kTxId);
-      const Bytes actual = framed_by_builder(by_builder.data(), n, peer, kTxId);
+      const Bytes expected = framed_by_hand(by_hand.data(), n, peer, kRfc5769TxId);
+      const Bytes actual = framed_by_builder(by_builder.data(), n, peer, kRfc5769TxId);
       ASSERT_EQ(actual.data() - by_builder.data(), expected.data() - by_hand.data()) << peer.to_string() << " " << n;
       EXPECT_TRUE(std::equal(actual.begin(), actual.end(), expected.begin(), expected.end()))
           << peer.to_string() << " " << n;
@@ -114,7 +114,7 @@ TEST(DataIndication, BuiltInPlaceMatchesTheHandWrittenFraming) {
 
 TEST(DataIndication, InPlaceAttributeThatDoesNotFitOverflows) {
   std::array<uint8_t, kHeaderSize + 4 + 7> out{};  // room for 7 value bytes, not their padding
-  MessageBuilder b(out, Method::Data, Class::Indication, kTxId);
+  MessageBuilder b(out, Method::Data, Class::Indication, kRfc5769TxId);
   b.add_in_place(attr::Data, 7);
   EXPECT_FALSE(b.ok());
   EXPECT_FALSE(b.finish().ok());

@@ -14,7 +14,7 @@ namespace {
 
 using namespace ferry::stun;
 
-constexpr std::array<uint8_t, kTransactionIdSize> kTxId = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+constexpr std::array<uint8_t, kTransactionIdSize> kTicketTxId = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 
 TEST(MobilityTicket, TypeNameAndErrorCode) {
   EXPECT_EQ(attr::MobilityTicket, 0x8030);
@@ -28,7 +28,7 @@ TEST(MobilityTicket, EmptyAndFullTicketsRoundTrip) {
   std::array<uint8_t, 256> buf{};
   std::vector<uint8_t> ticket(36);
   for (size_t i = 0; i < ticket.size(); ++i) ticket[i] = static_cast<uint8_t>(0xA0 + i);
-  MessageBuilder b(buf, Method::Allocate, Class::Request, kTxId);
+  MessageBuilder b(buf, Method::Allocate, Class::Request, kTicketTxId);
   b.add(attr::MobilityTicket, Bytes());
   b.add(attr::MobilityTicket, Bytes(ticket));
   auto bytes = b.finish();

@@ -26,8 +26,7 @@ using ferry::testing::as_bytes;
 using ferry::testing::from_hex;
 using ferry::testing::to_hex;
 
-constexpr std::array<uint8_t, kTransactionIdSize> kTxId = {0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
-                                                           0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae};
+using ferry::testing::kRfc5769TxId;
 
 TransportAddress v4(const char* text) { return *TransportAddress::parse(text); }
 TransportAddress v6(const char* text) { return *TransportAddress::parse(text); }
@@ -83,7 +82,7 @@ struct Built {
 template <class F>
 std::vector<uint8_t> build(F&& add, uint16_t type = make_type(Method::Allocate, Class::Request)) {
   std::vector<uint8_t> buf(4096);
-  MessageBuilder mb(buf, type, kTxId);
+  MessageBuilder mb(buf, type, kRfc5769TxId);
   add(mb);
   auto out = mb.finish();
   EXPECT_TRUE(out.ok());
@@ -146,9 +145,9 @@ TEST(StunRoundTrip, AddressAttributesIpv4AndIpv6) {
 TEST(StunRoundTrip, Rfc5769XorAddressesEncodeExactly) {
   // RFC 5769 §2.2/§2.3 XOR-MAPPED-ADDRESS values.
   uint8_t out[20];
-  EXPECT_EQ(encode_xor_address(v4("192.0.2.1:32853"), kTxId, out), 8u);
+  EXPECT_EQ(encode_xor_address(v4("192.0.2.1:32853"), kRfc5769TxId, out), 8u);
   EXPECT_EQ(to_hex(Bytes(out, 8)), "0001a147e112a643");
-  EXPECT_EQ(encode_xor_address(v6("[2001:db8:1234:5678:11:2233:4455:6677]:32853"), kTxId, out), 20u);
+  EXPECT_EQ(encode_xor_address(v6("[2001:db8:1234:5678:11:2233:4455:6677]:32853"), kRfc5769TxId, out), 20u);
   EXPECT_EQ(to_hex(Bytes(out, 20)), "0002a1470113a9faa5d3f179bc25f4b5bed2b9d9");
 }
 
@@ -184,7 +183,7 @@ TEST(StunRoundTrip, EveryOtherAttribute) {
   const auto m = parsed(bytes);
   EXPECT_TRUE(m.is(Method::Allocate, Class::Request));
   EXPECT_TRUE(m.has_cookie());
-  EXPECT_EQ(m.transaction_id_copy(), kTxId);
+  EXPECT_EQ(m.transaction_id_copy(), kRfc5769TxId);
   EXPECT_EQ(*decode_text(m.find(attr::Username)->value, kMaxUsernameBytes), "マトリックス");
   EXPECT_EQ(*decode_text(m.find(attr::Realm)->value, kMaxRealmBytes), "example.org");
   EXPECT_EQ(*decode_text(m.find(attr::Nonce)->value, kMaxNonceBytes), "f//499k954d6OL34oL9FSTvy64sA");
@@ -289,7 +288,7 @@ TEST(StunRoundTrip, Rfc6062MethodsAndConnectionId) {
     }
   }
   std::array<uint8_t, 64> out{};
-  MessageBuilder mb(out, Method::ConnectionAttempt, Class::Indication, kTxId);
+  MessageBuilder mb(out, Method::ConnectionAttempt, Class::Indication, kRfc5769TxId);
   mb.add_xor_address(attr::XorPeerAddress, v4("192.0.2.1:32853")).add_u32(attr::ConnectionId, 0x01020304);
   auto bytes = mb.finish();
   ASSERT_TRUE(bytes.ok());
@@ -383,7 +382,7 @@ TEST(StunRoundTrip, TruncatedSha256IntegrityVerifies) {
   for (size_t n : {16u, 20u, 24u, 28u, 32u}) {
     SCOPED_TRACE(n);
     std::vector<uint8_t> buf(256);
-    MessageBuilder mb(buf, Method::Binding, Class::Request, kTxId);
+    MessageBuilder mb(buf, Method::Binding, Class::Request, kRfc5769TxId);
     mb.add_text(attr::Username, "user");
     const size_t at = mb.size();
     const std::vector<uint8_t> placeholder(n, 0);
@@ -553,7 +552,7 @@ TEST(StunRoundTrip, BuilderOverflowIsStickyNoSpace) {
         .add_fingerprint();
   };
   std::vector<uint8_t> full_buf(1024);
-  MessageBuilder full(full_buf, Method::Binding, Class::Request, kTxId);
+  MessageBuilder full(full_buf, Method::Binding, Class::Request, kRfc5769TxId);
   add_all(full);
   ASSERT_TRUE(full.finish().ok());
   const size_t need = full.size();
@@ -561,7 +560,7 @@ TEST(StunRoundTrip, BuilderOverflowIsStickyNoSpace) {
   for (size_t cap = 0; cap <= need + 4; ++cap) {
     SCOPED_TRACE("capacity " + std::to_string(cap));
     std::unique_ptr<uint8_t[]> buf(new uint8_t[cap == 0 ? 1 : cap]);  // exact size: ASan sees overruns
-    MessageBuilder mb(MutableBytes(buf.get(), cap), Method::Binding, Class::Request, kTxId);
+    MessageBuilder mb(MutableBytes(buf.get(), cap), Method::Binding, Class::Request, kRfc5769TxId);
     add_all(mb);
     auto out = mb.finish();
     if (cap < need) {
@@ -575,7 +574,7 @@ TEST(StunRoundTrip, BuilderOverflowIsStickyNoSpace) {
   }
   // Sticky: a later attribute that would fit is not written.
   std::vector<uint8_t> small(28);
-  MessageBuilder mb(small, Method::Binding, Class::Request, kTxId);
+  MessageBuilder mb(small, Method::Binding, Class::Request, kRfc5769TxId);
   mb.add_u32(attr::Lifetime, 1);  // 8 bytes: fits exactly
   EXPECT_TRUE(mb.ok());
   mb.add_text(attr::Software, "too long for the rest");
@@ -586,7 +585,7 @@ TEST(StunRoundTrip, BuilderOverflowIsStickyNoSpace) {
   EXPECT_EQ(mb.finish().error(), Error::NoSpace);
   // The 16-bit message length is a limit too.
   std::vector<uint8_t> big(70000);
-  MessageBuilder huge(big, Method::Send, Class::Indication, kTxId);
+  MessageBuilder huge(big, Method::Send, Class::Indication, kRfc5769TxId);
   const std::vector<uint8_t> chunk(60000, 0xab);
   huge.add(attr::Data, as_bytes(chunk));
   EXPECT_TRUE(huge.ok());

@@ -3,17 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include "tests/unit/fixtures/addresses.h"
 
 namespace ferry::turn {
 namespace {
 
-using namespace std::chrono_literals;
+using test::addr;
 
-TransportAddress addr(const std::string& text) {
-  auto a = TransportAddress::parse(text);
-  EXPECT_TRUE(a.has_value()) << text;
-  return a.value_or(TransportAddress{});
-}
+using namespace std::chrono_literals;
 
 ChannelNumber ch(uint16_t v) { return ChannelNumber::from(v).value(); }
 

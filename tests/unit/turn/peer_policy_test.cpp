@@ -6,15 +6,13 @@
 #include <string>
 #include <tuple>
 #include <vector>
+#include "tests/unit/fixtures/addresses.h"
 
 namespace ferry::turn {
 namespace {
 
-TransportAddress addr(const std::string& text) {
-  auto a = TransportAddress::parse(text, 3478);
-  EXPECT_TRUE(a.has_value()) << text;
-  return a.value_or(TransportAddress{});
-}
+// A bare IP is a peer on port 3478.
+TransportAddress peer(std::string_view text) { return test::addr(text, 3478); }
 
 Cidr cidr(const std::string& text) {
   auto c = Cidr::parse(text);
@@ -54,33 +52,33 @@ TEST(CidrTest, RejectsGarbage) {
 
 TEST(CidrTest, ContainsRespectsPrefixBoundaries) {
   auto c = cidr("172.16.0.0/12");
-  EXPECT_FALSE(c.contains(addr("172.15.255.255")));
-  EXPECT_TRUE(c.contains(addr("172.16.0.0")));
-  EXPECT_TRUE(c.contains(addr("172.31.255.255")));
-  EXPECT_FALSE(c.contains(addr("172.32.0.0")));
+  EXPECT_FALSE(c.contains(peer("172.15.255.255")));
+  EXPECT_TRUE(c.contains(peer("172.16.0.0")));
+  EXPECT_TRUE(c.contains(peer("172.31.255.255")));
+  EXPECT_FALSE(c.contains(peer("172.32.0.0")));
 
   auto v6 = cidr("fe80::/10");
-  EXPECT_TRUE(v6.contains(addr("[febf:ffff::1]:1")));
-  EXPECT_FALSE(v6.contains(addr("[fec0::1]:1")));
-  EXPECT_FALSE(v6.contains(addr("[fe7f::1]:1")));
+  EXPECT_TRUE(v6.contains(peer("[febf:ffff::1]:1")));
+  EXPECT_FALSE(v6.contains(peer("[fec0::1]:1")));
+  EXPECT_FALSE(v6.contains(peer("[fe7f::1]:1")));
 }
 
 TEST(CidrTest, ZeroPrefixMatchesWholeFamilyOnly) {
-  EXPECT_TRUE(cidr("0.0.0.0/0").contains(addr("8.8.8.8")));
-  EXPECT_FALSE(cidr("0.0.0.0/0").contains(addr("[2001:db8::1]:1")));
-  EXPECT_TRUE(cidr("::/0").contains(addr("[2001:db8::1]:1")));
-  EXPECT_FALSE(cidr("::/0").contains(addr("8.8.8.8")));
+  EXPECT_TRUE(cidr("0.0.0.0/0").contains(peer("8.8.8.8")));
+  EXPECT_FALSE(cidr("0.0.0.0/0").contains(peer("[2001:db8::1]:1")));
+  EXPECT_TRUE(cidr("::/0").contains(peer("[2001:db8::1]:1")));
+  EXPECT_FALSE(cidr("::/0").contains(peer("8.8.8.8")));
 }
 
 TEST(CidrTest, IgnoresPort) {
-  EXPECT_TRUE(cidr("192.0.2.1").contains(addr("192.0.2.1:9")));
-  EXPECT_TRUE(cidr("192.0.2.1").contains(addr("192.0.2.1:65535")));
+  EXPECT_TRUE(cidr("192.0.2.1").contains(peer("192.0.2.1:9")));
+  EXPECT_TRUE(cidr("192.0.2.1").contains(peer("192.0.2.1:65535")));
 }
 
 TEST(CidrTest, OfClampsPrefix) {
-  auto c = Cidr::of(addr("192.0.2.9"), 200);
+  auto c = Cidr::of(peer("192.0.2.9"), 200);
   EXPECT_EQ(c.prefix_len, 32);
-  EXPECT_EQ(Cidr::of(addr("192.0.2.9"), 24).to_string(), "192.0.2.0/24");
+  EXPECT_EQ(Cidr::of(peer("192.0.2.9"), 24).to_string(), "192.0.2.0/24");
 }
 
 // ---- Default classes ----
@@ -95,8 +93,8 @@ class PeerPolicyClassTest : public ::testing::TestWithParam<ClassCase> {};
 TEST_P(PeerPolicyClassTest, DefaultPolicy) {
   PeerPolicy policy;
   const auto& c = GetParam();
-  EXPECT_EQ(policy.check(addr(c.peer)), c.verdict)
-      << c.peer << " gave " << to_string(policy.check(addr(c.peer))) << ", want " << to_string(c.verdict);
+  EXPECT_EQ(policy.check(peer(c.peer)), c.verdict)
+      << c.peer << " gave " << to_string(policy.check(peer(c.peer))) << ", want " << to_string(c.verdict);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -174,46 +172,46 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(PeerPolicyTest, PortZeroIsInvalidEvenWhenAllowed) {
   PeerPolicy policy;
   policy.allow(cidr("0.0.0.0/0"));
-  EXPECT_EQ(policy.check(addr("8.8.8.8:0")), PeerVerdict::InvalidPort);
-  EXPECT_EQ(policy.check(addr("[2001:db8::1]:0")), PeerVerdict::InvalidPort);
-  EXPECT_EQ(policy.check(addr("8.8.8.8:1")), PeerVerdict::Allowed);
-  EXPECT_EQ(policy.check(addr("8.8.8.8:65535")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("8.8.8.8:0")), PeerVerdict::InvalidPort);
+  EXPECT_EQ(policy.check(peer("[2001:db8::1]:0")), PeerVerdict::InvalidPort);
+  EXPECT_EQ(policy.check(peer("8.8.8.8:1")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("8.8.8.8:65535")), PeerVerdict::Allowed);
 }
 
 TEST(PeerPolicyTest, EmbeddedV4) {
-  EXPECT_EQ(PeerPolicy::embedded_v4(addr("[::ffff:1.2.3.4]:7")), addr("1.2.3.4:7"));
-  EXPECT_EQ(PeerPolicy::embedded_v4(addr("[::1.2.3.4]:7")), addr("1.2.3.4:7"));
-  EXPECT_EQ(PeerPolicy::embedded_v4(addr("[64:ff9b::1.2.3.4]:7")), addr("1.2.3.4:7"));
-  EXPECT_EQ(PeerPolicy::embedded_v4(addr("[2002:102:304::5]:7")), addr("1.2.3.4:7"));
-  EXPECT_FALSE(PeerPolicy::embedded_v4(addr("1.2.3.4:7")));
-  EXPECT_FALSE(PeerPolicy::embedded_v4(addr("[::]:7")));
-  EXPECT_FALSE(PeerPolicy::embedded_v4(addr("[::1]:7")));
-  EXPECT_FALSE(PeerPolicy::embedded_v4(addr("[2001:db8::1.2.3.4]:7")));
-  EXPECT_FALSE(PeerPolicy::embedded_v4(addr("[::fffe:1.2.3.4]:7")));
-  EXPECT_FALSE(PeerPolicy::embedded_v4(addr("[64:ff9b:0:0:0:1:102:304]:7")));  // not the /96
+  EXPECT_EQ(PeerPolicy::embedded_v4(peer("[::ffff:1.2.3.4]:7")), peer("1.2.3.4:7"));
+  EXPECT_EQ(PeerPolicy::embedded_v4(peer("[::1.2.3.4]:7")), peer("1.2.3.4:7"));
+  EXPECT_EQ(PeerPolicy::embedded_v4(peer("[64:ff9b::1.2.3.4]:7")), peer("1.2.3.4:7"));
+  EXPECT_EQ(PeerPolicy::embedded_v4(peer("[2002:102:304::5]:7")), peer("1.2.3.4:7"));
+  EXPECT_FALSE(PeerPolicy::embedded_v4(peer("1.2.3.4:7")));
+  EXPECT_FALSE(PeerPolicy::embedded_v4(peer("[::]:7")));
+  EXPECT_FALSE(PeerPolicy::embedded_v4(peer("[::1]:7")));
+  EXPECT_FALSE(PeerPolicy::embedded_v4(peer("[2001:db8::1.2.3.4]:7")));
+  EXPECT_FALSE(PeerPolicy::embedded_v4(peer("[::fffe:1.2.3.4]:7")));
+  EXPECT_FALSE(PeerPolicy::embedded_v4(peer("[64:ff9b:0:0:0:1:102:304]:7")));  // not the /96
 }
 
 // ---- Own addresses ----
 
 TEST(PeerPolicyTest, OwnAddressDeniedOnAnyPort) {
   PeerPolicy policy;
-  policy.add_own_address(addr("203.0.113.10:3478"));   // listener
-  policy.add_own_address(addr("203.0.113.20:49152"));  // relay
-  policy.add_own_address(addr("[2001:db8::20]:0"));
-  EXPECT_EQ(policy.check(addr("203.0.113.10:3478")), PeerVerdict::OwnAddress);
-  EXPECT_EQ(policy.check(addr("203.0.113.10:5000")), PeerVerdict::OwnAddress);
-  EXPECT_EQ(policy.check(addr("203.0.113.20:60000")), PeerVerdict::OwnAddress);
-  EXPECT_EQ(policy.check(addr("[2001:db8::20]:9")), PeerVerdict::OwnAddress);
-  EXPECT_EQ(policy.check(addr("203.0.113.11:3478")), PeerVerdict::Allowed);
+  policy.add_own_address(peer("203.0.113.10:3478"));   // listener
+  policy.add_own_address(peer("203.0.113.20:49152"));  // relay
+  policy.add_own_address(peer("[2001:db8::20]:0"));
+  EXPECT_EQ(policy.check(peer("203.0.113.10:3478")), PeerVerdict::OwnAddress);
+  EXPECT_EQ(policy.check(peer("203.0.113.10:5000")), PeerVerdict::OwnAddress);
+  EXPECT_EQ(policy.check(peer("203.0.113.20:60000")), PeerVerdict::OwnAddress);
+  EXPECT_EQ(policy.check(peer("[2001:db8::20]:9")), PeerVerdict::OwnAddress);
+  EXPECT_EQ(policy.check(peer("203.0.113.11:3478")), PeerVerdict::Allowed);
   // The same IP spelled as IPv4-mapped or NAT64 is still us.
-  EXPECT_EQ(policy.check(addr("[::ffff:203.0.113.20]:1")), PeerVerdict::OwnAddress);
-  EXPECT_EQ(policy.check(addr("[64:ff9b::203.0.113.20]:1")), PeerVerdict::OwnAddress);
+  EXPECT_EQ(policy.check(peer("[::ffff:203.0.113.20]:1")), PeerVerdict::OwnAddress);
+  EXPECT_EQ(policy.check(peer("[64:ff9b::203.0.113.20]:1")), PeerVerdict::OwnAddress);
 }
 
 TEST(PeerPolicyTest, OwnAddressesAreStoredOncePortless) {
   PeerPolicy policy;
-  policy.add_own_address(addr("203.0.113.10:3478"));
-  policy.add_own_address(addr("203.0.113.10:5349"));
+  policy.add_own_address(peer("203.0.113.10:3478"));
+  policy.add_own_address(peer("203.0.113.10:5349"));
   ASSERT_EQ(policy.own_addresses().size(), 1u);
   EXPECT_EQ(policy.own_addresses()[0].port, 0);
 }
@@ -223,60 +221,60 @@ TEST(PeerPolicyTest, OwnAddressesAreStoredOncePortless) {
 TEST(PeerPolicyTest, AllowOverridesDefaultClassForLoopbackTests) {
   PeerPolicy policy;
   policy.allow(cidr("127.0.0.0/8"));
-  EXPECT_EQ(policy.check(addr("127.0.0.1:40000")), PeerVerdict::Allowed);
-  EXPECT_EQ(policy.check(addr("[::ffff:127.0.0.1]:40000")), PeerVerdict::Allowed);
-  EXPECT_EQ(policy.check(addr("[::1]:40000")), PeerVerdict::Loopback);  // v6 loopback not named
-  EXPECT_EQ(policy.check(addr("10.0.0.1:40000")), PeerVerdict::Private);
+  EXPECT_EQ(policy.check(peer("127.0.0.1:40000")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("[::ffff:127.0.0.1]:40000")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("[::1]:40000")), PeerVerdict::Loopback);  // v6 loopback not named
+  EXPECT_EQ(policy.check(peer("10.0.0.1:40000")), PeerVerdict::Private);
 }
 
 TEST(PeerPolicyTest, AllowOverridesOwnAddress) {
   PeerPolicy policy;
-  policy.add_own_address(addr("127.0.0.1:3478"));
-  EXPECT_EQ(policy.check(addr("127.0.0.1:50000")), PeerVerdict::OwnAddress);
+  policy.add_own_address(peer("127.0.0.1:3478"));
+  EXPECT_EQ(policy.check(peer("127.0.0.1:50000")), PeerVerdict::OwnAddress);
   policy.allow(cidr("127.0.0.0/8"));
-  EXPECT_EQ(policy.check(addr("127.0.0.1:50000")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("127.0.0.1:50000")), PeerVerdict::Allowed);
 }
 
 TEST(PeerPolicyTest, DenyBeatsAllow) {
   PeerPolicy policy;
   policy.allow(cidr("10.0.0.0/8"));
   policy.deny(cidr("10.1.0.0/16"));
-  EXPECT_EQ(policy.check(addr("10.2.3.4:1")), PeerVerdict::Allowed);
-  EXPECT_EQ(policy.check(addr("10.1.3.4:1")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("10.2.3.4:1")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("10.1.3.4:1")), PeerVerdict::DeniedByConfig);
   // Order of configuration does not matter.
   PeerPolicy reversed;
   reversed.deny(cidr("10.1.0.0/16"));
   reversed.allow(cidr("10.0.0.0/8"));
-  EXPECT_EQ(reversed.check(addr("10.1.3.4:1")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(reversed.check(peer("10.1.3.4:1")), PeerVerdict::DeniedByConfig);
 }
 
 TEST(PeerPolicyTest, DenyBeatsEverythingIncludingPublic) {
   PeerPolicy policy;
   policy.deny(cidr("8.8.8.0/24"));
   policy.deny(cidr("2001:db8::/32"));
-  EXPECT_EQ(policy.check(addr("8.8.8.8:53")), PeerVerdict::DeniedByConfig);
-  EXPECT_EQ(policy.check(addr("8.8.4.4:53")), PeerVerdict::Allowed);
-  EXPECT_EQ(policy.check(addr("[2001:db8::1]:53")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("8.8.8.8:53")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("8.8.4.4:53")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("[2001:db8::1]:53")), PeerVerdict::DeniedByConfig);
   // A denied IPv4 prefix cannot be reached through an IPv6 spelling either.
-  EXPECT_EQ(policy.check(addr("[::ffff:8.8.8.8]:53")), PeerVerdict::DeniedByConfig);
-  EXPECT_EQ(policy.check(addr("[64:ff9b::8.8.8.8]:53")), PeerVerdict::DeniedByConfig);
-  EXPECT_EQ(policy.check(addr("[2002:808:808::1]:53")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("[::ffff:8.8.8.8]:53")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("[64:ff9b::8.8.8.8]:53")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("[2002:808:808::1]:53")), PeerVerdict::DeniedByConfig);
 }
 
 TEST(PeerPolicyTest, DenyOnV6SpellingAppliesToThatSpelling) {
   PeerPolicy policy;
   policy.deny(cidr("::ffff:0:0/96"));  // operator bans every mapped address outright
-  EXPECT_EQ(policy.check(addr("[::ffff:8.8.8.8]:1")), PeerVerdict::DeniedByConfig);
-  EXPECT_EQ(policy.check(addr("8.8.8.8:1")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("[::ffff:8.8.8.8]:1")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("8.8.8.8:1")), PeerVerdict::Allowed);
 }
 
 TEST(PeerPolicyTest, AllowBeatsOwnAddressAndDenyStillBeatsAllow) {
   PeerPolicy policy;
-  policy.add_own_address(addr("192.0.2.1:3478"));
+  policy.add_own_address(peer("192.0.2.1:3478"));
   policy.allow(cidr("192.0.2.0/24"));
   policy.deny(cidr("192.0.2.1"));
-  EXPECT_EQ(policy.check(addr("192.0.2.1:1")), PeerVerdict::DeniedByConfig);
-  EXPECT_EQ(policy.check(addr("192.0.2.2:1")), PeerVerdict::Allowed);
+  EXPECT_EQ(policy.check(peer("192.0.2.1:1")), PeerVerdict::DeniedByConfig);
+  EXPECT_EQ(policy.check(peer("192.0.2.2:1")), PeerVerdict::Allowed);
 }
 
 TEST(PeerPolicyTest, AllowEverythingOpensEveryClass) {
@@ -284,14 +282,14 @@ TEST(PeerPolicyTest, AllowEverythingOpensEveryClass) {
   policy.allow(cidr("0.0.0.0/0"));
   policy.allow(cidr("::/0"));
   for (const char* p : {"127.0.0.1", "10.0.0.1", "169.254.169.254", "224.0.0.1", "[::1]:1", "[fe80::1]:1"}) {
-    EXPECT_EQ(policy.check(addr(p)), PeerVerdict::Allowed) << p;
+    EXPECT_EQ(policy.check(peer(p)), PeerVerdict::Allowed) << p;
   }
 }
 
 TEST(PeerPolicyTest, AllowsHelperAgreesWithCheck) {
   PeerPolicy policy;
-  EXPECT_TRUE(policy.allows(addr("8.8.8.8:1")));
-  EXPECT_FALSE(policy.allows(addr("127.0.0.1:1")));
+  EXPECT_TRUE(policy.allows(peer("8.8.8.8:1")));
+  EXPECT_FALSE(policy.allows(peer("127.0.0.1:1")));
 }
 
 TEST(PeerPolicyTest, VerdictLabelsAreDistinct) {

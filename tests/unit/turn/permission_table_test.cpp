@@ -4,17 +4,14 @@
 
 #include <string>
 #include <vector>
+#include "tests/unit/fixtures/addresses.h"
 
 namespace ferry::turn {
 namespace {
 
-using namespace std::chrono_literals;
+using test::addr;
 
-TransportAddress addr(const std::string& text) {
-  auto a = TransportAddress::parse(text);
-  EXPECT_TRUE(a.has_value()) << text;
-  return a.value_or(TransportAddress{});
-}
+using namespace std::chrono_literals;
 
 TEST(PermissionTableTest, LifetimeIsFiveMinutes) { EXPECT_EQ(kPermissionLifetime, 300s); }
 
