@@ -81,6 +81,11 @@ def run() -> None:
                           sorted(m["p99_ratio"]) == sorted(QUICK_LATENCY_ALLOCATIONS)
                           and all(positive(v) for v in m["p99_ratio"].values()), json.dumps(m))
             harness.check("median.ferry_p99_flatness", positive(m["ferry_p99_flatness"]), json.dumps(m))
+            harness.check("the machine's floor (bench/forwarder) in every round, and each server's p99 over it",
+                          all("floor" in p for p in d["pairs"]) and positive(m["floor_p99_us"])
+                          and sorted(m["p99_over_floor"]) == sorted(columns)
+                          and all(positive(v) for c in columns for v in m["p99_over_floor"][c].values()),
+                          json.dumps(m))
             harness.check("the table has the ratio column and a p99 row per allocation count",
                           "ferry/coturn" in r.output and r.output.count("latency p99") == 2, r.output[-3000:])
 
