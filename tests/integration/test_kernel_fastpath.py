@@ -15,6 +15,8 @@ The same scenario runs twice, with data_path user and then kernel, and must give
     passes later than 1 s after that; Refresh 0 stops relaying at once (the entries go before the
     answer is sent);
   * kernel: ferry removes its TC filters when it stops.
+Then, as root with every capability dropped but CAP_NET_BIND_SERVICE (setpriv): data_path kernel
+refuses to start and says why; data_path auto logs that it relays in user space and does.
 Skips (exit 77) with the reason when not root, or when this ferry cannot load the BPF program.
 """
 
@@ -121,6 +123,42 @@ def start_ferry(topo: netns.Topology, binary: str, mode: str, workdir: str) -> h
         raise harness.Skip("this ferry cannot load its BPF program here: " +
                            text.split("data_path kernel:", 1)[1].splitlines()[0].strip())
     raise RuntimeError(f"ferry ({mode}) did not start:\n{text}")
+
+
+# Root with every capability dropped but the one for port 3478: no CAP_BPF, no CAP_NET_ADMIN, as in
+# a container that was not given them.
+NO_BPF_CAPS = ["setpriv", "--bounding-set=-all,+net_bind_service", "--inh-caps=-all", "--"]
+
+
+def without_bpf_caps(topo: netns.Topology, binary: str, workdir: str) -> dict:
+    """data_path kernel and auto where the BPF program cannot load: kernel must refuse to start and
+    say why; auto must say it falls back, then relay in user space (a Binding and an Allocate)."""
+    out: dict = {}
+    for mode in ("kernel", "auto"):
+        path = os.path.join(workdir, f"ferry-nocaps-{mode}.yaml")
+        with open(path, "w") as f:
+            f.write(ferry_yaml(topo, mode))
+        proc = harness.BackgroundProcess(topo.exec_prefix("ferry") + NO_BPF_CAPS + [binary, "--config", path],
+                                         f"ferry-nocaps-{mode}")
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.alive() and "running with" not in proc.log_text():
+                time.sleep(0.1)
+            row = {"alive": proc.alive(), "exit": proc.proc.poll()}
+            if mode == "auto" and row["alive"]:
+                with topo.inside("client"):
+                    client = TurnUdpClient((topo.ip["ferry_c"], PORT), USER, PASSWORD, local=topo.ip["client"])
+                try:
+                    row["allocated"] = client.allocate(lifetime=60) is not None
+                except Exception as exc:  # noqa: BLE001 - reported by the check
+                    row["allocated"] = f"{exc}"
+                finally:
+                    client.close()
+            row["log"] = proc.log_text()
+        finally:
+            proc.stop()
+        out[mode] = row
+    return out
 
 
 def exchange(client: TurnUdpClient, peer: socket.socket, channel: int) -> dict:
@@ -308,9 +346,20 @@ def run(args) -> str:
             check("kernel: ferry said where the fast path is attached", "kernel fast path at TC ingress" in k["log"])
             check("kernel: the TC filter is gone after ferry stops", "ferry_channel_relay" not in k["tc_after_stop"],
                   k["tc_after_stop"])
+            harness.log("without CAP_BPF and CAP_NET_ADMIN")
+            nc = without_bpf_caps(topo, binary, workdir)
+            check("no BPF capabilities: data_path kernel refuses to start, saying why",
+                  not nc["kernel"]["alive"] and nc["kernel"]["exit"] not in (None, 0)
+                  and "data_path kernel: cannot load the BPF program" in nc["kernel"]["log"], nc["kernel"]["log"][-800:])
+            check("no BPF capabilities: data_path auto starts and logs that it relays in user space",
+                  nc["auto"]["alive"] and "data_path auto: relaying in user space" in nc["auto"]["log"],
+                  nc["auto"]["log"][-800:])
+            check("no BPF capabilities: data_path auto answers an Allocate", nc["auto"].get("allocated") is True,
+                  str(nc["auto"].get("allocated")))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return f"{harness.CHECKS.passed} checks passed (user and kernel data paths in network namespaces)"
+    return (f"{harness.CHECKS.passed} checks passed (user and kernel data paths in network namespaces, "
+            "and kernel/auto without BPF capabilities)")
 
 
 if __name__ == "__main__":
