@@ -8,7 +8,9 @@
 #   bash scripts/run.sh --config ferry.yaml  # your own config
 #
 # Environment: FERRY_SKIP_DEPS=1 skips install-deps.sh, JOBS=N (default 2),
-# FERRY_BUILD_ROOT=dir (default build; the build directory is <root>/run).
+# FERRY_BUILD_ROOT=dir (default build; the build directory is <root>/run), FERRY_BPF=AUTO|ON|OFF
+# (the kernel fast path; AUTO builds it when libbpf-dev, clang and bpftool are installed, which
+# the `run` group does not install).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,7 +39,7 @@ GENERATOR=()
 if [[ ! -f $BUILD_DIR/CMakeCache.txt ]] && command -v ninja >/dev/null 2>&1; then
   GENERATOR=(-G Ninja) # an existing build directory keeps the generator it was made with
 fi
-cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=OFF \
+cmake -S . -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=OFF -DFERRY_BPF="${FERRY_BPF:-AUTO}" \
   -DFERRY_TESTS=OFF -DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=16 "${LAUNCHER[@]}" >&2
 cmake --build "$BUILD_DIR" -j "${JOBS:-2}" --target ferry >&2
 

@@ -5,14 +5,15 @@
 #
 # Stages, in order (each one's build directory is reused between runs):
 #   deps     scripts/install-deps.sh test bench (no-op when everything is installed)
-#   release  Release + FERRY_WERROR=ON in build/release, `ctest` (all labels, including
-#            `ops` (deployment files) and `container` (podman builds and runs the image))
-#   run      scripts/run.sh's own build (unity, Ninja, no tests) in build/run, then
-#            `ferry --version` and `--check-config examples/ferry.yaml` through it: the README's run command
-#            keeps compiling and starting
-#   asan     Asan (ASan+UBSan, gcc) in build/asan, `ctest -L "$FERRY_ASAN_LABELS"`; a unity
-#            build (the release stage already compiles every file alone, so this one only has
-#            to be fast: it halves the stage's compile time)
+#   release  Release + FERRY_WERROR=ON in build/release (a unity build: files compiled in
+#            batches of 16), `ctest -j JOBS` (all labels, including `ops` (deployment files) and
+#            `container` (podman builds and runs the image, niced, beside the integration tests,
+#            which stay one at a time: see tests/integration/CMakeLists.txt))
+#   run      scripts/run.sh's own build (unity, Ninja, no tests, FERRY_BPF=OFF as on a machine
+#            with only the `run` packages) in build/run, then `ferry --version`,
+#            `--check-config examples/ferry.yaml`, and data_path kernel refused / auto accepted
+#            through it: the README's run command keeps compiling and starting
+#   asan     Asan (ASan+UBSan, gcc) in build/asan (unity), `ctest -L "$FERRY_ASAN_LABELS" -j JOBS`
 #   fuzz     clang Asan + FERRY_FUZZ=ON in build/fuzz (unity), fuzz targets only,
 #            `ctest -L fuzz -j JOBS` (each target runs FERRY_FUZZ_SECONDS on one core)
 #
@@ -53,7 +54,8 @@ else
 fi
 
 CMAKE_COMMON=(-DFERRY_SHARED_DIR="$SHARED_DIR")
-# The sanitizer stages compile in batches of 16 files (scripts/run.sh's build does the same).
+# Every stage compiles in batches of 16 files (scripts/run.sh's build does the same): it halves
+# the compile time. The price is that a file missing an #include can compile inside its batch.
 CMAKE_UNITY=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=16)
 if command -v ccache >/dev/null 2>&1; then
   CMAKE_COMMON+=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
@@ -163,18 +165,27 @@ stage_deps() {
 stage_release() {
   local dir=$BUILD_ROOT/release
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DFERRY_WERROR=ON -DFERRY_TESTS=ON \
-    "${CMAKE_COMMON[@]}" || { STAGE_NOTE="configure failed"; return 1; }
+    "${CMAKE_COMMON[@]}" "${CMAKE_UNITY[@]}" || { STAGE_NOTE="configure failed"; return 1; }
   cmake --build "$dir" -j "$JOBS" || { STAGE_NOTE="build failed"; return 1; }
-  ctest_run "$dir" || { STAGE_NOTE="tests failed"; return 1; }
+  ctest_run "$dir" -j "$JOBS" || { STAGE_NOTE="tests failed"; return 1; }
 }
 
 stage_run() {
-  FERRY_SKIP_DEPS=1 FERRY_BUILD_ROOT=$BUILD_ROOT JOBS=$JOBS bash "$ROOT/scripts/run.sh" --version ||
-    { STAGE_NOTE="scripts/run.sh --version failed"; return 1; }
-  FERRY_SKIP_DEPS=1 FERRY_BUILD_ROOT=$BUILD_ROOT JOBS=$JOBS bash "$ROOT/scripts/run.sh" \
-    --check-config "$ROOT/examples/ferry.yaml" >/dev/null ||
+  # FERRY_BPF=OFF: on a fresh machine the README's run command installs only the `run` group,
+  # which has no libbpf, so this is the build it makes (the release stage covers the other).
+  local run=(env FERRY_SKIP_DEPS=1 FERRY_BUILD_ROOT="$BUILD_ROOT" JOBS="$JOBS" FERRY_BPF=OFF
+    bash "$ROOT/scripts/run.sh") out
+  "${run[@]}" --version || { STAGE_NOTE="scripts/run.sh --version failed"; return 1; }
+  "${run[@]}" --check-config "$ROOT/examples/ferry.yaml" >/dev/null ||
     { STAGE_NOTE="scripts/run.sh --check-config examples/ferry.yaml failed"; return 1; }
-  STAGE_NOTE="$BUILD_ROOT/run/server/ferry"
+  # Without the kernel fast path, data_path kernel is refused naming the key, and auto is accepted.
+  out=$(FERRY_DATA_PATH=kernel "${run[@]}" --check-config "$ROOT/examples/ferry.yaml" 2>&1) &&
+    { STAGE_NOTE="data_path kernel was accepted by a FERRY_BPF=OFF build"; return 1; }
+  grep -q "data_path" <<<"$out" ||
+    { STAGE_NOTE="data_path kernel refused without naming the key: $out"; return 1; }
+  FERRY_DATA_PATH=auto "${run[@]}" --check-config "$ROOT/examples/ferry.yaml" >/dev/null ||
+    { STAGE_NOTE="data_path auto refused by a FERRY_BPF=OFF build"; return 1; }
+  STAGE_NOTE="$BUILD_ROOT/run/server/ferry (FERRY_BPF=OFF)"
 }
 
 stage_asan() {
@@ -183,7 +194,7 @@ stage_asan() {
     "${CMAKE_COMMON[@]}" "${CMAKE_UNITY[@]}" || { STAGE_NOTE="configure failed"; return 1; }
   cmake --build "$dir" -j "$JOBS" || { STAGE_NOTE="build failed"; return 1; }
   STAGE_NOTE="labels: $ASAN_LABELS"
-  ctest_run "$dir" -L "$ASAN_LABELS" || { STAGE_NOTE="tests failed (labels: $ASAN_LABELS)"; return 1; }
+  ctest_run "$dir" -L "$ASAN_LABELS" -j "$JOBS" || { STAGE_NOTE="tests failed (labels: $ASAN_LABELS)"; return 1; }
 }
 
 stage_fuzz() {

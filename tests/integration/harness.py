@@ -5,7 +5,9 @@ Standard library only; run the tests with Debian's /usr/bin/python3.
 
 Main pieces:
   * pick_free_port() / pick_free_range(): ports in 20000-32000 (below the Linux ephemeral range,
-    which also avoids turnutils_uclient's misbehaviour with -m N against ports >= 32768).
+    which also avoids turnutils_uclient's misbehaviour with -m N against ports >= 32768). Every
+    port handed out is also claimed across processes (a flock per block of 16 ports, held until
+    the test exits), so tests that ctest runs side by side never pick the same one.
   * ServerConfig: realm, user, listeners, relay range; renders a ferry YAML config or the
     equivalent coturn (turnserver) command line.
   * Server: starts the server in its own process group, waits until every listener answers
@@ -36,6 +38,7 @@ import argparse
 import atexit
 import ctypes
 import ctypes.util
+import fcntl
 import glob
 import ipaddress
 import os
@@ -289,6 +292,37 @@ def _port_is_free(port: int, udp: bool = True, tcp: bool = True, ipv6: bool = Tr
 
 _handed_out: set[int] = set()
 
+# Ports are claimed in blocks: one lock file per 16 ports under the temp dir, flock'ed by the
+# process that hands one of them out and released by the kernel when that process exits (even by
+# SIGKILL), so no stale claim can outlive a test. Checking that a port is free is not enough on
+# its own: two tests may both find it free before either server binds it.
+_CLAIM_BLOCK = 16
+_CLAIM_DIR = Path(tempfile.gettempdir()) / "ferry-test-ports"
+_claimed: dict[int, int] = {}  # block -> fd holding its lock
+
+
+def _claim(ports: range) -> bool:
+    """Claims the blocks holding `ports` for this process; False if another process holds one."""
+    wanted = sorted({p // _CLAIM_BLOCK for p in ports} - _claimed.keys())
+    taken: list[tuple[int, int]] = []
+    try:
+        _CLAIM_DIR.mkdir(mode=0o1777, exist_ok=True)
+        for block in wanted:
+            fd = os.open(_CLAIM_DIR / str(block), os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                for _, held in taken:
+                    os.close(held)
+                return False
+            taken.append((block, fd))
+    except OSError as exc:  # an unwritable temp dir: fall back to this process's own bookkeeping
+        log(f"cannot claim ports under {_CLAIM_DIR}: {exc}")
+        return True
+    _claimed.update(taken)
+    return True
+
 
 def pick_free_port(low: int = PORT_LOW, high: int = PORT_HIGH, udp=True, tcp=True, ipv6=True,
                    attempts: int = 200) -> int:
@@ -298,7 +332,7 @@ def pick_free_port(low: int = PORT_LOW, high: int = PORT_HIGH, udp=True, tcp=Tru
         port = rng.randint(low, high)
         if port in _handed_out:
             continue
-        if _port_is_free(port, udp=udp, tcp=tcp, ipv6=ipv6):
+        if _port_is_free(port, udp=udp, tcp=tcp, ipv6=ipv6) and _claim(range(port, port + 1)):
             _handed_out.add(port)
             return port
     raise RuntimeError(f"no free port in {low}-{high} after {attempts} attempts")
@@ -313,7 +347,7 @@ def pick_free_range(size: int, low: int = PORT_LOW, high: int = PORT_HIGH,
         block = range(start, start + size)
         if any(p in _handed_out for p in block):
             continue
-        if all(_port_is_free(p, udp=True, tcp=True, ipv6=False) for p in block):
+        if all(_port_is_free(p, udp=True, tcp=True, ipv6=False) for p in block) and _claim(block):
             _handed_out.update(block)
             return start, start + size - 1
     raise RuntimeError(f"no free block of {size} ports in {low}-{high} after {attempts} attempts")

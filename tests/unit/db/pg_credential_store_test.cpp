@@ -34,7 +34,9 @@ using auth::LookupStatus;
 using WallTimer = std::chrono::steady_clock;  // real time, for waiting on the database
 namespace fs = std::filesystem;
 
-namespace {
+// Named, not anonymous: the fixture is a base of every TEST_F, and in a unity build this file is
+// included, where gcc warns about bases with internal linkage (-Wsubobject-linkage).
+namespace pg_store_test {
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -382,7 +384,8 @@ std::string PgStoreTest::g_setup_error;
 double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
 double us(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
-}  // namespace
+}  // namespace pg_store_test
+using namespace pg_store_test;
 
 TEST_F(PgStoreTest, ColdLookupIsAsyncWarmLookupIsImmediate) {
   admin_->add_user("alice", "alice-pw");

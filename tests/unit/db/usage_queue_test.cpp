@@ -58,7 +58,7 @@ TEST(UsageQueue, AReplacedRecordStaysFinal) {
 
 TEST(UsageQueue, BatchesFromTheFrontAndRetriesAFailedOneUnchanged) {
   UsageQueue q(100);
-  for (int i = 0; i < 7; ++i) q.push(rec("r" + std::to_string(i), i));
+  for (int i = 0; i < 7; ++i) q.push(rec(std::string("r") + std::to_string(i), i));
   auto first = q.take(3);
   ASSERT_EQ(first.size(), 3u);
   EXPECT_EQ(first[0].allocation_id, "r0");
@@ -136,7 +136,7 @@ TEST(UsageWriter, BuffersWhileTheDatabaseIsDown) {
     writer.start();
     const auto t0 = std::chrono::steady_clock::now();
     int kept = 0;
-    for (int i = 0; i < 5; ++i) kept += writer.push(rec("x" + std::to_string(i), 10)) ? 1 : 0;
+    for (int i = 0; i < 5; ++i) kept += writer.push(rec(std::string("x") + std::to_string(i), 10)) ? 1 : 0;
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 5ms) << "push must not wait for the database";
     EXPECT_EQ(kept, 3);
     const auto end = std::chrono::steady_clock::now() + 600ms;
