@@ -494,7 +494,11 @@ def run_drain(ctl, servers, ids, port_of, old, echo):
     done, took = wait_for("old allocation closed", closed, 8)
     check("after the deadline the old allocation is closed (437 on Refresh)", done is not None, str(took))
     harness.log(f"deadline drain closed the allocation after {time.monotonic() - t0:.2f} s")
+    # The next part allocates on n2 at once: wait until n2 has read its undrain (its next poll of
+    # the nodes table), or a busy machine makes that Allocate a 300.
     ctl.run("undrain", "n2")
+    ok, took = wait_for("allocations on n2 after the deadline drain", lambda: allocate_error(port_of["n2"]) is None, 5)
+    check("within 5 s of the second undrain Allocates succeed on n2 again", ok is not None, str(took))
 
 
 def run_down(ctl, servers, ids, port_of):
